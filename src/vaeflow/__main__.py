@@ -1,0 +1,3 @@
+from vaeflow.cli import main
+
+raise SystemExit(main())
