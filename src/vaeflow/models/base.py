@@ -1,0 +1,69 @@
+"""The one interface every model of the study implements.
+
+Input spaces and likelihood accounting (see shared DESIGN.md):
+
+* Image data arrive as integer grey levels ``x ∈ {0, …, K-1}^D`` stored as floats
+  (``levels = K``); toy data arrive as real vectors (``levels = None``).
+* A *discrete* model (``discrete = True``, e.g. a VAE with a discretised-logistic
+  decoder) takes the integer levels themselves and ``log_prob`` is a log-probability
+  mass: no dequantisation and no ``D·log K`` term anywhere.
+* A *continuous* model (``discrete = False``, every flow) is a density. On image data
+  it receives the dequantised ``y = x + u, u ~ U[0,1)^D`` **in level units**; the
+  flow's first layer rescales by ``1/K`` and its log-det carries ``-D·log K``, so
+  ``log p(y)`` is already the density of a unit-width bin and
+  ``log P(x) ≥ E_u[log p(x + u)]`` with no further correction.
+  :func:`vaeflow.data.dequantization.model_input` applies the noise.
+* bits/dim is always ``-log_prob / (D·ln 2)`` (:func:`vaeflow.evaluation.bits.bits_per_dim`).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+
+class DensityModel(nn.Module, ABC):
+    """Base class: a generative model with a (bound on the) log-likelihood.
+
+    Subclasses set the class attributes ``exact`` (flows True, VAEs False) and
+    ``discrete`` (see module docstring) and implement the four methods.
+    """
+
+    exact: bool
+    discrete: bool
+
+    def __init__(self, data_shape: tuple[int, ...], levels: int | None) -> None:
+        super().__init__()
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.levels = None if levels is None else int(levels)
+        self.num_dims = math.prod(self.data_shape)
+
+    @abstractmethod
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Per-example log-likelihood in nats on the model's input space, shape ``(B,)``.
+
+        Flows: the exact log-density. VAEs: the ELBO.
+        """
+
+    @abstractmethod
+    def log_prob_bound(self, x: Tensor, k: int) -> Tensor:
+        """VAEs: the importance-weighted bound IWAE-k; flows: equal to ``log_prob``."""
+
+    @abstractmethod
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """``n`` samples in data space: integer levels (as floats) for image data, reals otherwise."""
+
+    @abstractmethod
+    def loss(self, x: Tensor) -> Tensor:
+        """Scalar training objective to minimise, in nats per example (mean over the batch)."""
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

@@ -1,0 +1,225 @@
+"""One training engine for every model of the study.
+
+Adam with linear warm-up, gradient clipping, validation bits/dim every
+``eval_every`` steps with the best model kept, deterministic seeding, a tqdm
+progress bar, atomic resume checkpoints, and a hard stop on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from vaeflow.config import config_hash
+from vaeflow.data import PreparedDataset
+from vaeflow.data.dequantization import model_input, to_tensor
+from vaeflow.evaluation.bits import bits_per_dim
+from vaeflow.io import write_json_atomic, write_text_atomic
+from vaeflow.models import DensityModel, build_model
+from vaeflow.training.checkpoint import load_checkpoint, save_checkpoint
+from vaeflow.training.seeding import resolve_device, seed_everything
+
+RESUME_FILE = "resume.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss (or gradient)."""
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    step: int = 0
+    best_val_bpd: float = math.inf
+    best_step: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    curves: list[dict[str, float]] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)  # training losses since the last evaluation
+    elapsed: float = 0.0
+
+
+def _validation_bpd(model: DensityModel, x_val: torch.Tensor, levels: int | None, seed: int, batch: int) -> float:
+    """Mean validation bits/dim with fixed noise: the same draws at every evaluation."""
+    model.eval()
+    generator = torch.Generator(device=x_val.device).manual_seed(seed)
+    total = 0.0
+    with torch.no_grad(), torch.random.fork_rng(devices=[] if x_val.device.type == "cpu" else [x_val.device]):
+        torch.manual_seed(seed)
+        for start in range(0, len(x_val), batch):
+            xb = model_input(x_val[start : start + batch], levels, model.discrete, generator)
+            total += float(model.log_prob(xb).sum())
+    model.train()
+    return float(bits_per_dim(total / len(x_val), model.num_dims))
+
+
+def _fail(run: dict[str, Any], step: int, what: str, value: float) -> NonFiniteLossError:
+    return NonFiniteLossError(
+        f"non-finite {what} ({value}) at step {step} training model {run['model']!r} on dataset "
+        f"{run['dataset']!r} with seed {run['seed']}. Nothing was written to results; lower "
+        f"training.lr or training.grad_clip for this model in the config, or check the data."
+    )
+
+
+def train(
+    run: dict[str, Any],
+    data: PreparedDataset,
+    out_dir: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train one run; write ``checkpoint.pt``, ``curves.csv`` and ``train.json`` to ``out_dir``.
+
+    ``run`` is a run config (:func:`vaeflow.config.run_config`). A ``resume.pt`` left
+    in ``out_dir`` by an interrupted run with the same settings is continued from its
+    last checkpoint; one written for other settings is ignored. ``on_step(step)`` is
+    called after every optimisation step (tests use it to interrupt a run).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = run["training"]
+    run_key = config_hash(run)
+    dev = resolve_device(device)
+    seed_everything(run["seed"])
+
+    model = build_model(run["model"], data.example_shape, data.levels, run["options"]).to(dev)
+    x_train = to_tensor(data.train).to(dev)
+    x_val = to_tensor(data.val[: settings["val_examples"]]).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+    warmup = max(1, settings["warmup_steps"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    batches = torch.Generator().manual_seed(run["seed"])
+    noise = torch.Generator(device=dev).manual_seed(run["seed"] + 1)
+    state = TrainState()
+    permutation: torch.Tensor | None = None  # order of the epoch in progress
+    cursor = 0
+
+    resume_path = out_dir / RESUME_FILE
+    if resume_path.exists():
+        saved = load_checkpoint(resume_path, map_location=dev)
+        if saved.get("run_key") == run_key:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            batches.set_state(saved["batches_rng"])
+            noise.set_state(saved["noise_rng"])
+            torch.set_rng_state(saved["torch_rng"])
+            state = TrainState(**saved["state"])
+            permutation, cursor = saved["permutation"], saved["cursor"]
+            print(f"resuming {run['model']} on {run['dataset']} seed {run['seed']} from step {state.step}")
+        else:
+            print(f"ignoring {resume_path}: it was written for other settings")
+
+    started = time.perf_counter() - state.elapsed
+    bar = tqdm(total=settings["steps"], initial=state.step, disable=not progress,
+               desc=f"{run['model']}/{run['dataset']}/seed{run['seed']}", mininterval=2.0)
+    model.train()
+    while state.step < settings["steps"]:
+        if permutation is None or cursor + settings["batch_size"] > len(permutation):
+            permutation = torch.randperm(len(x_train), generator=batches)
+            cursor = 0
+        idx = permutation[cursor : cursor + settings["batch_size"]].to(dev)
+        cursor += settings["batch_size"]
+        xb = model_input(x_train[idx], data.levels, model.discrete, noise)
+        loss = model.loss(xb)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise _fail(run, state.step, "loss", loss_value)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
+        if not torch.isfinite(grad_norm):
+            raise _fail(run, state.step, "gradient norm", float(grad_norm))
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        state.window.append(loss_value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.2f}", bpd=f"{bits_per_dim(-loss_value, model.num_dims):.3f}", refresh=False)
+
+        if state.step % settings["eval_every"] == 0 or state.step == settings["steps"]:
+            val_bpd = _validation_bpd(model, x_val, data.levels, seed=run["seed"], batch=256)
+            if not math.isfinite(val_bpd):
+                raise _fail(run, state.step, "validation bits/dim", val_bpd)
+            train_loss = sum(state.window) / len(state.window)
+            state.window.clear()
+            state.curves.append({
+                "step": state.step,
+                "train_loss": train_loss,
+                "train_bits_per_dim": float(bits_per_dim(-train_loss, model.num_dims)),
+                "val_bits_per_dim": val_bpd,
+                "lr": scheduler.get_last_lr()[0],
+                "elapsed_s": time.perf_counter() - started,
+            })
+            if val_bpd < state.best_val_bpd:
+                state.best_val_bpd, state.best_step = val_bpd, state.step
+                state.best_state = copy.deepcopy(model.state_dict())
+        if state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]:
+            state.elapsed = time.perf_counter() - started
+            save_checkpoint(resume_path, {
+                "run_key": run_key,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "batches_rng": batches.get_state(),
+                "noise_rng": noise.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "permutation": permutation,
+                "cursor": cursor,
+                "state": state.__dict__,
+            })
+        if on_step is not None:
+            on_step(state.step)
+    bar.close()
+    state.elapsed = time.perf_counter() - started
+    return _write_outputs(run, run_key, model, data, state, out_dir, dev, resume_path)
+
+
+def _write_outputs(
+    run: dict[str, Any],
+    run_key: str,
+    model: DensityModel,
+    data: PreparedDataset,
+    state: TrainState,
+    out_dir: Path,
+    device: torch.device,
+    resume_path: Path,
+) -> dict[str, Any]:
+    """Write the best checkpoint, the learning curves and the training summary; drop the resume file."""
+    assert state.best_state is not None, "the final step always evaluates"
+    save_checkpoint(out_dir / "checkpoint.pt", {
+        "model": run["model"],
+        "options": run["options"],
+        "data_shape": list(data.example_shape),
+        "levels": data.levels,
+        "state_dict": state.best_state,
+        "step": state.best_step,
+        "val_bits_per_dim": state.best_val_bpd,
+        "run_key": run_key,
+    })
+    header = ["step", "train_loss", "train_bits_per_dim", "val_bits_per_dim", "lr", "elapsed_s"]
+    rows = [",".join(header)] + [",".join(repr(float(c[h])) if h != "step" else str(c[h]) for h in header) for c in state.curves]
+    write_text_atomic(out_dir / "curves.csv", "\n".join(rows) + "\n")
+    summary = {
+        "run": run,
+        "run_key": run_key,
+        "steps": state.step,
+        "best_step": state.best_step,
+        "best_val_bits_per_dim": state.best_val_bpd,
+        "train_wall_time_s": state.elapsed,
+        "parameters": model.num_parameters(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    write_json_atomic(out_dir / "train.json", summary)
+    resume_path.unlink(missing_ok=True)
+    return summary

@@ -1,0 +1,177 @@
+"""The whole workflow on config/smoke.yaml, in a temporary copy of the project."""
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vaeflow.site.quarto import check_project, quarto_available
+
+pytestmark = pytest.mark.workflow
+
+COPIED = ("Snakefile", "config", "workflow", "src", "report")
+SMOKE = ["--configfile", "config/smoke.yaml"]
+
+
+def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def copy_project(root: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in COPIED:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def planned_jobs(project: Path, *args: str, config: list[str] = SMOKE) -> dict[str, int]:
+    """Job counts per rule in a dry-run plan ({} when nothing is to be done)."""
+    return plan_of(snakemake(project, "-n", *config, *args).stdout)[0]
+
+
+def plan_of(out: str) -> tuple[dict[str, int], set[str]]:
+    """Job counts per rule, and the models named in the planned jobs' wildcards."""
+    if "Nothing to be done" in out:
+        return {}, set()
+    table = out.split("Job stats:", 1)[1]
+    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M) if rule not in ("total", "all")}
+    return counts, set(re.findall(r"model=(\w+)", out))
+
+
+@pytest.fixture(scope="module")
+def project(root, tmp_path_factory):
+    """A finished smoke study in a copy of the project."""
+    project = copy_project(root, tmp_path_factory.mktemp("study") / "project")
+    proc = snakemake(project, "--cores", "2", *SMOKE)
+    assert "workflow finished in" in proc.stdout + proc.stderr
+    if not quarto_available():
+        assert "SITE NOT RENDERED" in proc.stderr
+    return project
+
+
+def test_smoke_study_writes_every_result(project):
+    config = yaml.safe_load((project / "config/smoke.yaml").read_text())
+    for dataset in config["datasets"]:
+        manifest = json.loads((project / f"results/data/{dataset}.json").read_text())
+        assert manifest["name"] == dataset
+        for model in config["models"]:
+            for seed in config["seeds"]:
+                run = project / f"results/{dataset}/{model}/seed{seed}"
+                for name in ("checkpoint.pt", "curves.csv", "train.json", "metrics.json", "samples.npz"):
+                    assert (run / name).is_file(), run / name
+                assert not (run / "resume.pt").exists()
+                metrics = json.loads((run / "metrics.json").read_text())
+                for key in ("bits_per_dim", "bound", "log_likelihood_nats"):
+                    assert key in metrics["test"]
+                assert math.isfinite(metrics["test"]["bits_per_dim"])
+                assert metrics["seed"] == seed and metrics["parameters"] > 0
+                assert metrics["train_wall_time_s"] > 0 and metrics["config_hash"]
+                assert metrics["versions"]["torch"].startswith("2.13.0")
+                if model == "vae":
+                    assert metrics["test"]["bound"] == f"iwae-{config['evaluation']['iwae_k']}"
+                    assert metrics["test"]["iwae"]["k"] == config["evaluation"]["iwae_k"]
+                    assert metrics["test"]["iwae"]["bits_per_dim"] <= metrics["test"]["elbo_bits_per_dim"] + 1e-6
+                else:
+                    assert metrics["exact"] is True
+    for path in ("results/notebooks/likelihood.ipynb", "results/tables/likelihood.csv", "results/tables/likelihood.md",
+                 "results/figures/learning_curves.svg", "results/figures/learning_curves.png",
+                 "results/figures/learning_curves.vl.json", "results/variables.yml"):
+        assert (project / path).is_file(), path
+    table = (project / "results/tables/likelihood.csv").read_text()
+    assert "nan" not in table.lower()
+    assert len(table.strip().splitlines()) == 1 + len(config["datasets"]) * len(config["models"])
+
+
+def test_staged_site_passes_the_static_quarto_check(project):
+    site = project / "results/site-src"
+    assert check_project(site) == []
+    assert (site / "results/tables/likelihood.md").is_file()
+    assert (site / "_variables.yml").is_file()
+
+
+def test_nothing_to_do_on_a_finished_study(project):
+    assert planned_jobs(project) == {}
+
+
+def test_editing_one_model_reruns_only_that_model(project, tmp_path):
+    module = project / "src/vaeflow/models/realnvp.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# an edit\n")
+        plan, models = plan_of(snakemake(project, "-n", *SMOKE).stdout)
+    finally:
+        module.write_text(original)
+        os.utime(module, (0, 0))  # older than every output again
+    runs = 4 * 2  # datasets x seeds in the smoke config
+    assert plan == {"train": runs, "evaluate": runs, "likelihood_analysis": 1, "variables": 1, "stage_site": 1}
+    assert models == {"realnvp"}
+
+
+def test_editing_one_model_config_block_reruns_only_that_model(project):
+    config = yaml.safe_load((project / "config/smoke.yaml").read_text())
+    config["models"]["vae"]["options"]["hidden"] = 33
+    (project / "config/edited.yaml").write_text(yaml.safe_dump(config))
+    plan, models = plan_of(snakemake(project, "-n", "--configfile", "config/edited.yaml").stdout)
+    assert plan == {"train": 8, "evaluate": 8, "likelihood_analysis": 1, "variables": 1, "stage_site": 1}
+    assert models == {"vae"}
+
+
+def test_editing_the_notebook_reruns_the_analysis_and_the_site(project):
+    notebook = project / "workflow/notebooks/likelihood.ipynb"
+    stat = notebook.stat()
+    try:
+        notebook.touch()
+        plan = planned_jobs(project)
+    finally:
+        os.utime(notebook, (stat.st_atime, stat.st_mtime))
+    assert plan == {"likelihood_analysis": 1, "variables": 1, "stage_site": 1}
+
+
+def test_rebuild_one_result_by_its_path(project):
+    target = "results/mnist/realnvp/seed0/metrics.json"
+    plan = planned_jobs(project, "--forcerun", "train", target)
+    assert plan == {"train": 1, "evaluate": 1}
+
+
+def test_lint_reports_nothing(project):
+    proc = snakemake(project, "--lint", *SMOKE, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_bad_config_fails_with_one_message_before_any_job(project):
+    config = yaml.safe_load((project / "config/smoke.yaml").read_text())
+    config["models"]["vea"] = config["models"].pop("vae")
+    (project / "config/bad.yaml").write_text(yaml.safe_dump(config))
+    before = sorted(p for p in (project / "results").rglob("*"))
+    proc = snakemake(project, "-n", "--configfile", "config/bad.yaml", check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "at 'models'" in output and "'vea'" in output
+    assert sorted(p for p in (project / "results").rglob("*")) == before
+
+
+@pytest.mark.skipif(quarto_available(), reason="Quarto is installed here, so the site target renders")
+def test_site_target_without_quarto_fails_with_the_install_message(project):
+    proc = snakemake(project, "--cores", "1", *SMOKE, "results/site", check=False)
+    assert proc.returncode != 0
+    assert "Quarto is not installed" in proc.stdout + proc.stderr
+    assert not (project / "results/site").exists()

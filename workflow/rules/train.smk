@@ -1,0 +1,26 @@
+# Stage 2: train every (dataset, model, seed). The inputs include the source files the
+# model and the engine run, so editing one model's module reruns only that model.
+
+
+rule train:
+    input:
+        data="results/data/{dataset}.npz",
+        manifest="results/data/{dataset}.json",
+        code=lambda wc: code(f"vaeflow.models.{wc.model}", "vaeflow.training.engine"),
+    output:
+        checkpoint=f"{RUN}/checkpoint.pt",
+        curves=f"{RUN}/curves.csv",
+        summary=f"{RUN}/train.json",
+    params:
+        run=run_settings,
+        out_dir=lambda wc, output: os.path.dirname(output.checkpoint),
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        "results/logs/train/{dataset}/{model}/seed{seed}.log",
+    shell:
+        "python -m vaeflow train --run {params.run:q} --data {input.data} --out-dir {params.out_dir} "
+        "--device {params.device} --threads {threads}" + LOGGED
