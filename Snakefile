@@ -2,7 +2,6 @@
 #   config -> data -> train -> evaluate -> analyses (papermill) -> site (Quarto)
 # One stage per rules file under workflow/rules/; no logic lives in rules: they call
 # the package through `python -m vaeflow ...`.
-import os
 import sys
 import time
 from pathlib import Path
@@ -12,18 +11,23 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A config file given with --configfile replaces the default study instead of being
+# merged into it, so config/smoke.yaml and config/paper.yaml are exactly what they say.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
-# Jobs run the code of *this* checkout (src/), with the interpreter running snakemake,
-# so the source files a rule declares as inputs are the code that actually runs.
+# Jobs run the code of *this* checkout (src/), so the source files a rule declares as
+# inputs are the code that actually runs.
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 STARTED = time.time()
 
 from vaeflow.config import validate_config
+from vaeflow.jobenv import use_checkout
+
+use_checkout(SRC)
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml", source="(config/config.yaml or --configfile)")
 

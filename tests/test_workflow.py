@@ -16,7 +16,7 @@ from vaeflow.site.quarto import check_project, quarto_available
 
 pytestmark = pytest.mark.workflow
 
-COPIED = ("Snakefile", "config", "workflow", "src", "report")
+COPIED = ("Snakefile", "environment.yml", "config", "workflow", "profiles", "src", "report")
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
 
@@ -44,7 +44,7 @@ def copy_project(root: Path, dest: Path) -> Path:
 
 def planned_jobs(project: Path, *args: str, config: list[str] = SMOKE) -> dict[str, int]:
     """Job counts per rule in a dry-run plan ({} when nothing is to be done)."""
-    return plan_of(snakemake(project, "-n", *config, *args).stdout)[0]
+    return plan_of(snakemake(project, *args, "-n", *config).stdout)[0]  # targets before --configfile (it takes several)
 
 
 def plan_of(out: str) -> tuple[dict[str, int], set[str]]:
@@ -136,18 +136,21 @@ def test_editing_one_model_config_block_reruns_only_that_model(project):
 
 def test_editing_the_notebook_reruns_the_analysis_and_the_site(project):
     notebook = project / "workflow/notebooks/likelihood.ipynb"
-    stat = notebook.stat()
+    original, stat = notebook.read_text(), notebook.stat()
     try:
-        notebook.touch()
+        os.utime(notebook)  # a newer mtime with the same content is not a change (Snakemake checks content)
+        assert planned_jobs(project) == {}
+        notebook.write_text(original.replace("# Likelihood:", "# Likelihood (edited):", 1))
         plan = planned_jobs(project)
     finally:
+        notebook.write_text(original)
         os.utime(notebook, (stat.st_atime, stat.st_mtime))
     assert plan == {"likelihood_analysis": 1, "variables": 1, "stage_site": 1}
 
 
 def test_rebuild_one_result_by_its_path(project):
     target = "results/mnist/realnvp/seed0/metrics.json"
-    plan = planned_jobs(project, "--forcerun", "train", target)
+    plan = planned_jobs(project, target, "--forcerun", "train")
     assert plan == {"train": 1, "evaluate": 1}
 
 
@@ -171,7 +174,7 @@ def test_bad_config_fails_with_one_message_before_any_job(project):
 
 @pytest.mark.skipif(quarto_available(), reason="Quarto is installed here, so the site target renders")
 def test_site_target_without_quarto_fails_with_the_install_message(project):
-    proc = snakemake(project, "--cores", "1", *SMOKE, "results/site", check=False)
+    proc = snakemake(project, "results/site", "--cores", "1", *SMOKE, check=False)
     assert proc.returncode != 0
     assert "Quarto is not installed" in proc.stdout + proc.stderr
     assert not (project / "results/site").exists()

@@ -15,13 +15,15 @@ rule likelihood_analysis:
         variables="results/variables/likelihood.yml",
     params:
         metrics=lambda wc, input: json.dumps(list(input.metrics)),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/notebooks/likelihood.log",
     shell:
         "python -m vaeflow notebook {input.notebook} {output.notebook} "
         "-p metrics={params.metrics:q} -p table_out='\"results/tables/likelihood\"' "
         "-p figure_out='\"results/figures/learning_curves\"' "
-        "-p variables_out='\"{output.variables}\"'" + LOGGED
+        "-p variables_out='\"{output.variables}\"' > {log} 2>&1"
 
 
 rule variables:
@@ -29,7 +31,9 @@ rule variables:
         "results/variables/likelihood.yml",
     output:
         "results/variables.yml",
+    conda:
+        CONDA_ENV
     log:
         "results/logs/variables.log",
     shell:
-        "python -m vaeflow variables {input} --output {output}" + LOGGED
+        "python -m vaeflow variables {input} --output {output} > {log} 2>&1"

@@ -9,6 +9,8 @@ DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 SEEDS = [int(s) for s in config["seeds"]]
 RUN = "results/{dataset}/{model}/seed{seed}"
+# The conda route (`--sdm conda`): the same pins as pyproject.toml, plus Quarto.
+CONDA_ENV = "../../environment.yml"
 
 
 wildcard_constraints:
@@ -44,8 +46,3 @@ def all_targets():
 def announce_site():
     if not quarto_available():
         print("\n" + "=" * 78 + f"\nvaeflow: SITE NOT RENDERED. {QUARTO_MISSING}\n" + "=" * 78 + "\n", file=sys.stderr)
-
-
-# Appended to every shell command: the job's output goes to its log, and a failing job
-# prints the end of that log so the error reaches the terminal.
-LOGGED = " > {log} 2>&1 || (tail -n 25 {log} >&2; exit 1)"

@@ -17,9 +17,11 @@ rule evaluate:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        CONDA_ENV
     log:
         "results/logs/evaluate/{dataset}/{model}/seed{seed}.log",
     shell:
         "python -m vaeflow evaluate --checkpoint {input.checkpoint} --train-summary {input.summary} "
         "--data {input.data} --settings {params.settings:q} --metrics {output.metrics} "
-        "--samples {output.samples} --device {params.device} --threads {threads}" + LOGGED
+        "--samples {output.samples} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -13,11 +13,13 @@ rule stage_site:
         code=code("vaeflow.site.quarto"),
     output:
         directory("results/site-src"),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/site/stage.log",
     shell:
         "python -m vaeflow site stage --report report --results results "
-        "--variables {input.variables} --out {output}" + LOGGED
+        "--variables {input.variables} --out {output} > {log} 2>&1"
 
 
 rule render_site:
@@ -25,7 +27,9 @@ rule render_site:
         "results/site-src",
     output:
         directory("results/site"),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/site/render.log",
     shell:
-        "python -m vaeflow site render --report-dir {input} --out {output}" + LOGGED
+        "python -m vaeflow site render --report-dir {input} --out {output} > {log} 2>&1"

@@ -19,8 +19,10 @@ rule train:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        CONDA_ENV
     log:
         "results/logs/train/{dataset}/{model}/seed{seed}.log",
     shell:
         "python -m vaeflow train --run {params.run:q} --data {input.data} --out-dir {params.out_dir} "
-        "--device {params.device} --threads {threads}" + LOGGED
+        "--device {params.device} --threads {threads} > {log} 2>&1"

@@ -28,8 +28,9 @@ from torch import Tensor, nn
 class DensityModel(nn.Module, ABC):
     """Base class: a generative model with a (bound on the) log-likelihood.
 
-    Subclasses set the class attributes ``exact`` (flows True, VAEs False) and
-    ``discrete`` (see module docstring) and implement the four methods.
+    Subclasses set ``exact`` (flows True, VAEs False) and ``discrete`` (see module
+    docstring) and implement the four methods. Both may be set per instance where they
+    depend on the data: a VAE is discrete on images and continuous on 2-D vectors.
     """
 
     exact: bool
