@@ -86,7 +86,8 @@ def learning_curves_chart(curves: pd.DataFrame) -> alt.FacetChart:
         x=alt.X("step:Q", title="training step"),
         y=alt.Y("bits_per_dim:Q", title="bits/dim", scale=alt.Scale(zero=False)),
         color=alt.Color("model:N", title="model"),
-        strokeDash=alt.StrokeDash("split:N", title="split"),
+        strokeDash=alt.StrokeDash("split:N", title="split",
+                                  scale=alt.Scale(domain=["train", "val"], range=[[1, 0], [5, 3]])),
         detail="seed:N",
         tooltip=["dataset", "model", "seed", "split", "step", alt.Tooltip("bits_per_dim:Q", format=".3f")],
     ).properties(width=220, height=160)
