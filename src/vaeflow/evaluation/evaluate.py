@@ -106,4 +106,5 @@ def evaluate(model: DensityModel, data: PreparedDataset, settings: dict[str, Any
     if not torch.isfinite(samples).all():
         raise NonFiniteMetricError("the model drew non-finite samples; refusing to write them to results")
     metrics["throughput"] = timing
+    metrics["diagnostics"] = model.diagnostics()
     return metrics, samples.numpy()

@@ -61,6 +61,16 @@ class DensityModel(nn.Module, ABC):
     def loss(self, x: Tensor) -> Tensor:
         """Scalar training objective to minimise, in nats per example (mean over the batch)."""
 
+    def initialize(self, x: Tensor) -> None:
+        """Data-dependent initialisation (e.g. Glow's actnorm), called by the training engine
+        once, with the first training batch in the model's input space, before the first
+        step of a fresh run (never on resume). The default does nothing."""
+
+    def diagnostics(self) -> dict[str, float]:
+        """Model-specific counters recorded with the metrics (e.g. FFJORD's function
+        evaluations). The default has none."""
+        return {}
+
     def num_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -130,6 +130,9 @@ def train(
         idx = permutation[cursor : cursor + settings["batch_size"]].to(dev)
         cursor += settings["batch_size"]
         xb = model_input(x_train[idx], data.levels, model.discrete, noise)
+        if state.step == 0:
+            with torch.no_grad():
+                model.initialize(xb)
         loss = model.loss(xb)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
