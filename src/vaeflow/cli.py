@@ -44,7 +44,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     _set_threads(args.threads)
     data = load_prepared(args.data)
-    summary = train(args.run, data, args.out_dir, device=args.device, progress=not args.quiet)
+    teacher = None
+    if args.teacher:
+        from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
+        from vaeflow.training.seeding import resolve_device
+
+        teacher = model_from_checkpoint(load_checkpoint(args.teacher), resolve_device(args.device))
+    summary = train(args.run, data, args.out_dir, device=args.device, progress=not args.quiet, teacher=teacher)
     print(f"best validation bits/dim {summary['best_val_bits_per_dim']:.4f} at step {summary['best_step']} "
           f"({summary['train_wall_time_s']:.1f} s)")
 
@@ -141,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=_json_arg, required=True, help="the run config as JSON")
     p.add_argument("--data", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--teacher", help="checkpoint of a trained teacher, for probability density distillation")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")

@@ -87,6 +87,12 @@ def run_config(config: dict[str, Any], dataset: str, model: str, seed: int) -> d
         raise ConfigError(f"models.{model}.steps has no budget for dataset {dataset!r}; add one")
     options = {**block.get("options", {}), **block.get("dataset_options", {}).get(dataset, {})}
     training = {**config["training"], **block.get("training", {}), "steps": block["steps"][dataset]}
+    distill = block.get("distill")
+    if distill and dataset in distill["datasets"]:
+        teacher = distill["teacher"]
+        if teacher not in config["models"]:
+            raise ConfigError(f"models.{model}.distill.teacher is {teacher!r}, which is not a model of this study")
+        training["teacher"] = teacher
     return {
         "dataset": dataset,
         "dataset_options": dict(config["datasets"][dataset] or {}),

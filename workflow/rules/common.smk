@@ -32,6 +32,13 @@ def run_settings(wildcards):
     return json.dumps(run_config(config, wildcards.dataset, wildcards.model, int(wildcards.seed)), sort_keys=True)
 
 
+def teacher_checkpoint(wildcards):
+    """The trained teacher of a run that learns by density distillation (else nothing)."""
+    run = run_config(config, wildcards.dataset, wildcards.model, int(wildcards.seed))
+    teacher = run["training"].get("teacher")
+    return [f"results/{wildcards.dataset}/{teacher}/seed{wildcards.seed}/checkpoint.pt"] if teacher else []
+
+
 def all_runs(pattern):
     return expand(pattern, dataset=DATASETS, model=MODELS, seed=SEEDS)
 

@@ -1,5 +1,6 @@
 # Stage 2: train every (dataset, model, seed). The inputs include the source files the
-# model and the engine run, so editing one model's module reruns only that model.
+# model and the engine run, so editing one model's module reruns only that model. A
+# model trained by density distillation (IAF on images) also takes its teacher's checkpoint.
 
 
 rule train:
@@ -7,6 +8,7 @@ rule train:
         data="results/data/{dataset}.npz",
         manifest="results/data/{dataset}.json",
         code=lambda wc: code(f"vaeflow.models.{wc.model}", "vaeflow.training.engine"),
+        teacher=teacher_checkpoint,
     output:
         checkpoint=f"{RUN}/checkpoint.pt",
         curves=f"{RUN}/curves.csv",
@@ -15,6 +17,7 @@ rule train:
         run=run_settings,
         out_dir=lambda wc, output: os.path.dirname(output.checkpoint),
         device=config["device"],
+        teacher=lambda wc, input: f"--teacher {input.teacher}" if input.teacher else "",
     threads: config["threads"]
     resources:
         mem_mb=2000,
@@ -25,4 +28,4 @@ rule train:
         "results/logs/train/{dataset}/{model}/seed{seed}.log",
     shell:
         "python -m vaeflow train --run {params.run:q} --data {input.data} --out-dir {params.out_dir} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "{params.teacher} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -10,7 +10,13 @@ to ``[-1, 1]``); prior ``p(z) = N(0, I)``; decoder an MLP giving
   coordinate. A per-``z`` variance would make the likelihood unbounded (Mattei & Frellsen 2018).
 
 ``log_prob`` is the ELBO with the analytic KL and one reparameterised sample (eq. 7 of Kingma &
-Welling 2014); ``log_prob_bound(x, k)`` is IWAE-k (Burda et al. 2016, eq. 8).
+Welling 2014); ``log_prob_bound(x, k)`` is IWAE-k (Burda et al. 2016, eq. 8). The training
+objective :meth:`VAE.loss` is the negative ELBO, the β-weighted ELBO (Higgins et al. 2017) or the
+negative IWAE-k (importance-weighted training, Burda et al. 2016); the options change training only.
+
+Subclasses with a richer posterior (e.g. :class:`vaeflow.models.vae_iaf.VAEIAF`) override
+:meth:`VAE.posterior_parameters` and :meth:`VAE.posterior_sample` (and the ELBO's KL term); the
+decoder, the importance weights, the bounds and sampling are shared.
 """
 
 from __future__ import annotations
@@ -51,8 +57,12 @@ class VAE(DensityModel):
 
     Options (keyword, defaults in brackets): ``latent_dim`` [16], ``hidden`` [256] units in each
     of ``layers`` [2] hidden layers of encoder and decoder, ``beta`` [1.0], the weight of the KL
-    in :meth:`loss` (β-VAE, Higgins et al. 2017; β = 1 is the ELBO). ``log_prob`` and
-    ``log_prob_bound`` never use β.
+    in :meth:`loss` (β-VAE, Higgins et al. 2017; β = 1 is the ELBO), ``iwae_k`` [1]: when > 1,
+    :meth:`loss` is the negative IWAE-k instead of the ELBO (Burda et al. 2016, importance-weighted
+    training with reparameterised gradients). ``log_prob`` (ELBO) and ``log_prob_bound`` (IWAE-k)
+    never use ``beta`` or ``iwae_k``: they change training only. ``beta ≠ 1`` together with
+    ``iwae_k > 1`` is refused: a β-weighted IWAE bounds nothing standard and would be
+    indistinguishable in the tables from a real IWAE run.
     ``discrete`` is True when ``levels`` is given (discretised-logistic decoder), else False.
     """
 
@@ -68,18 +78,25 @@ class VAE(DensityModel):
         hidden: int = 256,
         layers: int = 2,
         beta: float = 1.0,
+        iwae_k: int = 1,
     ) -> None:
         super().__init__(data_shape, levels)
-        for name, value in (("latent_dim", latent_dim), ("hidden", hidden), ("layers", layers)):
+        for name, value in (("latent_dim", latent_dim), ("hidden", hidden), ("layers", layers), ("iwae_k", iwae_k)):
             if int(value) != value or value < 1:
                 raise ValueError(f"VAE option {name!r} must be a positive integer, got {value!r}")
         if not beta >= 0:
             raise ValueError(f"VAE option 'beta' must be >= 0, got {beta!r}")
+        if iwae_k > 1 and beta != 1:
+            raise ValueError(
+                f"VAE options beta={beta!r} and iwae_k={iwae_k!r} cannot be combined: the β-weighted IWAE is not "
+                "a standard objective. Use beta (β-VAE, ELBO training) or iwae_k (IWAE training), not both."
+            )
         if self.levels is not None and self.levels < 2:
             raise ValueError(f"VAE: levels must be >= 2 for image data (or None for real data), got {levels!r}")
         self.discrete = self.levels is not None
         self.latent_dim = int(latent_dim)
         self.beta = float(beta)
+        self.iwae_k = int(iwae_k)
         self.encoder = _mlp(self.num_dims, 2 * self.latent_dim, hidden, layers)
         self.decoder = _mlp(self.latent_dim, 2 * self.num_dims if self.discrete else self.num_dims, hidden, layers)
         if not self.discrete:
@@ -87,15 +104,35 @@ class VAE(DensityModel):
 
     # --- the two networks -------------------------------------------------------------------
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(μ, log σ)`` of ``q(z|x)``, each ``(B, latent_dim)``."""
+    def _encoder_output(self, x: Tensor) -> Tensor:
+        """The encoder MLP on the flattened input (image levels rescaled to ``[-1, 1]``), ``(B, out)``."""
         if tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(f"VAE expects inputs of shape (batch, *{self.data_shape}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape (batch, *{self.data_shape}), got {tuple(x.shape)}"
+            )
         h = x.flatten(1)
         if self.discrete:
             h = 2.0 * h / (self.levels - 1) - 1.0
-        mean, log_std = self.encoder(h).chunk(2, dim=-1)
-        return mean, log_std
+        return self.encoder(h)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(μ, log σ)`` of the Gaussian ``q(z|x)`` (of ``q(z_0|x)`` in subclasses), each ``(B, latent_dim)``."""
+        out = self._encoder_output(x)
+        return out[:, : self.latent_dim], out[:, self.latent_dim : 2 * self.latent_dim]
+
+    def posterior_parameters(self, x: Tensor) -> tuple[Tensor, ...]:
+        """Everything :meth:`posterior_sample` needs from ``x``; here ``(μ, log σ)``, each ``(B, latent_dim)``."""
+        return self.encode(x)
+
+    def posterior_sample(self, posterior: tuple[Tensor, ...], eps: Tensor) -> tuple[Tensor, Tensor]:
+        """Reparameterised ``z ~ q(z|x)`` and ``log q(z|x)`` from standard-normal noise ``eps (..., B, latent_dim)``.
+
+        Here ``z = μ + σ⊙ε`` and ``log q = log N(z; μ, diag σ²)``, every constant kept; ``z`` has
+        the shape of ``eps`` and ``log q`` that shape without its last dimension.
+        """
+        mean, log_std = posterior
+        z = mean + torch.exp(log_std) * eps
+        return z, diagonal_normal_log_prob(z, mean, log_std, batch_dims=z.dim() - 1)
 
     def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Parameters of ``p(x|z)`` over flattened data, each ``(..., D)``.
@@ -148,25 +185,35 @@ class VAE(DensityModel):
         """
         if int(k) != k or k < 1:
             raise ValueError(f"VAE.log_weights: k must be a positive integer, got {k!r}")
-        mean, log_std = self.encode(x)
+        posterior = self.posterior_parameters(x)
+        mean = posterior[0]
         x_flat = x.flatten(1)
         batch = x.shape[0]
         noise = torch.randn((k, batch, self.latent_dim), generator=generator, device=mean.device, dtype=mean.dtype)
-        chunk = max(1, _CHUNK_ENTRIES // (batch * max(2 * self.num_dims, self.decoder[0].out_features)))
+        chunk = max(1, _CHUNK_ENTRIES // (batch * self._widest_layer()))
         weights = []
         for eps in noise.split(chunk, dim=0):
-            z = mean + torch.exp(log_std) * eps
-            log_q = diagonal_normal_log_prob(z, mean, log_std, batch_dims=2)
+            z, log_q = self.posterior_sample(posterior, eps)
             log_prior = standard_normal_log_prob(z, batch_dims=2)
             weights.append(self.log_likelihood(x_flat, z) + log_prior - log_q)
         return torch.cat(weights, dim=0)
+
+    def _widest_layer(self) -> int:
+        """Most features per (draw, example) of any layer applied to the ``k`` draws (sets the chunk size)."""
+        return max(2 * self.num_dims, self.decoder[0].out_features)
 
     def log_prob_bound(self, x: Tensor, k: int) -> Tensor:
         """IWAE-k: ``logsumexp_i log w_i - log k`` (Burda et al. 2016, eq. 8); ELBO ≤ IWAE-k ≤ log p(x)."""
         return torch.logsumexp(self.log_weights(x, k), dim=0) - math.log(k)
 
     def loss(self, x: Tensor) -> Tensor:
-        """``-mean(E_q log p(x|z) - β·KL)``; with β = 1 the negative ELBO."""
+        """``-mean(E_q log p(x|z) - β·KL)``, with β = 1 the negative ELBO; with ``iwae_k`` > 1 ``-mean IWAE-k``.
+
+        IWAE training (Burda et al. 2016, eq. 14) back-propagates through the ``k`` reparameterised
+        draws of :meth:`log_weights`, i.e. the gradient of ``log mean_i w_i``.
+        """
+        if self.iwae_k > 1:
+            return -self.log_prob_bound(x, self.iwae_k).mean()
         reconstruction, kl = self._elbo_terms(x)
         return -(reconstruction - self.beta * kl).mean()
 

@@ -76,6 +76,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    teacher: DensityModel | None = None,
 ) -> dict[str, Any]:
     """Train one run; write ``checkpoint.pt``, ``curves.csv`` and ``train.json`` to ``out_dir``.
 
@@ -83,6 +84,11 @@ def train(
     in ``out_dir`` by an interrupted run with the same settings is continued from its
     last checkpoint; one written for other settings is ignored. ``on_step(step)`` is
     called after every optimisation step (tests use it to interrupt a run).
+
+    With a ``teacher`` (a trained, frozen density model) the objective is probability
+    density distillation, ``model.distillation_loss(teacher, batch_size)`` (the student
+    draws its own samples; the data serve only for validation), as Parallel WaveNet
+    trains an IAF from a MAF.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +98,11 @@ def train(
     seed_everything(run["seed"])
 
     model = build_model(run["model"], data.example_shape, data.levels, run["options"]).to(dev)
+    if ("teacher" in settings) != (teacher is not None):
+        raise ValueError(f"run of {run['model']!r} on {run['dataset']!r}: the config names teacher "
+                         f"{settings.get('teacher')!r} but the trainer got {'one' if teacher else 'none'}")
+    if teacher is not None:
+        teacher.eval().requires_grad_(False)
     x_train = to_tensor(data.train).to(dev)
     x_val = to_tensor(data.val[: settings["val_examples"]]).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
@@ -133,7 +144,7 @@ def train(
         if state.step == 0:
             with torch.no_grad():
                 model.initialize(xb)
-        loss = model.loss(xb)
+        loss = model.loss(xb) if teacher is None else model.distillation_loss(teacher, settings["batch_size"])
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise _fail(run, state.step, "loss", loss_value)
