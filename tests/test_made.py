@@ -29,3 +29,14 @@ def test_zero_init_outputs_zero_and_context_is_required():
         made(torch.randn(3, 4))
     with pytest.raises(ValueError, match="permutation"):
         MADE(3, hidden=4, order=torch.tensor([0, 0, 1]))
+
+
+@pytest.mark.parametrize(("features", "hidden"), [(6, 17), (64, 16), (256, 128)])
+def test_every_input_but_the_last_in_order_reaches_an_output(features, hidden):
+    """With fewer hidden units than degrees, the degrees must still span 1..D-1 (not stop at H)."""
+    made = MADE(features, hidden=hidden, layers=2, zero_init=False)
+    # connectivity of input j to any output: product of the binary masks
+    reach = made.output.mask @ made.hidden_layers[1].mask @ made.hidden_layers[0].mask  # (outputs, inputs)
+    used = (reach > 0).any(dim=0)
+    assert used.sum() == features - 1, f"{features - int(used.sum())} of {features} inputs never reach an output"
+    assert not used[features - 1], "the last input in the order conditions nothing"

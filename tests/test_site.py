@@ -71,7 +71,8 @@ def test_missing_page_and_bad_navbar(tmp_path):
 
 
 def test_the_report_uses_exactly_these_results(root):
-    assert site_inputs(root / "report") == ["results/figures/learning_curves.svg", "results/tables/likelihood.md"]
+    assert site_inputs(root / "report") == [
+        "results/figures/learning_curves.svg", "results/tables/likelihood.md", "results/tables/models.md"]
 
 
 def test_stage_refuses_a_missing_input_and_leaves_nothing(tmp_path, root):

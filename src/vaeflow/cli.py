@@ -59,6 +59,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     import numpy as np
 
     from vaeflow.data import load_prepared
+    from vaeflow.config import training_objective
     from vaeflow.evaluation.evaluate import evaluate
     from vaeflow.io import read_json, write_atomic, write_json_atomic
     from vaeflow.provenance import git_version, hash_files, package_versions, source_files
@@ -85,6 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         "steps": trained["steps"],
         "best_step": trained["best_step"],
         "train_wall_time_s": trained["train_wall_time_s"],
+        "trained_by": training_objective(trained["run"], model.exact),
         "eval_wall_time_s": time.perf_counter() - started,
         "device": str(device),
         "config_hash": trained["run_key"],

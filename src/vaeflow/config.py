@@ -104,6 +104,23 @@ def run_config(config: dict[str, Any], dataset: str, model: str, seed: int) -> d
     }
 
 
+def evaluation_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """The evaluation block with the model's own overrides applied."""
+    return {**config["evaluation"], **config["models"][model].get("evaluation", {})}
+
+
+def training_objective(run: dict[str, Any], exact: bool) -> str:
+    """How a run was trained, in words: the study reports it beside every number."""
+    training, options = run["training"], run["options"]
+    if "teacher" in training:
+        return f"density distillation from {training['teacher']}"
+    if options.get("iwae_k", 1) > 1:
+        return f"IWAE-{options['iwae_k']} bound"
+    if options.get("beta", 1.0) != 1.0:
+        return f"β-ELBO (β = {options['beta']})"
+    return "maximum likelihood" if exact else "variational bound (ELBO)"
+
+
 def config_hash(settings: Any) -> str:
     """Short sha256 of the canonical JSON form of ``settings``."""
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"))

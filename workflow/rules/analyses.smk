@@ -11,6 +11,7 @@ rule likelihood_analysis:
     output:
         notebook="results/notebooks/likelihood.ipynb",
         table=multiext("results/tables/likelihood", ".csv", ".md"),
+        models=multiext("results/tables/models", ".csv", ".md"),
         figure=multiext("results/figures/learning_curves", ".vl.json", ".svg", ".png"),
         variables="results/variables/likelihood.yml",
     params:
@@ -22,6 +23,7 @@ rule likelihood_analysis:
     shell:
         "python -m vaeflow notebook {input.notebook} {output.notebook} "
         "-p metrics={params.metrics:q} -p table_out='\"results/tables/likelihood\"' "
+        "-p models_table_out='\"results/tables/models\"' "
         "-p figure_out='\"results/figures/learning_curves\"' "
         "-p variables_out='\"{output.variables}\"' > {log} 2>&1"
 

@@ -1,7 +1,7 @@
 # Shared helpers: which runs exist, their settings, and the source files each job runs.
 import json
 
-from vaeflow.config import run_config
+from vaeflow.config import evaluation_settings, run_config
 from vaeflow.provenance import source_files
 from vaeflow.site.quarto import QUARTO_MISSING, quarto_available
 

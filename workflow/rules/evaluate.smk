@@ -11,7 +11,7 @@ rule evaluate:
         metrics=f"{RUN}/metrics.json",
         samples=f"{RUN}/samples.npz",
     params:
-        settings=json.dumps(config["evaluation"], sort_keys=True),
+        settings=lambda wc: json.dumps(evaluation_settings(config, wc.model), sort_keys=True),
         device=config["device"],
     threads: config["threads"]
     resources:

@@ -33,6 +33,9 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             "parameters": m["parameters"],
             "train_wall_time_s": m["train_wall_time_s"],
             "steps": m["steps"],
+            "trained_by": m.get("trained_by", ""),
+            "samples_per_s": m["throughput"]["samples_per_s"],
+            "density_evals_per_s": m["throughput"]["density_evals_per_s"],
             "curves": str(Path(path).with_name("curves.csv")),
         })
     runs = pd.DataFrame(rows)
@@ -66,6 +69,25 @@ def likelihood_table(runs: pd.DataFrame) -> pd.DataFrame:
             "train time (s)": f"{group['train_wall_time_s'].mean():.0f}",
         })
     return pd.DataFrame(rows)
+
+
+def models_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per model and dataset: size, cost and test bits/dim (means over seeds), and how it was trained."""
+    rows = []
+    for (dataset, model), group in runs.groupby(["dataset", "model"], sort=True):
+        rows.append({
+            "model": model,
+            "dataset": dataset,
+            "parameters": int(group["parameters"].iloc[0]),
+            "trained by": ", ".join(sorted(group["trained_by"].unique())),
+            "steps": int(group["steps"].iloc[0]),
+            "train time (s)": round(float(group["train_wall_time_s"].mean()), 1),
+            "test bits/dim": _mean_sd(group["test_bpd"]),
+            "test quantity": ", ".join(sorted(group["bound"].unique())),
+            "samples/s": f"{group['samples_per_s'].mean():.3g}",
+            "density evals/s": f"{group['density_evals_per_s'].mean():.3g}",
+        })
+    return pd.DataFrame(rows).sort_values(["model", "dataset"]).reset_index(drop=True)
 
 
 def load_curves(runs: pd.DataFrame) -> pd.DataFrame:

@@ -58,9 +58,12 @@ class ActNorm(Bijection):
             return
         per_channel = x.transpose(0, 1).reshape(self.num_features, -1)
         mean = per_channel.mean(1)
-        std = per_channel.std(1, unbiased=False) if per_channel.shape[1] > 1 else torch.zeros_like(mean)
+        if per_channel.shape[1] > 1:
+            log_scale = -torch.log(per_channel.std(1, unbiased=False) + self.eps)
+        else:  # one value per channel (a batch of one vector): centre only, as 1/(0 + ε) would be absurd
+            log_scale = torch.zeros_like(mean)
         self.bias.copy_(-mean)
-        self.log_scale.copy_(-torch.log(std + self.eps))
+        self.log_scale.copy_(log_scale)
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -68,7 +68,7 @@ class InvertibleConv1x1(Bijection):
             )
 
     @staticmethod
-    def _apply(matrix: Tensor, x: Tensor) -> Tensor:
+    def _multiply(matrix: Tensor, x: Tensor) -> Tensor:
         if x.dim() == 4:
             return F.conv2d(x, matrix.view(*matrix.shape, 1, 1))
         return x @ matrix.T
@@ -77,8 +77,8 @@ class InvertibleConv1x1(Bijection):
         self._check(x)
         positions = x.shape[2] * x.shape[3] if x.dim() == 4 else 1
         logdet = (positions * self.log_abs_s.sum()).expand(x.shape[0])
-        return self._apply(self.weight(), x), logdet
+        return self._multiply(self.weight(), x), logdet
 
     def inverse(self, z: Tensor) -> Tensor:
         self._check(z)
-        return self._apply(self.inverse_weight(), z)
+        return self._multiply(self.inverse_weight(), z)

@@ -56,7 +56,10 @@ class MADE(nn.Module):
             raise ValueError(f"MADE order must be a permutation of 0..{features - 1}, got {order.tolist()}")
         degrees_in = order + 1  # 1..D
         self.register_buffer("degrees_in", degrees_in)
-        hidden_degrees = torch.arange(hidden) % (features - 1) + 1  # 1..D-1, cycled
+        if hidden >= features - 1:
+            hidden_degrees = torch.arange(hidden) % (features - 1) + 1  # every degree 1..D-1, cycled
+        else:  # fewer units than degrees: spread them over 1..D-1 so late inputs still feed outputs
+            hidden_degrees = torch.linspace(1, features - 1, hidden).round().long()
         blocks: list[nn.Module] = []
         previous = degrees_in
         for layer in range(layers):

@@ -1,0 +1,211 @@
+"""Our flows against the same family from a peer library, side by side.
+
+Each pair is trained with one loop (Adam, same learning rate, same batches in the same
+order, same step budget, same seed) on the same data at a comparable parameter count,
+then scored on the same held-out set. Reported per pair: test bits/dim of both, their
+ratio (ours / peer; < 1 means ours is better), and the ratio of median step times.
+
+Peers (benchmark-only dependencies: ``pip install -e ".[bench]"``): zuko for Real NVP,
+MAF, IAF and FFJORD (zuko's CNF); normflows for Glow. No peer library implements Flow++,
+so it has no row.
+
+    python benchmarks/peers.py                    # toy2d (two moons) and digits (64-D)
+    python benchmarks/peers.py --steps 300 --families maf iaf --datasets toy2d
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vaeflow.data import build_dataset
+from vaeflow.data.dequantization import model_input, to_tensor
+from vaeflow.evaluation.bits import bits_per_dim
+from vaeflow.io import write_json_atomic, write_text_atomic
+from vaeflow.models import build_model
+from vaeflow.models.transforms import LogitPreprocess
+
+
+class PeerDensity(nn.Module):
+    """A peer library's flow as a density on our input space.
+
+    On image data the peer sees the same logit-space variable as our flows (our
+    LogitPreprocess, whose log-det — with its −D·log K — is added), so both densities
+    are over the same dequantised levels and their bits/dim compare directly.
+    """
+
+    def __init__(self, log_prob: Callable[[Tensor], Tensor], module: nn.Module, levels: int | None, alpha: float = 0.05):
+        super().__init__()
+        self.module = module
+        self._log_prob = log_prob
+        self.preprocess = LogitPreprocess(levels, alpha) if levels is not None else None
+
+    def log_prob(self, y: Tensor) -> Tensor:
+        if self.preprocess is None:
+            return self._log_prob(y)
+        h, logdet = self.preprocess(y)
+        return self._log_prob(h.flatten(1)) + logdet
+
+    def loss(self, y: Tensor) -> Tensor:
+        return -self.log_prob(y).mean()
+
+
+def _zuko(flow: nn.Module, levels: int | None) -> PeerDensity:
+    return PeerDensity(lambda x: flow().log_prob(x), flow, levels)
+
+
+def peer_realnvp(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> PeerDensity:
+    import zuko
+
+    return _zuko(zuko.flows.RealNVP(features, transforms=transforms, hidden_features=[hidden] * layers), levels)
+
+
+def peer_maf(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> PeerDensity:
+    import zuko
+
+    return _zuko(zuko.flows.MAF(features, transforms=transforms, hidden_features=[hidden] * layers), levels)
+
+
+def peer_iaf(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> PeerDensity:
+    import zuko
+    from zuko.flows import Flow, LazyInverse, MaskedAutoregressiveTransform, UnconditionalDistribution
+    from zuko.distributions import DiagNormal
+
+    steps = [LazyInverse(MaskedAutoregressiveTransform(features, hidden_features=[hidden] * layers)) for _ in range(transforms)]
+    base = UnconditionalDistribution(DiagNormal, torch.zeros(features), torch.ones(features), buffer=True)
+    return _zuko(Flow(steps, base), levels)
+
+
+def peer_ffjord(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> PeerDensity:
+    import zuko
+
+    return _zuko(zuko.flows.CNF(features, hidden_features=[hidden] * layers), levels)
+
+
+def peer_glow(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> PeerDensity:
+    import normflows as nf
+
+    flows = []
+    for _ in range(transforms):
+        net = nf.nets.MLP([features // 2] + [hidden] * layers + [2 * (features - features // 2)], init_zeros=True)
+        flows += [nf.flows.ActNorm((features,)), nf.flows.LULinearPermute(features),
+                  nf.flows.AffineCouplingBlock(net, scale_map="sigmoid")]
+    model = nf.NormalizingFlow(nf.distributions.DiagGaussian(features, trainable=False), flows)
+    return PeerDensity(model.log_prob, model, levels)
+
+
+# family -> (our model name, our options, peer builder, peer name, peer size arguments)
+FAMILIES: dict[str, tuple[str, dict, Callable[..., PeerDensity], str, dict]] = {
+    "realnvp": ("realnvp", {"coupling_layers": 8, "hidden": 64, "mlp_layers": 2}, peer_realnvp,
+                "zuko.flows.RealNVP", {"hidden": 64, "layers": 2, "transforms": 4}),
+    "maf": ("maf", {"blocks": 5, "hidden": 64, "layers": 2}, peer_maf,
+            "zuko.flows.MAF", {"hidden": 64, "layers": 2, "transforms": 5}),
+    "iaf": ("iaf", {"blocks": 5, "hidden": 64, "layers": 2}, peer_iaf,
+            "zuko LazyInverse(MaskedAutoregressiveTransform)", {"hidden": 64, "layers": 2, "transforms": 5}),
+    "ffjord": ("ffjord", {"hidden": 64, "layers": 3}, peer_ffjord,
+               "zuko.flows.CNF", {"hidden": 64, "layers": 3, "transforms": 1}),
+    "glow": ("glow", {"hidden": 64, "mlp_layers": 2, "vector_steps": 6}, peer_glow,
+             "normflows ActNorm+LULinearPermute+AffineCouplingBlock", {"hidden": 64, "layers": 2, "transforms": 6}),
+}
+
+
+def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: int | None, steps: int,
+                    batch: int, seed: int, lr: float) -> dict[str, float]:
+    """One loop for both sides: same batches, same noise, same optimiser; median step time."""
+    torch.manual_seed(seed)
+    order = torch.Generator().manual_seed(seed)
+    noise = torch.Generator().manual_seed(seed + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    times = []
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(len(x_train), (batch,), generator=order)
+        y = model_input(x_train[idx], levels, False, noise)
+        if step == 0 and hasattr(model, "initialize"):
+            with torch.no_grad():
+                model.initialize(y)
+        started = time.perf_counter()
+        loss = model.loss(y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+        if not math.isfinite(float(loss)):
+            return {"test_bits_per_dim": float("nan"), "step_time_s": statistics.median(times), "diverged_at": step}
+    model.eval()
+    generator = torch.Generator().manual_seed(seed + 2)
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(x_test), 500):
+            y = model_input(x_test[start : start + 500], levels, False, generator)
+            total += float(model.log_prob(y).sum())
+    dims = x_test[0].numel()
+    return {"test_bits_per_dim": float(bits_per_dim(total / len(x_test), dims)),
+            "step_time_s": statistics.median(times[5:] or times),
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--datasets", nargs="*", default=["toy2d", "digits"])
+    parser.add_argument("--out", default="results/benchmarks")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    rows = []
+    for dataset in args.datasets:
+        options = {"density": "two_moons"} if dataset == "toy2d" else {}
+        data = build_dataset(dataset, options, 0)
+        flat = (lambda a: a.reshape(len(a), -1)) if data.levels is not None else (lambda a: a)  # digits as 64-D vectors
+        x_train, x_test = to_tensor(flat(data.train)), to_tensor(flat(data.test))
+        features = x_train.shape[1]
+        for family in args.families:
+            ours_name, ours_options, peer_builder, peer_name, peer_size = FAMILIES[family]
+            if family == "ffjord" and dataset != "toy2d":
+                continue  # a 64-D CNF is minutes per step here; FFJORD is compared on 2-D only
+            ours = build_model(ours_name, (features,), data.levels, ours_options)
+            peer = peer_builder(features, data.levels, **peer_size)
+            result = {"family": family, "dataset": dataset, "features": features, "steps": args.steps,
+                      "peer": peer_name}
+            for side, model in (("ours", ours), ("peer", peer)):
+                scored = train_and_score(model, x_train, x_test, data.levels, args.steps, args.batch, args.seed, args.lr)
+                result.update({f"{side}_{k}": v for k, v in scored.items()})
+            result["bpd_ratio"] = result["ours_test_bits_per_dim"] / result["peer_test_bits_per_dim"]
+            result["step_time_ratio"] = result["ours_step_time_s"] / result["peer_step_time_s"]
+            rows.append(result)
+            print(f"{family:8s} {dataset:7s} ours {result['ours_test_bits_per_dim']:.3f} bpd "
+                  f"({result['ours_parameters']} params, {1000 * result['ours_step_time_s']:.1f} ms/step) | "
+                  f"{peer_name}: {result['peer_test_bits_per_dim']:.3f} bpd ({result['peer_parameters']} params, "
+                  f"{1000 * result['peer_step_time_s']:.1f} ms/step) | bpd ratio {result['bpd_ratio']:.3f}, "
+                  f"step-time ratio {result['step_time_ratio']:.2f}", flush=True)
+
+    out = Path(args.out)
+    write_json_atomic(out / "peers.json", {"settings": vars(args), "results": rows})
+    lines = ["| family | dataset | ours bits/dim | peer | peer bits/dim | bpd ratio | ours ms/step | peer ms/step | step-time ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['dataset']} | {r['ours_test_bits_per_dim']:.3f} | {r['peer']} | "
+                     f"{r['peer_test_bits_per_dim']:.3f} | {r['bpd_ratio']:.3f} | {1000 * r['ours_step_time_s']:.1f} | "
+                     f"{1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |")
+    write_text_atomic(out / "peers.md", "\n".join(lines) + "\n")
+    print(f"wrote {out / 'peers.json'} and {out / 'peers.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
