@@ -107,7 +107,7 @@ def peer_glow(features: int, levels: int | None, hidden: int, layers: int, trans
 # family -> (our model name, our options, peer builder, peer name, peer size arguments)
 FAMILIES: dict[str, tuple[str, dict, Callable[..., PeerDensity], str, dict]] = {
     "realnvp": ("realnvp", {"coupling_layers": 8, "hidden": 64, "mlp_layers": 2}, peer_realnvp,
-                "zuko.flows.RealNVP", {"hidden": 64, "layers": 2, "transforms": 4}),
+                "zuko.flows.RealNVP", {"hidden": 64, "layers": 2, "transforms": 8}),
     "maf": ("maf", {"blocks": 5, "hidden": 64, "layers": 2}, peer_maf,
             "zuko.flows.MAF", {"hidden": 64, "layers": 2, "transforms": 5}),
     "iaf": ("iaf", {"blocks": 5, "hidden": 64, "layers": 2}, peer_iaf,
@@ -140,7 +140,7 @@ def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: i
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - started)
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             return {"test_bits_per_dim": float("nan"), "step_time_s": statistics.median(times), "diverged_at": step}
     model.eval()
     generator = torch.Generator().manual_seed(seed + 2)

@@ -85,12 +85,16 @@ def test_smoke_study_writes_every_result(project):
                 assert metrics["seed"] == seed and metrics["parameters"] > 0
                 assert metrics["train_wall_time_s"] > 0 and metrics["config_hash"]
                 assert metrics["versions"]["torch"].startswith("2.13.0")
-                if model == "vae":
-                    assert metrics["test"]["bound"] == f"iwae-{config['evaluation']['iwae_k']}"
-                    assert metrics["test"]["iwae"]["k"] == config["evaluation"]["iwae_k"]
-                    assert metrics["test"]["iwae"]["bits_per_dim"] <= metrics["test"]["elbo_bits_per_dim"] + 1e-6
+                k = {**config["evaluation"], **config["models"][model].get("evaluation", {})}["iwae_k"]
+                if model in ("vae", "vae_iaf"):
+                    assert metrics["test"]["bound"] == f"iwae-{k}"
+                elif model == "flowpp" and dataset != "toy2d":
+                    assert metrics["test"]["bound"] == f"iw-{k}"
+                if not metrics["exact"]:
+                    assert metrics["test"]["iwae"]["k"] == k
+                    assert metrics["test"]["iwae"]["bits_per_dim"] <= metrics["test"]["elbo_bits_per_dim"] + 0.05
                 else:
-                    assert metrics["exact"] is True
+                    assert model not in ("vae", "vae_iaf")
     for path in ("results/notebooks/likelihood.ipynb", "results/tables/likelihood.csv", "results/tables/likelihood.md",
                  "results/figures/learning_curves.svg", "results/figures/learning_curves.png",
                  "results/figures/learning_curves.vl.json", "results/variables.yml"):
@@ -120,7 +124,7 @@ def test_editing_one_model_reruns_only_that_model(project, tmp_path):
     finally:
         module.write_text(original)
         os.utime(module, (0, 0))  # older than every output again
-    runs = 4 * 2  # datasets x seeds in the smoke config
+    runs = 4 * 1  # datasets x seeds in the smoke config
     assert plan == {"train": runs, "evaluate": runs, "likelihood_analysis": 1, "variables": 1, "stage_site": 1}
     assert models == {"realnvp"}
 
@@ -130,7 +134,8 @@ def test_editing_one_model_config_block_reruns_only_that_model(project):
     config["models"]["vae"]["options"]["hidden"] = 33
     (project / "config/edited.yaml").write_text(yaml.safe_dump(config))
     plan, models = plan_of(snakemake(project, "-n", "--configfile", "config/edited.yaml").stdout)
-    assert plan == {"train": 8, "evaluate": 8, "likelihood_analysis": 1, "variables": 1, "stage_site": 1}
+    # vae_iaf subclasses the VAE but has its own config block: it is not rerun
+    assert plan == {"train": 4, "evaluate": 4, "likelihood_analysis": 1, "variables": 1, "stage_site": 1}
     assert models == {"vae"}
 
 

@@ -86,6 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         "steps": trained["steps"],
         "best_step": trained["best_step"],
         "train_wall_time_s": trained["train_wall_time_s"],
+        "train_diagnostics": trained.get("diagnostics", {}),
         "trained_by": training_objective(trained["run"], model.exact),
         "eval_wall_time_s": time.perf_counter() - started,
         "device": str(device),

@@ -7,13 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from vaeflow.models.base import DensityModel
+from vaeflow.models.ffjord import FFJORD
+from vaeflow.models.flowpp import FlowPP
+from vaeflow.models.glow import Glow
 from vaeflow.models.iaf import IAF
 from vaeflow.models.maf import MAF
 from vaeflow.models.realnvp import RealNVP
 from vaeflow.models.vae import VAE
 from vaeflow.models.vae_iaf import VAEIAF
 
-MODELS: dict[str, type[DensityModel]] = {"vae": VAE, "realnvp": RealNVP, "maf": MAF, "iaf": IAF, "vae_iaf": VAEIAF}
+MODELS: dict[str, type[DensityModel]] = {"vae": VAE, "realnvp": RealNVP, "maf": MAF, "iaf": IAF, "vae_iaf": VAEIAF, "glow": Glow, "ffjord": FFJORD, "flowpp": FlowPP}
 
 
 def model_options(cls: type[DensityModel]) -> dict[str, Any]:
@@ -44,4 +47,4 @@ def build_model(
     return cls(tuple(data_shape), levels, **options)
 
 
-__all__ = ["IAF", "MAF", "MODELS", "DensityModel", "RealNVP", "VAE", "VAEIAF", "build_model", "model_options"]
+__all__ = ["FFJORD", "FlowPP", "Glow", "IAF", "MAF", "MODELS", "DensityModel", "RealNVP", "VAE", "VAEIAF", "build_model", "model_options"]

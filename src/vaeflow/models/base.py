@@ -35,6 +35,10 @@ class DensityModel(nn.Module, ABC):
 
     exact: bool
     discrete: bool
+    #: what ``log_prob`` is, and what ``log_prob_bound(x, k)`` is (reported as "<name>-<k>"),
+    #: for models whose likelihood is a bound; exact models need neither.
+    bound_name: str = "exact"
+    importance_weighted_name: str = "exact"
 
     def __init__(self, data_shape: tuple[int, ...], levels: int | None) -> None:
         super().__init__()

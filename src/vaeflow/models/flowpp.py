@@ -12,9 +12,9 @@ so ``exact = False``. ``log_prob`` is this bound with one draw ``u ~ q(u|x)``;
 non-decreasing in ``k`` in expectation. Both are bounds, never the exact likelihood.
 
 * ``q(u|x)`` — :class:`VariationalDequantizer`: ``ε ~ N(0, I)`` → ``dequant_steps``
-  checkerboard mixture-CDF couplings conditioned on features of ``x`` (a small conv net of the
-  rescaled levels) → ``u = σ(·) ∈ (0, 1)^D``; ``log q`` includes every coupling's and the
-  sigmoid's log-det.
+  checkerboard mixture-CDF couplings conditioned on features of ``x`` (a conv layer and
+  ``max(1, res_blocks)`` residual blocks on the rescaled levels) → ``u = σ(·) ∈ (0, 1)^D``;
+  ``log q`` includes every coupling's and the sigmoid's log-det.
 * ``p(y)`` — the main flow on ``y = x + u`` in level units: :class:`LogitPreprocess` first (its
   log-det carries ``-D·log K``, so ``p`` is a density per unit-width bin and no ``D·log K`` is
   subtracted anywhere else), then per scale ``steps`` checkerboard couplings, a squeeze,
@@ -55,8 +55,8 @@ _CHUNK_ENTRIES = 2**21
 
 def _check_int(name: str, value: int, minimum: int = 1) -> None:
     if int(value) != value or value < minimum:
-        kind = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"FlowPP option {name!r} must be an integer {kind}, got {value!r}")
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"FlowPP option {name!r} must be {kind}, got {value!r}")
 
 
 def max_scales(height: int, width: int) -> int:
@@ -145,6 +145,8 @@ class FlowPP(DensityModel):
 
     exact = False  # the instance overrides both: True / False on real vectors
     discrete = True
+    bound_name = "variational-dequantisation bound"
+    importance_weighted_name = "iw"
 
     def __init__(
         self,

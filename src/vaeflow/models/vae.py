@@ -68,6 +68,8 @@ class VAE(DensityModel):
 
     exact = False
     discrete = True  # the instance overrides this: False for real-valued data (levels None)
+    bound_name = "elbo"
+    importance_weighted_name = "iwae"
 
     def __init__(
         self,

@@ -233,6 +233,7 @@ def _write_outputs(
         "parameters": model.num_parameters(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "diagnostics": model.diagnostics(),  # e.g. FFJORD's function evaluations during training
     }
     write_json_atomic(out_dir / "train.json", summary)
     resume_path.unlink(missing_ok=True)
