@@ -16,7 +16,6 @@ so it has no row.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -24,7 +23,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -77,7 +75,6 @@ def peer_maf(features: int, levels: int | None, hidden: int, layers: int, transf
 
 
 def peer_iaf(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> PeerDensity:
-    import zuko
     from zuko.flows import Flow, LazyInverse, MaskedAutoregressiveTransform, UnconditionalDistribution
     from zuko.distributions import DiagNormal
 

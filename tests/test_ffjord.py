@@ -4,7 +4,6 @@ means of the Hutchinson estimator, analytic densities of the zero flow, finite d
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -14,31 +13,10 @@ from torch.autograd.functional import jacobian
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.ffjord import FFJORD, trace_probes
 
+from brute_force import dequantised_levels, randomise
+
 F64 = torch.float64
 TIGHT = {"atol": 1e-9, "rtol": 1e-9, "eval_atol": 1e-9, "eval_rtol": 1e-9}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def randomise(module: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
-    """Add Gaussian noise to every parameter so the zero-initialised output layers are no longer zero."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(std * torch.randn(p.shape, generator=generator, dtype=p.dtype))
-    return module
-
-
-def dequantised_levels(shape: tuple[int, ...], levels: int, seed: int = 0) -> Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, levels, shape, generator=generator).to(F64)
-    return x + torch.rand(shape, generator=generator, dtype=F64)
 
 
 def vector_flow(dim: int, seed: int = 0, std: float = 0.3, **options: object) -> FFJORD:

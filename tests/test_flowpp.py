@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.autograd.functional import jacobian
 
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.flowpp import FlowPP
@@ -20,32 +18,9 @@ from vaeflow.models.mixture_coupling import (
     vector_mixture_coupling,
 )
 
+from brute_force import dequantised_levels, jacobian_logdet, randomise
+
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors on a shared CPU: one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def randomise(module: nn.Module, std: float, seed: int = 0) -> nn.Module:
-    """Add Gaussian noise to every parameter so zero-initialised layers are no longer the identity."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(std * torch.randn(p.shape, generator=generator, dtype=p.dtype))
-    return module
-
-
-def jacobian_logdet(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``log|det ∂fn/∂x|`` of one example ``x (1, *shape)`` by a full autograd Jacobian."""
-    shape = x.shape
-    jac = jacobian(lambda v: fn(v.reshape(shape)).reshape(-1), x.reshape(-1))
-    return torch.linalg.slogdet(jac)[1]
 
 
 def make_identity(module: nn.Module) -> nn.Module:
@@ -60,12 +35,6 @@ def make_identity(module: nn.Module) -> nn.Module:
 
 def relative_error(a: Tensor, b: Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
-
-
-def dequantised_levels(shape: tuple[int, ...], levels: int, seed: int = 0) -> Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, levels, shape, generator=generator).to(F64)
-    return x + torch.rand(shape, generator=generator, dtype=F64)
 
 
 def toy_model(levels: int = 4, seed: int = 0, flow_std: float = 0.1, dequant_std: float = 0.2, **options: object) -> FlowPP:

@@ -4,50 +4,19 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator
 
 import pytest
 import torch
-from torch import Tensor, nn
-from torch.autograd.functional import jacobian
+from torch import Tensor
 
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.iaf import IAF, InverseAutoregressiveAffine
 from vaeflow.models.maf import MAF, AutoregressiveFlow, BatchNormBijection, MaskedAffineAutoregressive
 from vaeflow.models.transforms import LogitPreprocess
 
+from brute_force import dequantised_levels, jacobian_logdet, randomise
+
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors: one thread is faster and does not fight other jobs on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def randomise(module: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
-    """Add Gaussian noise to every parameter so zero-initialised layers are no longer the identity."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(std * torch.randn(p.shape, generator=generator, dtype=p.dtype))
-    return module
-
-
-def jacobian_logdet(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``log|det ∂fn/∂x|`` of one example ``x (1, *shape)`` by a full autograd Jacobian."""
-    shape = x.shape
-    jac = jacobian(lambda v: fn(v.reshape(shape)).reshape(-1), x.reshape(-1))
-    return torch.linalg.slogdet(jac)[1]
-
-
-def dequantised_levels(shape: tuple[int, ...], levels: int, seed: int = 0, dtype: torch.dtype = F64) -> Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, levels, shape, generator=generator).to(dtype)
-    return x + torch.rand(shape, generator=generator, dtype=dtype)
 
 
 def fit_batch_norm(model: AutoregressiveFlow, x: Tensor, steps: int = 5) -> None:

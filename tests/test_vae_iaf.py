@@ -7,40 +7,23 @@ integral of p(x|z)p(z) for log p(x), and independent re-computations of the IWAE
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.autograd.functional import jacobian
 
 from vaeflow.models import model_options
 from vaeflow.models import vae as vae_module
-from vaeflow.models.distributions import diagonal_normal_log_prob, standard_normal_log_prob
+from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.vae import VAE
 from vaeflow.models.vae_iaf import GATE_BIAS, VAEIAF
+
+from brute_force import randomise
 
 F64 = torch.float64
 IMAGE_X = torch.tensor([[[[3.0, 12.0], [16.0, 0.0]]], [[[8.0, 8.0], [1.0, 5.0]]]], dtype=F64)
 VECTOR_X = torch.tensor([[0.3, -1.2], [1.5, 0.8]], dtype=F64)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors on a shared CPU: one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def randomise(module: nn.Module, std: float = 0.5, seed: int = 0) -> nn.Module:
-    """Add Gaussian noise to every parameter, so zero-initialised MADE outputs are no longer constant."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(std * torch.randn(p.shape, generator=generator, dtype=p.dtype))
-    return module
 
 
 def tiny_iaf(data_shape: tuple[int, ...], levels: int | None, seed: int = 0, **options: object) -> VAEIAF:
@@ -48,7 +31,7 @@ def tiny_iaf(data_shape: tuple[int, ...], levels: int | None, seed: int = 0, **o
     torch.manual_seed(seed)
     defaults: dict[str, object] = {"latent_dim": 2, "hidden": 16, "layers": 1, "iaf_hidden": 8, "context_dim": 3}
     model = VAEIAF(data_shape, levels, **{**defaults, **options}).to(F64)  # type: ignore[arg-type]
-    randomise(model.iaf)
+    randomise(model.iaf, std=0.5)
     return model
 
 

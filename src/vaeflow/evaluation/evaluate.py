@@ -87,6 +87,8 @@ def evaluate(model: DensityModel, data: PreparedDataset, settings: dict[str, Any
         block = {"examples": len(x), **_summary(scores, model.num_dims, f"{name} log_prob")}
         if model.exact:
             block["bound"] = "exact" if data.levels is None else "exact density of uniformly dequantised data"
+            if model.density_estimator:
+                block["bound"] += f" ({model.density_estimator})"
         else:
             block["bound"] = model.bound_name
             block["elbo_bits_per_dim"] = block["bits_per_dim"]  # the single-draw bound (the ELBO for VAEs)

@@ -39,6 +39,9 @@ class DensityModel(nn.Module, ABC):
     #: for models whose likelihood is a bound; exact models need neither.
     bound_name: str = "exact"
     importance_weighted_name: str = "exact"
+    #: for exact models whose ``log_prob`` is estimated rather than computed (FFJORD's
+    #: Hutchinson trace on large inputs): how, in words; empty when it is computed.
+    density_estimator: str = ""
 
     def __init__(self, data_shape: tuple[int, ...], levels: int | None) -> None:
         super().__init__()

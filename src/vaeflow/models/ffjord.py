@@ -364,6 +364,8 @@ class FFJORD(DensityModel):
         )
         self.train_trace = trace
         self.exact_trace_max_dim = int(exact_trace_max_dim)
+        if self.num_dims > self.exact_trace_max_dim:
+            self.density_estimator = "unbiased Hutchinson estimate of the log-det"
         self.train_settings = SolverSettings(solver, float(atol), float(rtol), int(solver_steps), int(max_num_steps),
                                              bool(adjoint))
         self.eval_settings = SolverSettings(eval_solver, float(eval_atol), float(eval_rtol),

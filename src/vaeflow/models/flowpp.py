@@ -41,7 +41,6 @@ from vaeflow.models.base import DensityModel
 from vaeflow.models.coupling import ResidualBlock
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.mixture_coupling import (
-    MixtureCDFCoupling,
     channel_mixture_coupling,
     checkerboard_mixture_coupling,
     vector_mixture_coupling,
