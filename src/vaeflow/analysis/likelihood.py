@@ -36,6 +36,7 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             "trained_by": m.get("trained_by", ""),
             "samples_per_s": m["throughput"]["samples_per_s"],
             "density_evals_per_s": m["throughput"]["density_evals_per_s"],
+            "nonfinite_samples": m.get("nonfinite_samples", 0),
             "curves": str(Path(path).with_name("curves.csv")),
         })
     runs = pd.DataFrame(rows)
@@ -86,6 +87,7 @@ def models_table(runs: pd.DataFrame) -> pd.DataFrame:
             "test quantity": ", ".join(sorted(group["bound"].unique())),
             "samples/s": f"{group['samples_per_s'].mean():.3g}",
             "density evals/s": f"{group['density_evals_per_s'].mean():.3g}",
+            "non-finite samples": int(group["nonfinite_samples"].sum()),
         })
     return pd.DataFrame(rows).sort_values(["model", "dataset"]).reset_index(drop=True)
 
