@@ -72,3 +72,16 @@ def test_run_config_holds_only_its_model_and_dataset(config):
 
 def test_defaults_are_filled(config):
     assert config["device"] == "auto" and config["threads"] >= 1
+
+
+def test_training_objective_names_how_each_run_learned(config):
+    from vaeflow.config import training_objective
+
+    assert training_objective(run_config(config, "mnist", "iaf", 0), exact=True) == "density distillation from maf"
+    assert training_objective(run_config(config, "toy2d", "iaf", 0), exact=True) == "maximum likelihood"
+    assert training_objective(run_config(config, "mnist", "vae", 0), exact=False) == "its ELBO"
+    flowpp = run_config(config, "mnist", "flowpp", 0)
+    assert training_objective(flowpp, False, "variational-dequantisation bound") == "its variational-dequantisation bound"
+    iwae = run_config(config, "mnist", "vae", 0)
+    iwae["options"]["iwae_k"] = 8
+    assert training_objective(iwae, exact=False) == "IWAE-8 bound"

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-SRC = Path(__file__).resolve().parent.parent
 
 
 def _json_arg(text: str) -> Any:
@@ -56,48 +54,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from vaeflow.data import load_prepared
-    from vaeflow.config import training_objective
-    from vaeflow.evaluation.evaluate import evaluate
-    from vaeflow.io import read_json, write_atomic, write_json_atomic
-    from vaeflow.provenance import git_version, hash_files, package_versions, source_files
-    from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
-    from vaeflow.training.seeding import resolve_device
-
-    import time
+    from vaeflow.evaluation.run import evaluate_run
 
     _set_threads(args.threads)
-    device = resolve_device(args.device)
-    data = load_prepared(args.data)
-    model = model_from_checkpoint(load_checkpoint(args.checkpoint, device), device)
-    trained = read_json(args.train_summary)
-    started = time.perf_counter()
-    metrics, samples = evaluate(model, data, args.settings)
-    code = source_files(f"vaeflow.models.{trained['run']['model']}", SRC) + source_files("vaeflow.training.engine", SRC)
-    metrics.update({
-        "dataset": trained["run"]["dataset"],
-        "model": trained["run"]["model"],
-        "seed": trained["run"]["seed"],
-        "levels": data.levels,
-        "num_dims": data.num_dims,
-        "parameters": trained["parameters"],
-        "steps": trained["steps"],
-        "best_step": trained["best_step"],
-        "train_wall_time_s": trained["train_wall_time_s"],
-        "train_diagnostics": trained.get("diagnostics", {}),
-        "trained_by": training_objective(trained["run"], model.exact),
-        "eval_wall_time_s": time.perf_counter() - started,
-        "device": str(device),
-        "config_hash": trained["run_key"],
-        "evaluation": args.settings,
-        "code_version": os.environ.get("VAEFLOW_CODE_VERSION") or git_version(SRC),
-        "code_hash": hash_files(code),
-        "versions": package_versions(),
-    })
-    write_atomic(args.samples, lambda p: np.savez(p.open("wb"), samples=samples))
-    write_json_atomic(args.metrics, metrics)
+    metrics = evaluate_run(args.checkpoint, args.train_summary, args.data, args.settings,
+                           args.metrics, args.samples, device=args.device)
     test = metrics["test"]
     print(f"{metrics['model']} on {metrics['dataset']} seed {metrics['seed']}: test {test['bits_per_dim']:.4f} bits/dim ({test['bound']})")
 

@@ -109,7 +109,7 @@ def evaluation_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
     return {**config["evaluation"], **config["models"][model].get("evaluation", {})}
 
 
-def training_objective(run: dict[str, Any], exact: bool) -> str:
+def training_objective(run: dict[str, Any], exact: bool, bound_name: str = "ELBO") -> str:
     """How a run was trained, in words: the study reports it beside every number."""
     training, options = run["training"], run["options"]
     if "teacher" in training:
@@ -118,7 +118,7 @@ def training_objective(run: dict[str, Any], exact: bool) -> str:
         return f"IWAE-{options['iwae_k']} bound"
     if options.get("beta", 1.0) != 1.0:
         return f"β-ELBO (β = {options['beta']})"
-    return "maximum likelihood" if exact else "variational bound (ELBO)"
+    return "maximum likelihood" if exact else f"its {bound_name}"
 
 
 def config_hash(settings: Any) -> str:

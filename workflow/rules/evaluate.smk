@@ -6,7 +6,7 @@ rule evaluate:
         checkpoint=f"{RUN}/checkpoint.pt",
         summary=f"{RUN}/train.json",
         data="results/data/{dataset}.npz",
-        code=lambda wc: code(f"vaeflow.models.{wc.model}", "vaeflow.evaluation.evaluate"),
+        code=lambda wc: code(f"vaeflow.models.{wc.model}", "vaeflow.evaluation.run"),
     output:
         metrics=f"{RUN}/metrics.json",
         samples=f"{RUN}/samples.npz",

@@ -68,7 +68,7 @@ class VAE(DensityModel):
 
     exact = False
     discrete = True  # the instance overrides this: False for real-valued data (levels None)
-    bound_name = "elbo"
+    bound_name = "ELBO"
     importance_weighted_name = "iwae"
 
     def __init__(
