@@ -60,7 +60,7 @@ from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from vaeflow.models.base import DensityModel
 from vaeflow.models.distributions import standard_normal_log_prob
-from vaeflow.models.transforms import LogitPreprocess
+from vaeflow.models.transforms import LogitPreprocess, to_levels
 
 TRACES = ("exact", "hutchinson")
 NOISES = ("rademacher", "gaussian")
@@ -452,8 +452,7 @@ class FFJORD(DensityModel):
         param = next(self.parameters())
         z = temperature * torch.randn(n, self.num_dims, device=param.device, dtype=param.dtype)
         y = self.inverse(z)
-        if self.levels is not None:
-            y = torch.floor(y.clamp(0, self.levels - 1))
+        y = to_levels(y, self.levels)
         return y
 
     def diagnostics(self) -> dict[str, float]:

@@ -45,7 +45,7 @@ from vaeflow.models.mixture_coupling import (
     checkerboard_mixture_coupling,
     vector_mixture_coupling,
 )
-from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze
+from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
 
 #: Number of (draw, example, element) entries pushed through the flows at once in
 #: :meth:`FlowPP.log_weights`, bounding the memory of large-``k`` bounds.
@@ -339,6 +339,5 @@ class FlowPP(DensityModel):
         param = next(self.parameters())
         z = temperature * torch.randn(n, self.num_dims, device=param.device, dtype=param.dtype)
         y = self.inverse(z)
-        if self.levels is not None:
-            y = torch.floor(y.clamp(0, self.levels - 1))
+        y = to_levels(y, self.levels)
         return y

@@ -41,7 +41,7 @@ from vaeflow.models.base import DensityModel
 from vaeflow.models.coupling import MLP
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.invertible_conv import InvertibleConv1x1
-from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze
+from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
 
 
 class LevelRescale(Bijection):
@@ -337,6 +337,5 @@ class Glow(DensityModel):
         param = next(self.parameters())
         eps = temperature * torch.randn(n, self.num_dims, device=param.device, dtype=param.dtype)
         y = self.inverse(eps)
-        if self.levels is not None:
-            y = torch.floor(y.clamp(0, self.levels - 1))
+        y = to_levels(y, self.levels)
         return y

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from vaeflow.models.base import DensityModel
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.made import MADE
-from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess
+from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, to_levels
 
 #: Accepted values of the ``order`` option.
 ORDERS = ("reverse", "random")
@@ -264,7 +264,7 @@ class AutoregressiveFlow(DensityModel):
 
     def _quantise(self, y: Tensor) -> Tensor:
         """Image samples become integer levels ``floor(clamp(y, 0, K − 1))``; vectors pass through."""
-        return y if self.levels is None else torch.floor(y.clamp(0, self.levels - 1))
+        return to_levels(y, self.levels)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from vaeflow.models.base import DensityModel
 from vaeflow.models.coupling import channel_coupling, checkerboard_coupling, vector_coupling
 from vaeflow.models.distributions import standard_normal_log_prob
-from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze
+from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
 
 
 def _check_positive_int(name: str, value: int) -> None:
@@ -163,6 +163,5 @@ class RealNVP(DensityModel):
         param = next(self.parameters())
         z = temperature * torch.randn(n, self.num_dims, device=param.device, dtype=param.dtype)
         y = self.inverse(z)
-        if self.levels is not None:
-            y = torch.floor(y.clamp(0, self.levels - 1))
+        y = to_levels(y, self.levels)
         return y

@@ -95,3 +95,9 @@ class LogitPreprocess(Bijection):
     def inverse(self, z: Tensor) -> Tensor:
         return self.levels * (torch.sigmoid(z) - self.alpha) / (1.0 - 2.0 * self.alpha)
 
+
+
+def to_levels(y: Tensor, levels: int | None) -> Tensor:
+    """A flow's continuous sample in level units as integer grey levels ``floor(clamp(y, 0, K-1))``
+    (the bin it falls in); real vectors (``levels`` None) pass through."""
+    return y if levels is None else torch.floor(y.clamp(0, levels - 1))
