@@ -1,9 +1,11 @@
 """Our flows against the same family from a peer library, side by side.
 
 Each pair is trained with one loop (Adam, same learning rate, same batches in the same
-order, same step budget, same seed) on the same data at a comparable parameter count,
-then scored on the same held-out set. Reported per pair: test bits/dim of both, their
-ratio (ours / peer; < 1 means ours is better), and the ratio of median step times.
+order, same step budget, same seeds) on the same data, the peer's hidden width chosen so
+its parameter count is nearest ours, then scored on the same held-out set. Reported per
+pair: test bits/dim of both (mean ± sd over ``--seeds`` seeds; the seed-to-seed spread is
+as large as most differences between the sides), their ratio (ours / peer; < 1 means ours
+is better) per seed and of the means, and the ratio of median step times.
 
 Peers (benchmark-only dependencies: ``pip install -e ".[bench]"``): zuko for Real NVP,
 MAF, IAF and FFJORD (zuko's CNF); normflows for Glow. No peer library implements Flow++,
@@ -109,17 +111,40 @@ FAMILIES: dict[str, tuple[str, dict, Callable[..., PeerDensity], str, dict]] = {
             "zuko.flows.MAF", {"hidden": 64, "layers": 2, "transforms": 5}),
     "iaf": ("iaf", {"blocks": 5, "hidden": 64, "layers": 2}, peer_iaf,
             "zuko LazyInverse(MaskedAutoregressiveTransform)", {"hidden": 64, "layers": 2, "transforms": 5}),
-    "ffjord": ("ffjord", {"hidden": 64, "layers": 3}, peer_ffjord,
+    "ffjord": ("ffjord", {"hidden": 64, "layers": 3, "trace": "exact"}, peer_ffjord,
                "zuko.flows.CNF", {"hidden": 64, "layers": 3, "transforms": 1}),
-    "glow": ("glow", {"hidden": 64, "mlp_layers": 2, "vector_steps": 6}, peer_glow,
+    "glow": ("glow", {"hidden": 64, "mlp_layers": 2, "vector_steps": 6, "logit_alpha": 0.05}, peer_glow,
              "normflows ActNorm+LULinearPermute+AffineCouplingBlock", {"hidden": 64, "layers": 2, "transforms": 6}),
 }
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def match_size(builder: Callable[..., PeerDensity], features: int, levels: int | None, size: dict, target: int) -> dict:
+    """The peer's size arguments with the hidden width whose parameter count is nearest ours.
+
+    Layer count and number of transforms stay as given (the same as ours); only the width
+    moves, so the two sides compare at a comparable parameter count.
+    """
+    def params(hidden: int) -> int:
+        return count_parameters(builder(features, levels, **{**size, "hidden": hidden}))
+
+    low, high = 4, 4 * size["hidden"]
+    while low < high:  # parameter count grows with the width: the smallest width reaching the target
+        mid = (low + high) // 2
+        if params(mid) < target:
+            low = mid + 1
+        else:
+            high = mid
+    best = min((low - 1, low), key=lambda h: abs(params(h) - target)) if low > 4 else low
+    return {**size, "hidden": best}
 
 
 def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: int | None, steps: int,
                     batch: int, seed: int, lr: float) -> dict[str, float]:
     """One loop for both sides: same batches, same noise, same optimiser; median step time."""
-    torch.manual_seed(seed)
     order = torch.Generator().manual_seed(seed)
     noise = torch.Generator().manual_seed(seed + 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -138,7 +163,8 @@ def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: i
         optimizer.step()
         times.append(time.perf_counter() - started)
         if not math.isfinite(float(loss.detach())):
-            return {"test_bits_per_dim": float("nan"), "step_time_s": statistics.median(times), "diverged_at": step}
+            return {"test_bits_per_dim": float("nan"), "step_time_s": statistics.median(times), "diverged_at": step,
+                    "parameters": count_parameters(model)}
     model.eval()
     generator = torch.Generator().manual_seed(seed + 2)
     total = 0.0
@@ -149,7 +175,7 @@ def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: i
     dims = x_test[0].numel()
     return {"test_bits_per_dim": float(bits_per_dim(total / len(x_test), dims)),
             "step_time_s": statistics.median(times[5:] or times),
-            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+            "parameters": count_parameters(model)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per pair; bits/dim are averaged over them")
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--datasets", nargs="*", default=["toy2d", "digits"])
     parser.add_argument("--out", default="results/benchmarks")
@@ -177,35 +204,70 @@ def main(argv: list[str] | None = None) -> int:
                 # 64-D: a CNF solve, or IAF's D sequential passes per step, cost minutes per
                 # hundred steps on this CPU for both sides; these families are compared on 2-D
                 continue
-            ours = build_model(ours_name, (features,), data.levels, ours_options)
-            peer = peer_builder(features, data.levels, **peer_size)
-            result = {"family": family, "dataset": dataset, "features": features, "steps": args.steps,
-                      "peer": peer_name}
-            for side, model in (("ours", ours), ("peer", peer)):
-                scored = train_and_score(model, x_train, x_test, data.levels, args.steps, args.batch, args.seed, args.lr)
-                result.update({f"{side}_{k}": v for k, v in scored.items()})
-            result["bpd_ratio"] = result["ours_test_bits_per_dim"] / result["peer_test_bits_per_dim"]
-            result["step_time_ratio"] = result["ours_step_time_s"] / result["peer_step_time_s"]
+            matched = match_size(peer_builder, features, data.levels, peer_size,
+                                 count_parameters(build_model(ours_name, (features,), data.levels, ours_options)))
+            runs = {"ours": [], "peer": []}
+            for seed in range(args.seed, args.seed + args.seeds):
+                # both sides built and trained under the same seed, alternating, so a slow
+                # moment of the machine lands on both
+                torch.manual_seed(seed)
+                ours = build_model(ours_name, (features,), data.levels, ours_options)
+                torch.manual_seed(seed)
+                peer = peer_builder(features, data.levels, **matched)
+                for side, model in (("ours", ours), ("peer", peer)):
+                    runs[side].append(train_and_score(model, x_train, x_test, data.levels, args.steps, args.batch, seed, args.lr))
+            result = summarise(family, dataset, features, args.steps, peer_name, runs)
+            result["peer_size"] = matched
             rows.append(result)
             write_results(Path(args.out), args, rows)  # after every pair: a long run keeps what it measured
-            print(f"{family:8s} {dataset:7s} ours {result['ours_test_bits_per_dim']:.3f} bpd "
+            print(f"{family:8s} {dataset:7s} ours {result['ours_bpd_mean']:.3f}±{result['ours_bpd_sd']:.3f} bpd "
                   f"({result['ours_parameters']} params, {1000 * result['ours_step_time_s']:.1f} ms/step) | "
-                  f"{peer_name}: {result['peer_test_bits_per_dim']:.3f} bpd ({result['peer_parameters']} params, "
-                  f"{1000 * result['peer_step_time_s']:.1f} ms/step) | bpd ratio {result['bpd_ratio']:.3f}, "
-                  f"step-time ratio {result['step_time_ratio']:.2f}", flush=True)
+                  f"{peer_name}: {result['peer_bpd_mean']:.3f}±{result['peer_bpd_sd']:.3f} bpd "
+                  f"({result['peer_parameters']} params, {1000 * result['peer_step_time_s']:.1f} ms/step) | "
+                  f"bpd ratio {result['bpd_ratio']:.3f}, step-time ratio {result['step_time_ratio']:.2f}", flush=True)
 
     print(f"wrote {Path(args.out) / 'peers.json'} and {Path(args.out) / 'peers.md'}")
     return 0
 
 
+def summarise(family: str, dataset: str, features: int, steps: int, peer: str, runs: dict[str, list[dict]]) -> dict:
+    """Mean ± sd of test bits/dim over seeds, median step time, and the ours/peer ratios of both.
+
+    A diverged run's NaN stays in the mean, so a pair with a divergence shows NaN, not a
+    flattering average of the survivors.
+    """
+    result: dict = {"family": family, "dataset": dataset, "features": features, "steps": steps, "peer": peer,
+                    "seeds": len(runs["ours"])}
+    for side, scored in runs.items():
+        bpd = [r["test_bits_per_dim"] for r in scored]
+        result[f"{side}_bpd_per_seed"] = bpd
+        result[f"{side}_bpd_mean"] = statistics.fmean(bpd)
+        result[f"{side}_bpd_sd"] = statistics.stdev(bpd) if len(bpd) > 1 else 0.0
+        result[f"{side}_step_time_s"] = statistics.median(r["step_time_s"] for r in scored)
+        result[f"{side}_parameters"] = scored[0].get("parameters")
+        result[f"{side}_diverged"] = sum("diverged_at" in r for r in scored)
+    result["bpd_ratio"] = result["ours_bpd_mean"] / result["peer_bpd_mean"]
+    result["bpd_ratio_per_seed"] = [a / b for a, b in zip(result["ours_bpd_per_seed"], result["peer_bpd_per_seed"])]
+    # paired by seed (same batches, same noise): the difference and its standard error say
+    # whether a ratio near 1 is a real difference or seed noise
+    diffs = [a - b for a, b in zip(result["ours_bpd_per_seed"], result["peer_bpd_per_seed"])]
+    result["bpd_diff_mean"] = statistics.fmean(diffs)
+    result["bpd_diff_se"] = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    result["step_time_ratio"] = result["ours_step_time_s"] / result["peer_step_time_s"]
+    return result
+
+
 def write_results(out: Path, args: argparse.Namespace, rows: list[dict]) -> None:
     write_json_atomic(out / "peers.json", {"settings": vars(args), "results": rows})
-    lines = ["| family | dataset | ours bits/dim | peer | peer bits/dim | bpd ratio | ours ms/step | peer ms/step | step-time ratio |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"Test bits/dim: mean ± sd over {args.seeds} seed(s), {args.steps} steps each; ratios are ours / peer "
+             "(< 1: ours is better or faster).", "",
+             "| family | dataset | ours params | ours bits/dim | peer | peer params | peer bits/dim | bpd ratio | per-seed ratios | ours − peer (paired, ± se) | ours ms/step | peer ms/step | step-time ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['family']} | {r['dataset']} | {r['ours_test_bits_per_dim']:.3f} | {r['peer']} | "
-                     f"{r['peer_test_bits_per_dim']:.3f} | {r['bpd_ratio']:.3f} | {1000 * r['ours_step_time_s']:.1f} | "
-                     f"{1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |")
+        per_seed = ", ".join(f"{x:.3f}" for x in r["bpd_ratio_per_seed"])
+        lines.append(f"| {r['family']} | {r['dataset']} | {r['ours_parameters']} | {r['ours_bpd_mean']:.3f} ± {r['ours_bpd_sd']:.3f} | "
+                     f"{r['peer']} | {r['peer_parameters']} | {r['peer_bpd_mean']:.3f} ± {r['peer_bpd_sd']:.3f} | {r['bpd_ratio']:.3f} | {per_seed} | "
+                     f"{1000 * r['ours_step_time_s']:.1f} | {1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |")
     write_text_atomic(out / "peers.md", "\n".join(lines) + "\n")
 
 

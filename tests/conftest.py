@@ -1,8 +1,10 @@
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/smoke.py, tests/brute_force.py
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +21,18 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def smoke_study(root, tmp_path_factory):
+    """A finished smoke study (config/smoke.yaml) in a copy of the project, shared by the
+    workflow and analysis tests; tests that edit it run after the ones that only read it."""
+    from smoke import SMOKE, copy_project, snakemake
+    from vaeflow.site.quarto import quarto_available
+
+    project = copy_project(root, tmp_path_factory.mktemp("study") / "project")
+    proc = snakemake(project, "--cores", "2", *SMOKE)
+    assert "workflow finished in" in proc.stdout + proc.stderr
+    if not quarto_available():
+        assert "SITE NOT RENDERED" in proc.stderr
+    return project

@@ -4,7 +4,8 @@ import copy
 
 import pytest
 
-from vaeflow.config import ConfigError, config_hash, load_config, run_config, validate_config
+from vaeflow.config import ConfigError, load_config, run_config, validate_config
+from vaeflow.hashing import config_hash
 
 
 @pytest.fixture()

@@ -48,7 +48,7 @@ def gaussians():
 @pytest.mark.parametrize(("model", "steps", "slack_nats"), [("realnvp", 3000, 0.35), ("vae", 3000, 0.9)])
 def test_trained_model_approaches_but_never_beats_the_true_density(tmp_path, gaussians, model, steps, slack_nats):
     fitted = _fit(model, gaussians, tmp_path, steps)
-    metrics, _ = evaluate(fitted, gaussians, SETTINGS)
+    metrics, _, _ = evaluate(fitted, gaussians, SETTINGS)
     truth = _true_log_density(gaussians.test.astype(np.float64))
     true_nll, se = -truth.mean(), truth.std() / math.sqrt(len(truth))
     model_nll = -metrics["test"]["log_likelihood_nats"]

@@ -58,9 +58,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _set_threads(args.threads)
     metrics = evaluate_run(args.checkpoint, args.train_summary, args.data, args.settings,
-                           args.metrics, args.samples, device=args.device)
+                           args.metrics, args.samples, args.scores, device=args.device)
     test = metrics["test"]
     print(f"{metrics['model']} on {metrics['dataset']} seed {metrics['seed']}: test {test['bits_per_dim']:.4f} bits/dim ({test['bound']})")
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from vaeflow.probes.run import run_probe
+
+    _set_threads(args.threads)
+    arrays = run_probe(args.probe, args.checkpoint, args.data, args.settings, args.out,
+                       others=dict(args.other or []), device=args.device)
+    print(f"probe {args.probe}: wrote {args.out} ({', '.join(f'{k} {v.shape}' for k, v in arrays.items())})")
 
 
 def cmd_notebook(args: argparse.Namespace) -> None:
@@ -96,6 +105,13 @@ def _param(text: str) -> tuple[str, Any]:
     return name, _json_arg(value)
 
 
+def _other(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaeflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,9 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", type=_json_arg, required=True, help="the evaluation block of the config as JSON")
     p.add_argument("--metrics", required=True)
     p.add_argument("--samples", required=True)
+    p.add_argument("--scores", required=True, help="the .npz of per-example test scores to write")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("probe", help="run one analysis probe on a trained run (see vaeflow.probes)")
+    p.add_argument("probe")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--settings", type=_json_arg, required=True, help="the analyses.<probe> block of the config as JSON")
+    p.add_argument("--out", required=True, help="the .npz to write")
+    p.add_argument("--other", type=_other, action="append", help="NAME=PATH of another prepared dataset")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("notebook", help="execute an analysis notebook with papermill")
     p.add_argument("input")

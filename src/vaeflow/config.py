@@ -9,8 +9,6 @@ Snakemake reruns only its jobs).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +107,16 @@ def evaluation_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
     return {**config["evaluation"], **config["models"][model].get("evaluation", {})}
 
 
+def probe_settings(config: dict[str, Any], probe: str) -> dict[str, Any]:
+    """The ``analyses.<probe>`` block, with the evaluation seed (every probe is seeded)."""
+    return {"seed": config["evaluation"]["seed"], **config.get("analyses", {}).get(probe, {})}
+
+
+def analysis_settings(config: dict[str, Any], analysis: str) -> dict[str, Any]:
+    """The ``analyses.<analysis>`` block a notebook receives as its ``settings`` parameter."""
+    return dict(config.get("analyses", {}).get(analysis, {}))
+
+
 def training_objective(run: dict[str, Any], exact: bool, bound_name: str = "ELBO") -> str:
     """How a run was trained, in words: the study reports it beside every number."""
     training, options = run["training"], run["options"]
@@ -119,9 +127,3 @@ def training_objective(run: dict[str, Any], exact: bool, bound_name: str = "ELBO
     if options.get("beta", 1.0) != 1.0:
         return f"β-ELBO (β = {options['beta']})"
     return "maximum likelihood" if exact else f"its {bound_name}"
-
-
-def config_hash(settings: Any) -> str:
-    """Short sha256 of the canonical JSON form of ``settings``."""
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

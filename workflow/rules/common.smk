@@ -1,12 +1,15 @@
 # Shared helpers: which runs exist, their settings, and the source files each job runs.
+import importlib
 import json
 
-from vaeflow.config import evaluation_settings, run_config
+from vaeflow.config import analysis_settings, evaluation_settings, probe_settings, run_config
+from vaeflow.data import IMAGE_DATASETS
+from vaeflow.probes import NEEDS_OTHER_DATASETS, PROBES, probe_module
 from vaeflow.provenance import source_files
 from vaeflow.site.quarto import QUARTO_MISSING, quarto_available
 
 DATASETS = list(config["datasets"])
-MODELS = list(config["models"])
+MODELS_IN_STUDY = list(config["models"])
 SEEDS = [int(s) for s in config["seeds"]]
 RUN = "results/{dataset}/{model}/seed{seed}"
 # The conda route (`--sdm conda`): the same pins as pyproject.toml, plus Quarto.
@@ -15,7 +18,8 @@ CONDA_ENV = "../../environment.yml"
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    model="|".join(MODELS),
+    model="|".join(MODELS_IN_STUDY),
+    probe="|".join(PROBES),
     seed=r"\d+",
 
 
@@ -40,7 +44,26 @@ def teacher_checkpoint(wildcards):
 
 
 def all_runs(pattern):
-    return expand(pattern, dataset=DATASETS, model=MODELS, seed=SEEDS)
+    return expand(pattern, dataset=DATASETS, model=MODELS_IN_STUDY, seed=SEEDS)
+
+
+def probe_runs(probe):
+    """The probe files of every run the probe covers (its ``applies``), for an analysis's inputs."""
+    applies = probe_module(probe).applies
+    return [
+        f"results/{dataset}/{model}/seed{seed}/probes/{probe}.npz"
+        for dataset in DATASETS
+        for model in MODELS_IN_STUDY
+        for seed in SEEDS
+        if applies(model, dataset, image=dataset in IMAGE_DATASETS)
+    ]
+
+
+def other_datasets(wildcards):
+    """The other prepared datasets of the study, for probes that compare against them."""
+    if wildcards.probe not in NEEDS_OTHER_DATASETS:
+        return {}
+    return {name: f"results/data/{name}.npz" for name in DATASETS if name != wildcards.dataset}
 
 
 def all_targets():

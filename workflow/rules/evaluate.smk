@@ -10,6 +10,7 @@ rule evaluate:
     output:
         metrics=f"{RUN}/metrics.json",
         samples=f"{RUN}/samples.npz",
+        scores=f"{RUN}/test_scores.npz",
     params:
         settings=lambda wc: json.dumps(evaluation_settings(config, wc.model), sort_keys=True),
         device=config["device"],
@@ -24,4 +25,32 @@ rule evaluate:
     shell:
         "python -m vaeflow evaluate --checkpoint {input.checkpoint} --train-summary {input.summary} "
         "--data {input.data} --settings {params.settings:q} --metrics {output.metrics} "
-        "--samples {output.samples} --device {params.device} --threads {threads} > {log} 2>&1"
+        "--samples {output.samples} --scores {output.scores} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule probe:
+    # What one analysis needs from one trained run (see vaeflow.probes); the notebooks
+    # only aggregate these files.
+    input:
+        checkpoint=f"{RUN}/checkpoint.pt",
+        data="results/data/{dataset}.npz",
+        others=lambda wc: list(other_datasets(wc).values()),
+        code=lambda wc: code(f"vaeflow.models.{wc.model}", "vaeflow.probes.run", PROBES[wc.probe]),
+    output:
+        f"{RUN}/probes/{{probe}}.npz",
+    params:
+        settings=lambda wc: json.dumps(probe_settings(config, wc.probe), sort_keys=True),
+        others=lambda wc: " ".join(f"--other {name}={path}" for name, path in other_datasets(wc).items()),
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/probe/{probe}/{dataset}/{model}/seed{seed}.log",
+    shell:
+        "python -m vaeflow probe {wildcards.probe} --checkpoint {input.checkpoint} --data {input.data} "
+        "--settings {params.settings:q} --out {output} {params.others} --device {params.device} "
+        "--threads {threads} > {log} 2>&1"

@@ -27,6 +27,9 @@ DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
     "toy2d": toy2d.build,
 }
 
+#: datasets of images (C, H, W) with integer levels; the others are real vectors
+IMAGE_DATASETS = ("digits", "mnist", "textures")
+
 
 class UnknownDatasetError(ValueError):
     """A dataset name that is not a key of :data:`DATASETS`."""
@@ -44,6 +47,7 @@ def build_dataset(name: str, options: dict[str, Any] | None, seed: int) -> Prepa
 
 __all__ = [
     "DATASETS",
+    "IMAGE_DATASETS",
     "DatasetChecksumError",
     "PreparedDataset",
     "UnknownDatasetError",

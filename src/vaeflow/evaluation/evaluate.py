@@ -59,10 +59,15 @@ def _summary(values: torch.Tensor, num_dims: int, what: str) -> dict[str, float]
     }
 
 
-def evaluate(model: DensityModel, data: PreparedDataset, settings: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+def evaluate(
+    model: DensityModel, data: PreparedDataset, settings: dict[str, Any],
+) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
     """Score ``model`` on train (a subset), val and test; draw samples; time both.
 
-    Returns the metrics (a JSON-serialisable dict) and the samples array.
+    Returns the metrics (a JSON-serialisable dict), the samples array, and the per-example
+    test scores in nats: ``log_likelihood`` (the headline quantity: the exact log-density, or
+    the importance-weighted bound), ``log_prob`` (the single-draw ``log_prob``: equal to it
+    for exact models, the ELBO for VAEs) and, where the dataset has them, ``labels``.
     """
     model.eval()
     device = model.device
@@ -77,6 +82,7 @@ def evaluate(model: DensityModel, data: PreparedDataset, settings: dict[str, Any
     }
     metrics: dict[str, Any] = {"exact": model.exact, "discrete": model.discrete, "dequantization_draws": draws}
     timing: dict[str, float] = {}
+    test_scores: dict[str, np.ndarray] = {}
     for name, array in splits.items():
         x = to_tensor(array).to(device)
         started = time.perf_counter()
@@ -102,6 +108,9 @@ def evaluate(model: DensityModel, data: PreparedDataset, settings: dict[str, Any
                              log_likelihood_nats=block["iwae"]["log_likelihood_nats"],
                              bits_per_dim_se=block["iwae"]["bits_per_dim_se"])
         metrics[name] = block
+        if name == "test":
+            test_scores["log_prob"] = scores.numpy()
+            test_scores["log_likelihood"] = iwae.numpy() if not model.exact else scores.numpy()
 
     with torch.no_grad(), torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(settings["seed"])
@@ -118,4 +127,6 @@ def evaluate(model: DensityModel, data: PreparedDataset, settings: dict[str, Any
         samples = samples[finite]
     metrics["throughput"] = timing
     metrics["diagnostics"] = model.diagnostics()
-    return metrics, samples.numpy()
+    if data.test_labels is not None:
+        test_scores["labels"] = np.asarray(data.test_labels)
+    return metrics, samples.numpy(), test_scores

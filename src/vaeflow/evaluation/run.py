@@ -1,4 +1,4 @@
-"""Evaluate one trained run and write its metrics.json and samples.npz (the evaluate rule's job)."""
+"""Evaluate one trained run and write its metrics.json, samples.npz and test_scores.npz (the evaluate rule's job)."""
 
 from __future__ import annotations
 
@@ -22,16 +22,17 @@ SRC = Path(__file__).resolve().parents[2]
 
 def evaluate_run(
     checkpoint: str | Path, train_summary: str | Path, data_path: str | Path, settings: dict[str, Any],
-    metrics_path: str | Path, samples_path: str | Path, device: str = "auto",
+    metrics_path: str | Path, samples_path: str | Path, scores_path: str | Path, device: str = "auto",
 ) -> dict[str, Any]:
-    """Score a trained run on its data and write metrics (with provenance) and samples atomically."""
+    """Score a trained run on its data and write metrics (with provenance), samples and the
+    per-example test scores atomically."""
     dev = resolve_device(device)
     data = load_prepared(data_path)
     model = model_from_checkpoint(load_checkpoint(checkpoint, dev), dev)
     trained = read_json(train_summary)
     run = trained["run"]
     started = time.perf_counter()
-    metrics, samples = evaluate(model, data, settings)
+    metrics, samples, scores = evaluate(model, data, settings)
     code = source_files(f"vaeflow.models.{run['model']}", SRC) + source_files("vaeflow.training.engine", SRC)
     metrics.update({
         "dataset": run["dataset"],
@@ -54,5 +55,6 @@ def evaluate_run(
         "versions": package_versions(),
     })
     write_atomic(samples_path, lambda p: np.savez(p.open("wb"), samples=samples))
+    write_atomic(scores_path, lambda p: np.savez(p.open("wb"), **scores))
     write_json_atomic(metrics_path, metrics)
     return metrics

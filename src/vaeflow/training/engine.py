@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from vaeflow.config import config_hash
+from vaeflow.hashing import config_hash
 from vaeflow.data import PreparedDataset
 from vaeflow.data.dequantization import model_input, to_tensor
 from vaeflow.evaluation.bits import bits_per_dim
@@ -45,6 +46,15 @@ class TrainState:
     curves: list[dict[str, float]] = field(default_factory=list)
     window: list[float] = field(default_factory=list)  # training losses since the last evaluation
     elapsed: float = 0.0
+    peak_rss_mib: float = 0.0  # process peak carried over a resume (a resumed job is a new process)
+
+
+def peak_memory_mib(device: torch.device, carried: float = 0.0) -> dict[str, float]:
+    """This process's peak resident memory (``ru_maxrss``, KiB on Linux) and, on CUDA, peak allocated GPU memory, in MiB."""
+    peak = {"peak_rss_mib": max(carried, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if device.type == "cuda":
+        peak["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
 
 
 def _validation_bpd(model: DensityModel, x_val: torch.Tensor, levels: int | None, seed: int, batch: int) -> float:
@@ -166,6 +176,7 @@ def train(
                 raise _fail(run, state.step, "validation bits/dim", val_bpd)
             train_loss = sum(state.window) / len(state.window)
             state.window.clear()
+            state.peak_rss_mib = peak_memory_mib(dev, state.peak_rss_mib)["peak_rss_mib"]
             state.curves.append({
                 "step": state.step,
                 "train_loss": train_loss,
@@ -173,6 +184,7 @@ def train(
                 "val_bits_per_dim": val_bpd,
                 "lr": scheduler.get_last_lr()[0],
                 "elapsed_s": time.perf_counter() - started,
+                "peak_rss_mib": state.peak_rss_mib,
             })
             if val_bpd < state.best_val_bpd:
                 state.best_val_bpd, state.best_step = val_bpd, state.step
@@ -220,7 +232,7 @@ def _write_outputs(
         "val_bits_per_dim": state.best_val_bpd,
         "run_key": run_key,
     })
-    header = ["step", "train_loss", "train_bits_per_dim", "val_bits_per_dim", "lr", "elapsed_s"]
+    header = ["step", "train_loss", "train_bits_per_dim", "val_bits_per_dim", "lr", "elapsed_s", "peak_rss_mib"]
     rows = [",".join(header)] + [",".join(repr(float(c[h])) if h != "step" else str(c[h]) for h in header) for c in state.curves]
     write_text_atomic(out_dir / "curves.csv", "\n".join(rows) + "\n")
     summary = {
@@ -234,6 +246,7 @@ def _write_outputs(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "diagnostics": model.diagnostics(),  # e.g. FFJORD's function evaluations during training
+        **peak_memory_mib(device, state.peak_rss_mib),  # peak_rss_mib; peak_cuda_mib on CUDA
     }
     write_json_atomic(out_dir / "train.json", summary)
     resume_path.unlink(missing_ok=True)

@@ -1,0 +1,507 @@
+"""The anomaly analysis: likelihood-based out-of-distribution detection and two remedies.
+
+From each image run's anomaly probe (:mod:`vaeflow.probes.anomaly`: per-example bits/dim of
+an in-distribution test subset, a train subset and every out-of-distribution set, plus the
+compressed length of every image) this computes, per run, per likelihood score the model
+has (exact flows: ``log p`` of the dequantised data; VAEs: ELBO and IWAE-k; Flow++: its
+variational-dequantisation bound and IW-k), per out-of-distribution (OOD) set and per
+detection *method*:
+
+* ``likelihood``: the score is the negative log-likelihood in bits/dim, NLL(x);
+* ``typicality``: ``|NLL(x) - Ĥ|`` with ``Ĥ`` the mean train NLL (Nalisnick et al. 2019,
+  "Detecting out-of-distribution inputs to deep generative models using typicality", eq. 4,
+  per example, M = 1);
+* ``typicality_batch``: the same test on batches of M consecutive examples of one set,
+  ``|mean_batch NLL - Ĥ|`` (their batch test; ``len // M`` batches, the remainder left out);
+* ``complexity_<compressor>``: ``S(x) = NLL(x) - L(x)/D`` in bits/dim, i.e. ``-log2 p(x) - L(x)``
+  divided by D, with ``L(x)`` the compressed length in bits (Serrà et al. 2020, "Input
+  complexity and out-of-distribution detection with likelihood-based generative models", eq. 2);
+
+the AUROC and AUPR (:func:`sklearn.metrics.roc_auc_score`, :func:`~sklearn.metrics.average_precision_score`)
+with OOD as the positive class and higher scores meaning "more anomalous". AUROC < 0.5 means
+the method ranks the OOD inputs as *more* in-distribution than the test set: for the raw
+likelihood this is the known failure of likelihood models on simpler inputs.
+
+Non-finite scores are never dropped. A log-likelihood of ``-inf`` (bits/dim ``+inf``) or NaN
+(an overflow) is ranked as the most anomalous score, tied with every other such score (the
+model has rejected the input); a bits/dim of ``-inf`` as the least anomalous. Their counts are
+columns of the metrics table. ``Ĥ`` is the mean of the finite train NLLs; the number of
+non-finite train NLLs is counted beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import sklearn
+from scipy.stats import mannwhitneyu
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from vaeflow.analysis.runs import ProbeResult, load_probes
+
+TABLES = ("anomaly_auroc", "anomaly_failures", "anomaly_remedies", "anomaly_summary", "anomaly_metrics")
+FIGURES = ("anomaly_auroc", "anomaly_bpd")
+
+IMAGE_DATASETS = ("digits", "mnist", "textures")
+SYNTHETIC_ORDER = ("noise", "constant", "inverted", "flipped")
+REQUIRED_ARRAYS = ("sets", "set_roles", "set_kinds", "set_index", "score_names", "score_labels", "bits_per_dim",
+                   "compressors", "compressed_bits", "num_dims")
+
+
+# --- scores and metrics --------------------------------------------------------------------
+
+
+def rankable(scores: np.ndarray) -> np.ndarray:
+    """``scores`` with NaN and ``+inf`` replaced by one value above every finite score, ``-inf`` by one below.
+
+    The order of finite scores is kept; all NaN/``+inf`` tie as the most anomalous.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = np.isfinite(scores)
+    if finite.all():
+        return scores.copy()
+    if finite.any():
+        low, high = scores[finite].min(), scores[finite].max()
+    else:
+        low = high = 0.0
+    span = max(1.0, high - low)
+    out = scores.copy()
+    out[np.isnan(scores) | (scores == np.inf)] = high + span
+    out[scores == -np.inf] = low - span
+    return out
+
+
+def detection(in_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[float, float]:
+    """(AUROC, AUPR) of separating ``ood_scores`` (positives) from ``in_scores``; higher = more anomalous."""
+    if len(in_scores) == 0 or len(ood_scores) == 0:
+        raise ValueError(f"detection needs scores of both classes, got {len(in_scores)} in-distribution "
+                         f"and {len(ood_scores)} out-of-distribution")
+    scores = rankable(np.concatenate([in_scores, ood_scores]))
+    labels = np.concatenate([np.zeros(len(in_scores)), np.ones(len(ood_scores))])
+    with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):  # finite by construction
+        return float(roc_auc_score(labels, scores)), float(average_precision_score(labels, scores))
+
+
+def p_below_chance(in_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """One-sided Mann–Whitney p-value for "OOD scores tend to be lower" (AUROC < 0.5), ties corrected."""
+    scores = rankable(np.concatenate([in_scores, ood_scores]))
+    ood, ind = scores[len(in_scores):], scores[: len(in_scores)]
+    if np.ptp(scores) == 0:
+        return 1.0
+    return float(mannwhitneyu(ood, ind, alternative="less").pvalue)
+
+
+def entropy_estimate(train_bpd: np.ndarray) -> tuple[float, int]:
+    """``Ĥ`` = mean of the finite train NLLs (bits/dim), and how many were non-finite (NaN where none is finite)."""
+    train_bpd = np.asarray(train_bpd, dtype=np.float64)
+    finite = np.isfinite(train_bpd)
+    value = float(train_bpd[finite].mean()) if finite.any() else float("nan")
+    return value, int((~finite).sum())
+
+
+def typicality(bpd: np.ndarray, entropy: float) -> np.ndarray:
+    """``|NLL - Ĥ|`` (non-finite NLL stays non-finite: +inf, or NaN)."""
+    bpd = np.asarray(bpd, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.abs(bpd - entropy)
+
+
+def batch_means(bpd: np.ndarray, size: int) -> np.ndarray:
+    """Means of consecutive batches of ``size`` examples (``len // size`` batches; the remainder is left out)."""
+    if size < 1:
+        raise ValueError(f"typicality batch size must be a positive integer, got {size}")
+    bpd = np.asarray(bpd, dtype=np.float64)
+    n = len(bpd) // size
+    if n == 0:
+        raise ValueError(f"cannot form a batch of {size} from {len(bpd)} examples; lower analyses.anomaly."
+                         f"typicality_batch or raise the number of examples")
+    with np.errstate(invalid="ignore"):
+        return bpd[: n * size].reshape(n, size).mean(axis=1)
+
+
+def complexity(bpd: np.ndarray, bits: np.ndarray, num_dims: int) -> np.ndarray:
+    """Serrà et al.'s ``S(x) = -log2 p(x) - L(x)`` per dimension: ``NLL (bits/dim) - L(x)/D``."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(bpd, dtype=np.float64) - np.asarray(bits, dtype=np.float64) / int(num_dims)
+
+
+def method_names(compressors: list[str] | np.ndarray) -> list[str]:
+    """The detection methods, in table order, for the given compressors."""
+    return ["likelihood", "typicality", "typicality_batch", *[f"complexity_{c}" for c in compressors]]
+
+
+def method_scores(bpd: np.ndarray, bits: np.ndarray, compressors: list[str], num_dims: int, entropy: float,
+                  typicality_batch: int) -> dict[str, np.ndarray]:
+    """The anomaly score of every method (:func:`method_names`) for one set's NLLs ``bpd`` and compressed
+    lengths ``bits`` (one row per compressor); ``typicality_batch`` gives one score per batch, the others one per
+    example."""
+    return {
+        "likelihood": np.asarray(bpd, dtype=np.float64),
+        "typicality": typicality(bpd, entropy),
+        "typicality_batch": typicality(batch_means(bpd, typicality_batch), entropy),
+        **{f"complexity_{c}": complexity(bpd, bits[j], num_dims) for j, c in enumerate(compressors)},
+    }
+
+
+def _check(result: ProbeResult) -> None:
+    missing = [key for key in REQUIRED_ARRAYS if key not in result.arrays]
+    if missing:
+        raise ValueError(f"{result.path} lacks {', '.join(missing)}; it was not written by the current anomaly "
+                         f"probe: rerun it (snakemake reruns it when its code changed)")
+
+
+def _median(bpd: np.ndarray) -> float:
+    """Median with NaN counted as +inf (the ranking convention of :func:`rankable`)."""
+    return float(np.median(np.where(np.isnan(bpd), np.inf, bpd)))
+
+
+def run_metrics(result: ProbeResult, typicality_batch: int) -> pd.DataFrame:
+    """One row per (likelihood score, OOD set, method) of one run: AUROC, AUPR, p-value, counts, medians."""
+    _check(result)
+    a = result.arrays
+    sets = [str(s) for s in a["sets"]]
+    roles = [str(r) for r in a["set_roles"]]
+    kinds = [str(k) for k in a["set_kinds"]]
+    index, num_dims = a["set_index"], int(a["num_dims"])
+    compressors = [str(c) for c in a["compressors"]]
+    if roles.count("train") != 1 or roles.count("in") != 1:
+        raise ValueError(f"{result.path}: expected one train and one in-distribution set, got roles {roles}")
+    train, test = roles.index("train"), roles.index("in")
+    rows = []
+    score_names = [str(s) for s in a["score_names"]]
+    for s, (name, label) in enumerate(zip(score_names, a["score_labels"])):
+        bpd = a["bits_per_dim"][s]
+        entropy, nonfinite_train = entropy_estimate(bpd[index == train])
+        in_bpd = bpd[index == test]
+        in_scores = method_scores(in_bpd, a["compressed_bits"][:, index == test], compressors, num_dims, entropy,
+                                  typicality_batch)
+        for i, set_name in enumerate(sets):
+            if roles[i] != "ood":
+                continue
+            ood_bpd = bpd[index == i]
+            ood_scores = method_scores(ood_bpd, a["compressed_bits"][:, index == i], compressors, num_dims, entropy,
+                                       typicality_batch)
+            complexity_in = a["compressed_bits"][0][index == test] / num_dims
+            complexity_ood = a["compressed_bits"][0][index == i] / num_dims
+            for method in method_names(compressors):
+                auroc, aupr = detection(in_scores[method], ood_scores[method])
+                rows.append({
+                    "dataset": result.dataset, "model": result.model, "seed": result.seed,
+                    "score": name, "likelihood": str(label), "primary": s == len(score_names) - 1,
+                    "ood": set_name, "ood_kind": kinds[i], "method": method,
+                    "auroc": auroc, "aupr": aupr,
+                    "p_below_chance": p_below_chance(in_scores[method], ood_scores[method]),
+                    "aupr_chance": len(ood_scores[method]) / (len(ood_scores[method]) + len(in_scores[method])),
+                    "n_in": int(len(in_bpd)), "n_ood": int(len(ood_bpd)),
+                    "nonfinite_train": nonfinite_train,
+                    "nonfinite_in": int((~np.isfinite(in_bpd)).sum()),
+                    "nonfinite_ood": int((~np.isfinite(ood_bpd)).sum()),
+                    "entropy_bpd": entropy,
+                    "median_bpd_in": _median(in_bpd),
+                    "median_bpd_ood": _median(ood_bpd),
+                    f"median_{compressors[0]}_bpd_in": float(np.median(complexity_in)),
+                    f"median_{compressors[0]}_bpd_ood": float(np.median(complexity_ood)),
+                })
+    return pd.DataFrame(rows)
+
+
+def load_metrics(probe_paths: list[str | Path], typicality_batch: int) -> pd.DataFrame:
+    """Per-seed detection metrics of every probe file (one row per run, score, OOD set and method)."""
+    if not probe_paths:
+        raise ValueError("no anomaly probe files given; run the probe rule first (results/{dataset}/{model}/"
+                         "seed{N}/probes/anomaly.npz) or pass their paths as the notebook's `probes`")
+    frames = [run_metrics(result, typicality_batch) for result in load_probes(list(probe_paths))]
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- aggregation over seeds ----------------------------------------------------------------
+
+_KEYS = ["dataset", "model", "likelihood", "score", "primary", "ood", "ood_kind", "method"]
+
+
+def ood_order(names: list[str]) -> list[str]:
+    """OOD set names in table order: the other datasets alphabetically, then the synthetic sets."""
+    datasets = sorted(n for n in names if n not in SYNTHETIC_ORDER)
+    return datasets + [n for n in SYNTHETIC_ORDER if n in names]
+
+
+def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd (ddof 1; NaN with one seed) over seeds of every metric, with seed counts and summed counts."""
+    grouped = per_seed.groupby(_KEYS, sort=False, dropna=False)
+    medians = [c for c in per_seed.columns if c.startswith("median_")]
+    out = grouped.agg(
+        auroc=("auroc", "mean"), auroc_sd=("auroc", "std"),
+        aupr=("aupr", "mean"), aupr_sd=("aupr", "std"),
+        aupr_chance=("aupr_chance", "mean"),
+        seeds=("seed", "nunique"),
+        seeds_below_half=("auroc", lambda v: int((v < 0.5).sum())),
+        p_below_chance_max=("p_below_chance", "max"),
+        n_in=("n_in", "sum"), n_ood=("n_ood", "sum"),
+        nonfinite_train=("nonfinite_train", "sum"), nonfinite_in=("nonfinite_in", "sum"),
+        nonfinite_ood=("nonfinite_ood", "sum"),
+        entropy_bpd=("entropy_bpd", "mean"),
+        **{c: (c, "mean") for c in medians},
+    ).reset_index()
+    order = ood_order(list(out["ood"].unique()))
+    methods = list(dict.fromkeys(per_seed["method"]))
+    out["ood"] = pd.Categorical(out["ood"], order, ordered=True)
+    out["method"] = pd.Categorical(out["method"], methods, ordered=True)
+    out = out.sort_values(["dataset", "model", "score", "ood", "method"]).reset_index(drop=True)
+    out["ood"] = out["ood"].astype(str)
+    out["method"] = out["method"].astype(str)
+    return out
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.3f} ± {sd:.3f}" if pd.notna(sd) else f"{mean:.3f}"
+
+
+def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every number, rounded: the long table the other tables are cut from."""
+    out = metrics.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f":
+            out[col] = out[col].round(4)
+    return out
+
+
+def auroc_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Raw-likelihood AUROC (mean ± sd over seeds): in-distribution × model × likelihood score (``score``: ELBO,
+    iwae-k, exact log p…), one column per OOD set."""
+    raw = metrics[metrics["method"] == "likelihood"].copy()
+    raw["value"] = [_mean_sd(m, s) for m, s in zip(raw["auroc"], raw["auroc_sd"])]
+    order = ood_order(list(raw["ood"].unique()))
+    raw = raw.drop(columns="score").rename(columns={"likelihood": "score"})
+    wide = raw.pivot_table(index=["dataset", "model", "score"], columns="ood", values="value",
+                           aggfunc="first", sort=False)
+    wide = wide[order].fillna("–").reset_index()  # "–": the OOD set is the in-distribution dataset itself
+    wide.columns.name = None
+    return wide.rename(columns={"dataset": "in-distribution"}).sort_values(["in-distribution", "model", "score"],
+                                                                          ignore_index=True)
+
+
+def remedies_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """AUROC (mean ± sd) of every method on the primary likelihood score, one row per in-distribution × model ×
+    OOD set."""
+    prim = metrics[metrics["primary"]].copy()
+    prim["value"] = [_mean_sd(m, s) for m, s in zip(prim["auroc"], prim["auroc_sd"])]
+    methods = list(dict.fromkeys(prim["method"]))
+    prim = prim.drop(columns="score").rename(columns={"likelihood": "score"})
+    wide = prim.pivot_table(index=["dataset", "model", "score", "ood"], columns="method", values="value",
+                            aggfunc="first", sort=False)
+    wide = wide[methods].reset_index()
+    wide.columns.name = None
+    return wide.rename(columns={"dataset": "in-distribution", "ood": "OOD set"})
+
+
+def failures(metrics: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Raw-likelihood cases (every likelihood score) with mean AUROC below ``threshold``, with the remedies' AUROC."""
+    raw = metrics[(metrics["method"] == "likelihood") & (metrics["auroc"] < threshold)]
+    keys = ["dataset", "model", "score", "ood"]
+    remedies = metrics[metrics["method"] != "likelihood"].pivot_table(index=keys, columns="method", values="auroc",
+                                                                      aggfunc="first")
+    remedies.columns = [f"auroc_{c}" for c in remedies.columns]
+    out = raw.merge(remedies.reset_index(), on=keys, how="left")
+    return out.sort_values("auroc").reset_index(drop=True)
+
+
+def failures_table(metrics: pd.DataFrame, significance: float = 0.01) -> pd.DataFrame:
+    """Where the raw likelihood mis-ranks an OOD set (AUROC < 0.5): how clearly, whether the OOD set is simpler
+    (shorter compressed length), and the remedies' AUROC on the same case."""
+    fail = failures(metrics)
+    compress = next((c[len("median_"):-len("_bpd_in")] for c in metrics.columns
+                     if c.startswith("median_") and c.endswith("_bpd_in") and c != "median_bpd_in"), None)
+    rows = []
+    for r in fail.to_dict("records"):
+        row = {
+            "in-distribution": r["dataset"], "model": r["model"], "score": r["likelihood"], "OOD set": r["ood"],
+            "AUROC": _mean_sd(r["auroc"], r["auroc_sd"]),
+            "seeds below 0.5": f"{r['seeds_below_half']}/{r['seeds']}",
+            "significant": bool(r["p_below_chance_max"] < significance),
+            "median bits/dim in": round(r["median_bpd_in"], 3),
+            "median bits/dim OOD": round(r["median_bpd_ood"], 3),
+        }
+        if compress:
+            row[f"median {compress} bits/dim in"] = round(r[f"median_{compress}_bpd_in"], 3)
+            row[f"median {compress} bits/dim OOD"] = round(r[f"median_{compress}_bpd_ood"], 3)
+        for col in [c for c in fail.columns if c.startswith("auroc_") and c != "auroc_sd"]:
+            row[f"AUROC {col[len('auroc_'):]}"] = round(r[col], 3)
+        rows.append(row)
+    columns = ["in-distribution", "model", "score", "OOD set", "AUROC", "seeds below 0.5", "significant",
+               "median bits/dim in", "median bits/dim OOD"]
+    return pd.DataFrame(rows, columns=columns if not rows else None)
+
+
+def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per method, over every (in-distribution, model, OOD set) case of the primary likelihood score:
+    mean and median AUROC, cases below 0.5, the worst case, and how many raw-likelihood failures it fixes."""
+    prim = metrics[metrics["primary"]]
+    raw_fail = prim[(prim["method"] == "likelihood") & (prim["auroc"] < 0.5)][["dataset", "model", "ood"]]
+    rows = []
+    for method, group in prim.groupby("method", sort=False):
+        worst = group.loc[group["auroc"].idxmin()]
+        fixed = group.merge(raw_fail, on=["dataset", "model", "ood"])
+        rows.append({
+            "method": method,
+            "cases": int(len(group)),
+            "mean AUROC": round(float(group["auroc"].mean()), 3),
+            "median AUROC": round(float(group["auroc"].median()), 3),
+            "mean AUPR": round(float(group["aupr"].mean()), 3),
+            "cases AUROC < 0.5": int((group["auroc"] < 0.5).sum()),
+            "worst AUROC": round(float(worst["auroc"]), 3),
+            "worst case": f"{worst['dataset']}/{worst['model']} vs {worst['ood']}",
+            "raw failures": int(len(raw_fail)),
+            "raw failures above 0.5": int((fixed["auroc"] > 0.5).sum()) if method != "likelihood" else 0,
+        })
+    return pd.DataFrame(rows)
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def auroc_chart(metrics: pd.DataFrame) -> alt.FacetChart:
+    """Heatmap of AUROC (mean over seeds, primary likelihood score): model × OOD set, one panel per
+    in-distribution dataset and method."""
+    prim = metrics[metrics["primary"]][["dataset", "model", "likelihood", "ood", "method", "auroc", "auroc_sd"]].copy()
+    prim["label"] = prim["auroc"].map(lambda v: f"{v:.2f}")
+    order = ood_order(list(prim["ood"].unique()))
+    methods = list(dict.fromkeys(prim["method"]))
+    base = alt.Chart(prim).encode(
+        x=alt.X("ood:N", title="OOD set", sort=order),
+        y=alt.Y("model:N", title=None),
+    )
+    rect = base.mark_rect().encode(
+        color=alt.Color("auroc:Q", title="AUROC",
+                        scale=alt.Scale(scheme="redblue", domain=[0, 1], domainMid=0.5)),
+        tooltip=["dataset", "model", "likelihood", "ood", "method",
+                 alt.Tooltip("auroc:Q", format=".3f"), alt.Tooltip("auroc_sd:Q", format=".3f")],
+    )
+    text = base.mark_text(fontSize=7).encode(
+        text="label:N",
+        color=alt.condition("abs(datum.auroc - 0.5) > 0.35", alt.value("white"), alt.value("black")),
+    )
+    return alt.layer(rect, text, data=prim).properties(width=150, height=130).facet(
+        row=alt.Row("dataset:N", title="in-distribution"),
+        column=alt.Column("method:N", title="method", sort=methods),
+    )
+
+
+def bpd_quantiles(probe_paths: list[str | Path]) -> pd.DataFrame:
+    """Per in-distribution × model × set: quantiles (10/25/50/75/90 %) of the primary NLL in bits/dim, pooled over
+    seeds, and the count of non-finite values (kept out of the quantiles, counted here)."""
+    rows = []
+    pooled: dict[tuple[str, str, str, str], list[np.ndarray]] = {}
+    for result in load_probes(list(probe_paths)):
+        _check(result)
+        a = result.arrays
+        bpd = a["bits_per_dim"][-1]
+        for i, (name, role) in enumerate(zip(a["sets"], a["set_roles"])):
+            key = (result.dataset, result.model, str(name), str(role))
+            pooled.setdefault(key, []).append(bpd[a["set_index"] == i])
+    for (dataset, model, name, role), parts in pooled.items():
+        values = np.concatenate(parts)
+        finite = values[np.isfinite(values)]
+        q = np.quantile(finite, [0.1, 0.25, 0.5, 0.75, 0.9]) if len(finite) else [np.nan] * 5
+        rows.append({"dataset": dataset, "model": model, "set": name, "role": role, "q10": q[0], "q25": q[1],
+                     "median": q[2], "q75": q[3], "q90": q[4], "n": len(values),
+                     "nonfinite": len(values) - len(finite)})
+    return pd.DataFrame(rows)
+
+
+def bpd_chart(quantiles: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
+    """NLL (bits/dim, symlog axis) per set: 10–90 % whiskers, 25–75 % box, median tick; one panel per
+    in-distribution dataset and model (independent axes). The train and in-distribution test sets come first."""
+    q = quantiles[quantiles["nonfinite"] < quantiles["n"]].copy()
+    q["panel"] = q["dataset"] + " · " + q["model"]
+    order = ["train", "test", *ood_order([s for s in q["set"].unique() if s not in ("train", "test")])]
+    x = alt.X("set:N", title=None, sort=order)
+    scale = alt.Scale(type="symlog", zero=False)
+    base = alt.Chart().encode(x=x, color=alt.Color("role:N", title="set", scale=alt.Scale(
+        domain=["train", "in", "ood"], range=["#888888", "#1f77b4", "#d62728"])))
+    whisker = base.mark_rule().encode(y=alt.Y("q10:Q", title="NLL (bits/dim)", scale=scale), y2="q90:Q")
+    box = base.mark_bar(size=8).encode(y=alt.Y("q25:Q", scale=scale), y2="q75:Q",
+                                       tooltip=["dataset", "model", "set", alt.Tooltip("median:Q", format=".3g"),
+                                                "n", "nonfinite"])
+    tick = alt.Chart().mark_tick(color="black", thickness=1.5, size=10).encode(x=x, y=alt.Y("median:Q", scale=scale))
+    panels = sorted(q["panel"].unique())
+    return alt.layer(whisker, box, tick, data=q).properties(width=150, height=100).facet(
+        facet=alt.Facet("panel:N", title=None, sort=panels), columns=columns,
+    ).resolve_scale(y="independent")
+
+
+# --- numbers for the prose -----------------------------------------------------------------
+
+
+def variables(metrics: pd.DataFrame, settings: dict[str, Any], significance: float = 0.01) -> dict[str, Any]:
+    """Counts of raw-likelihood failures, the worst case, and what the remedies do, as plain numbers and strings."""
+    raw = metrics[metrics["method"] == "likelihood"]
+    prim = metrics[metrics["primary"]]
+    prim_raw = prim[prim["method"] == "likelihood"]
+    fail_all = raw[raw["auroc"] < 0.5]
+    fail = prim_raw[prim_raw["auroc"] < 0.5]
+    worst = raw.loc[raw["auroc"].idxmin()]
+    out: dict[str, Any] = {
+        "runs": int(metrics.groupby(["dataset", "model"])["seeds"].max().sum()),
+        "seeds": int(metrics["seeds"].max()),
+        "cases": int(len(prim_raw)),
+        "failures": int(len(fail)),
+        "failures_significant": int((fail["p_below_chance_max"] < significance).sum()),
+        "failures_any_score": int(len(fail_all)),
+        "worst_auroc": round(float(worst["auroc"]), 3),
+        "worst_dataset": str(worst["dataset"]),
+        "worst_model": str(worst["model"]),
+        "worst_ood": str(worst["ood"]),
+        "worst_likelihood": str(worst["likelihood"]),
+        "failures_by_ood": {str(k): int(v) for k, v in fail.groupby("ood").size().items()},
+        "failures_by_dataset": {str(k): int(v) for k, v in fail.groupby("dataset").size().items()},
+        "nonfinite_scores": int(prim_raw["nonfinite_in"].sum() + prim_raw["nonfinite_ood"].sum()),
+        "mean_raw_auroc": {str(d): {str(o): round(float(g["auroc"].mean()), 3) for o, g in dg.groupby("ood")}
+                           for d, dg in prim_raw.groupby("dataset")},
+        "typicality_batch": int(settings.get("typicality_batch", 0)),
+        "iwae_k": int(settings.get("iwae_k", 0)),
+        "max_examples": int(settings.get("max_examples", 0)),
+        "max_examples_slow": int(settings.get("max_examples_slow", 0)),
+    }
+    keys = ["dataset", "model", "ood"]
+    for method, group in prim.groupby("method", sort=False):
+        fixed = group.merge(fail[keys], on=keys)
+        out[method] = {
+            "mean_auroc": round(float(group["auroc"].mean()), 3),
+            "cases_below_half": int((group["auroc"] < 0.5).sum()),
+            "fixes": int((fixed["auroc"] > 0.5).sum()) if method != "likelihood" else 0,
+            "worst_auroc": round(float(group["auroc"].min()), 3),
+        }
+    return out
+
+
+def probe_paths(probes: list[str], results_dir: str | Path = "results") -> list[Path]:
+    """The given probe files, or every anomaly probe under ``results_dir``."""
+    paths = [Path(p) for p in probes] or sorted(Path(results_dir).glob("*/*/seed*/probes/anomaly.npz"))
+    if not paths:
+        raise ValueError(f"no anomaly probe files under {results_dir}/<dataset>/<model>/seed<N>/probes/; "
+                         f"run the probe rule first")
+    return paths
+
+
+def coverage(metrics_paths: list[str | Path], probes: list[Path], results_dir: str | Path = "results") -> str:
+    """A line saying how many trained image runs have an anomaly probe, naming the ones that lack it."""
+    paths = [Path(p) for p in metrics_paths] or sorted(Path(results_dir).glob("*/*/seed*/metrics.json"))
+    runs = set()
+    for path in paths:
+        m = json.loads(Path(path).read_text(encoding="utf-8"))
+        if m["dataset"] in IMAGE_DATASETS:
+            runs.add((m["dataset"], m["model"], int(m["seed"])))
+    probed = {(r.parent.parent.parent.parent.name, r.parent.parent.parent.name, int(r.parent.parent.name[4:]))
+              for r in probes}
+    lacking = sorted(runs - probed)
+    line = f"{len(probed)} probed runs; {len(runs)} trained image runs have metrics"
+    if lacking:
+        line += "; without an anomaly probe: " + ", ".join(f"{d}/{m}/seed{s}" for d, m, s in lacking)
+    return line

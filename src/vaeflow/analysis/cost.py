@@ -1,0 +1,505 @@
+"""The cost analysis: what each model costs to train, to sample from and to evaluate.
+
+Reads, per run, ``metrics.json`` (parameters, wall time, steps, sampling and density-evaluation
+throughput, FFJORD's function evaluations), the ``train.json`` beside it (peak memory, batch size,
+teacher) and ``curves.csv`` (validation bits/dim against elapsed seconds). Three comparisons:
+
+* the bill per model (:func:`summary_table`): time per step, wall time, peak memory, throughput, NFE;
+* time to a common target (:func:`time_to_target`): the first elapsed second at which a run's
+  validation bits/dim reached a per-dataset target. Curves hold one point per ``eval_every`` steps,
+  so this is the first *evaluation* at or below the target (an upper bound at that resolution);
+* equal wall time (:func:`value_at_budget`): the best validation bits/dim a run had validated
+  within the same budget of seconds — the model the engine would have kept had it stopped then.
+
+Elapsed seconds and wall time include the periodic validation passes, as the engine measures them;
+they were measured on whatever machine ran the study (shared CPU cores: expect noise between seeds).
+Nothing missing is invented: a run without ``train.json`` fields shows "not recorded", a run
+without ``curves.csv`` shows "no curves.csv", a target never reached shows "not reached".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+TABLES = ("cost_summary", "cost_time_to_target", "cost_budget")
+FIGURES = ("cost_val_vs_time", "cost_throughput")
+
+#: the ``analyses.cost`` settings and their defaults
+DEFAULTS: dict[str, Any] = {
+    "target_bpd": {},        # {dataset: bits/dim}: explicit targets; datasets not named use target_quantile
+    "target_quantile": 0.5,  # target = this quantile over models of each model's best validation bits/dim
+    "budget_s": {},          # {dataset: seconds}: explicit wall-time budgets; others use budget_fraction
+    "budget_fraction": 1.0,  # budget = this fraction of the smallest mean training time among the models
+    "off_scale_factor": 2.0,  # val_vs_time figure: y axis up to this × the median over models of their best
+                              # val bits/dim; models whose best lies above are named "off scale"
+}
+
+NOT_RECORDED = "not recorded"
+NO_CURVES = "no curves.csv"
+NOT_REACHED = "not reached"
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``analyses.cost`` block with defaults filled in; unknown keys and bad values are errors."""
+    given = dict(settings or {})
+    given.pop("seed", None)  # the workflow adds the run seed to every analysis block
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"analyses.cost: unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}. "
+                         "Fix the cost block of the config.")
+    out = {**DEFAULTS, **given}
+    q = out["target_quantile"]
+    if not isinstance(q, (int, float)) or not 0.0 <= float(q) <= 1.0:
+        raise ValueError(f"analyses.cost.target_quantile must be a number in [0, 1], got {q!r}")
+    f = out["budget_fraction"]
+    if not isinstance(f, (int, float)) or not float(f) > 0.0:
+        raise ValueError(f"analyses.cost.budget_fraction must be a positive number, got {f!r}")
+    if not isinstance(out["off_scale_factor"], (int, float)) or not out["off_scale_factor"] > 1.0:
+        raise ValueError(f"analyses.cost.off_scale_factor must be a number > 1, got {out['off_scale_factor']!r}")
+    for key, positive in (("target_bpd", False), ("budget_s", True)):  # bits/dim of real-valued data may be < 0
+        if not isinstance(out[key], Mapping):
+            raise ValueError(f"analyses.cost.{key} must map dataset names to numbers, got {out[key]!r}")
+        for dataset, value in out[key].items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or (positive and value <= 0):
+                raise ValueError(f"analyses.cost.{key}.{dataset} must be a {'positive' if positive else 'finite'} "
+                                 f"number, got {value!r}")
+    return out
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+def _nfe(diagnostics: Mapping[str, Any], key: str) -> float:
+    value = diagnostics.get(key)
+    return float(value) if value is not None else math.nan
+
+
+def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
+    """One row per run from its ``metrics.json``, with ``train.json`` fields where that file has them.
+
+    Columns missing from a run's files are NaN (numbers) or ``None``; the tables print them as
+    "not recorded". ``curves`` holds the path of ``curves.csv`` or ``None`` when it is absent.
+    """
+    rows = []
+    for path in metrics_paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"cost analysis: {path} does not exist; evaluate that run first "
+                                    "or drop it from the metrics list")
+        m: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        train_path = path.with_name("train.json")
+        t: dict[str, Any] = json.loads(train_path.read_text(encoding="utf-8")) if train_path.exists() else {}
+        training = t.get("run", {}).get("training", {})
+        curves = path.with_name("curves.csv")
+        rows.append({
+            "dataset": m["dataset"],
+            "model": m["model"],
+            "seed": int(m["seed"]),
+            "trained_by": m.get("trained_by", ""),
+            "teacher": training.get("teacher"),
+            "device": m.get("device", t.get("device", "")),
+            "parameters": int(m["parameters"]),
+            "steps": int(m["steps"]),
+            "batch_size": float(training["batch_size"]) if "batch_size" in training else math.nan,
+            "train_wall_time_s": float(m["train_wall_time_s"]),
+            "eval_wall_time_s": float(m.get("eval_wall_time_s", math.nan)),
+            "samples_per_s": float(m["throughput"]["samples_per_s"]),
+            "density_evals_per_s": float(m["throughput"]["density_evals_per_s"]),
+            "peak_rss_mib": float(t["peak_rss_mib"]) if "peak_rss_mib" in t else math.nan,
+            "peak_cuda_mib": float(t["peak_cuda_mib"]) if "peak_cuda_mib" in t else math.nan,
+            # FFJORD (any model that reports solver function evaluations)
+            "nfe_train": _nfe(m.get("train_diagnostics", {}), "nfe_forward_mean"),
+            "nfe_train_backward": _nfe(m.get("train_diagnostics", {}), "nfe_backward"),
+            "nfe_eval": _nfe(m.get("diagnostics", {}), "nfe_eval_mean"),
+            "val_bpd": float(m["val"]["bits_per_dim"]),
+            "test_bpd": float(m["test"]["bits_per_dim"]),
+            "curves": str(curves) if curves.exists() else None,
+        })
+    runs = pd.DataFrame(rows)
+    if runs.empty:
+        raise ValueError("no runs given to the cost analysis; check the metrics paths "
+                         "(results/{dataset}/{model}/seed{N}/metrics.json)")
+    duplicated = runs.duplicated(["dataset", "model", "seed"])
+    if duplicated.any():
+        raise ValueError(f"the same run given twice: {runs.loc[duplicated, ['dataset', 'model', 'seed']].to_dict('records')}")
+    runs["step_ms"] = 1000.0 * runs["train_wall_time_s"] / runs["steps"]
+    return runs.sort_values(["dataset", "model", "seed"]).reset_index(drop=True)
+
+
+def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Validation curves of every run that has a ``curves.csv``: columns dataset, model, seed, step,
+    elapsed_s, val_bpd (and peak_rss_mib where the engine recorded it, NaN before)."""
+    frames = []
+    for dataset, model, seed, path in runs[["dataset", "model", "seed", "curves"]].itertuples(index=False):
+        if not isinstance(path, str):  # no curves.csv (None, read back as a missing value)
+            continue
+        df = pd.read_csv(path)
+        missing = {"step", "elapsed_s", "val_bits_per_dim"} - set(df.columns)
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {sorted(missing)}; retrain that run with the current engine")
+        frames.append(pd.DataFrame({
+            "dataset": dataset, "model": model, "seed": seed,
+            "step": df["step"].astype(int), "elapsed_s": df["elapsed_s"].astype(float),
+            "val_bpd": df["val_bits_per_dim"].astype(float),
+            "peak_rss_mib": df["peak_rss_mib"].astype(float) if "peak_rss_mib" in df else math.nan,
+        }))
+    columns = ["dataset", "model", "seed", "step", "elapsed_s", "val_bpd", "peak_rss_mib"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns].sort_values(["dataset", "model", "seed", "step"]).reset_index(drop=True)
+
+
+# -- the per-run computations -----------------------------------------------------------------------
+
+def time_to_target(curve: pd.DataFrame, target: float) -> tuple[float, float]:
+    """``(elapsed_s, step)`` of the first evaluation of ``curve`` (rows in step order) with validation
+    bits/dim ≤ ``target``; ``(nan, nan)`` when no evaluation reached it."""
+    curve = curve.sort_values("step")
+    hit = curve[curve["val_bpd"] <= target]
+    if hit.empty:
+        return math.nan, math.nan
+    first = hit.iloc[0]
+    return float(first["elapsed_s"]), float(first["step"])
+
+
+def value_at_budget(curve: pd.DataFrame, budget_s: float) -> tuple[float, float]:
+    """``(best val bits/dim, step)`` among the evaluations of ``curve`` made within ``budget_s`` seconds:
+    the checkpoint the engine would have kept had it stopped then; ``(nan, nan)`` if none was made."""
+    within = curve[curve["elapsed_s"] <= budget_s]
+    if within.empty:
+        return math.nan, math.nan
+    best = within.loc[within["val_bpd"].idxmin()]
+    return float(best["val_bpd"]), float(best["step"])
+
+
+def targets(curves: pd.DataFrame, runs: pd.DataFrame, settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per dataset: ``{"target": bits/dim, "how": words}``. An explicit ``target_bpd`` wins; otherwise
+    the ``target_quantile`` (linear interpolation) over models of each model's best validation bits/dim
+    (minimum over its curve, mean over seeds)."""
+    s = resolve_settings(settings)
+    out: dict[str, dict[str, Any]] = {}
+    for dataset in sorted(runs["dataset"].unique()):
+        if dataset in s["target_bpd"]:
+            out[dataset] = {"target": float(s["target_bpd"][dataset]), "how": "set in the config"}
+            continue
+        d = curves[curves["dataset"] == dataset]
+        if d.empty:
+            out[dataset] = {"target": math.nan, "how": "no curves.csv for any run"}
+            continue
+        best = d.groupby(["model", "seed"])["val_bpd"].min().groupby("model").mean()
+        q = float(s["target_quantile"])
+        out[dataset] = {"target": float(np.quantile(best.to_numpy(), q)),
+                        "how": f"quantile {q:g} over {len(best)} models of their best val bits/dim"}
+    return out
+
+
+def budgets(runs: pd.DataFrame, settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per dataset: ``{"budget_s": seconds, "how": words}``. An explicit ``budget_s`` wins; otherwise
+    ``budget_fraction`` × the smallest mean (over seeds) training wall time among the dataset's models."""
+    s = resolve_settings(settings)
+    out: dict[str, dict[str, Any]] = {}
+    for dataset, group in runs.groupby("dataset", sort=True):
+        if dataset in s["budget_s"]:
+            out[dataset] = {"budget_s": float(s["budget_s"][dataset]), "how": "set in the config"}
+            continue
+        per_model = group.groupby("model")["train_wall_time_s"].mean()
+        fraction = float(s["budget_fraction"])
+        out[dataset] = {"budget_s": fraction * float(per_model.min()),
+                        "how": f"{fraction:g} × the shortest mean training time ({per_model.idxmin()})"}
+    return out
+
+
+def per_run(runs: pd.DataFrame, curves: pd.DataFrame, target: Mapping[str, Mapping[str, Any]],
+            budget: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run: time/step to target, best val bits/dim within the budget, first evaluation."""
+    rows = []
+    for run in runs.itertuples(index=False):
+        row = {"dataset": run.dataset, "model": run.model, "seed": run.seed, "has_curves": isinstance(run.curves, str),
+               "target": target[run.dataset]["target"], "budget_s": budget[run.dataset]["budget_s"],
+               "time_to_target_s": math.nan, "step_at_target": math.nan, "bpd_at_budget": math.nan,
+               "step_at_budget": math.nan, "steps_by_budget": math.nan, "first_eval_s": math.nan, "first_eval_step": math.nan,
+               "final_val_bpd": math.nan, "best_val_bpd": math.nan, "steps": run.steps}
+        c = curves[(curves["dataset"] == run.dataset) & (curves["model"] == run.model) & (curves["seed"] == run.seed)]
+        if not c.empty:
+            if math.isfinite(row["target"]):
+                row["time_to_target_s"], row["step_at_target"] = time_to_target(c, row["target"])
+            row["bpd_at_budget"], row["step_at_budget"] = value_at_budget(c, row["budget_s"])
+            done = c.loc[c["elapsed_s"] <= row["budget_s"], "step"]
+            row["steps_by_budget"] = float(done.max()) if not done.empty else math.nan
+            row["first_eval_s"], row["first_eval_step"] = float(c["elapsed_s"].iloc[0]), float(c["step"].iloc[0])
+            row["final_val_bpd"] = float(c["val_bpd"].iloc[-1])
+            row["best_val_bpd"] = float(c["val_bpd"].min())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# -- formatting -------------------------------------------------------------------------------------
+
+def sig(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant figures, without exponent (12345 → "12,300", 0.01234 → "0.0123")."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    rounded = round(value, decimals)
+    return f"{rounded:,.{max(decimals, 0)}f}"
+
+
+def mean_sd(values: pd.Series, digits: int = 3, missing: str = NOT_RECORDED, integer: bool = False) -> str:
+    """"mean ± sd" over the finite values (sd with ddof=1; only the mean for one value); ``missing``
+    when there is none. Fewer values than rows is said: "(n of N seeds)". ``integer``: whole numbers
+    (step counts) instead of ``digits`` significant figures."""
+    values = pd.Series(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    if finite.empty:
+        return missing
+    form = (lambda v, d: f"{round(v):,}") if integer else sig
+    text = form(float(finite.mean()), digits)
+    if len(finite) > 1:
+        text += f" ± {form(float(finite.std(ddof=1)), 2)}"
+    if len(finite) < len(values):
+        text += f" ({len(finite)} of {len(values)} seeds)"
+    return text
+
+
+def _distinct(values: pd.Series) -> str:
+    """The distinct recorded values as integers ("64", "32, 64"), saying how many seeds lack one."""
+    values = pd.Series(values, dtype=float)
+    known = values[np.isfinite(values)]
+    text = ", ".join(str(int(v)) for v in sorted(set(known))) if not known.empty else NOT_RECORDED
+    if 0 < len(known) < len(values):
+        text += f" ({NOT_RECORDED} for {len(values) - len(known)} of {len(values)} seeds)"
+    return text
+
+
+# -- tables -----------------------------------------------------------------------------------------
+
+def summary_table(runs: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per dataset × model: size, time per step, wall time, peak memory, throughput, solver NFE.
+
+    Mean ± sd over seeds. ``benchmarks`` (optional): a frame with ``dataset`` and ``model`` columns
+    whose other columns are joined onto the table as they are (the place for the benchmark summary).
+    """
+    any_cuda = runs["device"].astype(str).str.startswith("cuda").any()
+    has_nfe = runs[["nfe_train", "nfe_eval"]].notna().any(axis=None)
+    rows = []
+    for (dataset, model), g in runs.groupby(["dataset", "model"], sort=True):
+        teacher = g["teacher"].dropna().unique()
+        row = {
+            "dataset": dataset,
+            "model": model,
+            "trained by": ", ".join(sorted(set(g["trained_by"]))),
+            "seeds": int(len(g)),
+            "parameters": ", ".join(str(p) for p in sorted(set(g["parameters"]))),
+            "steps": ", ".join(str(s) for s in sorted(set(g["steps"]))),
+            "batch": _distinct(g["batch_size"]),
+            "ms/step (incl. validation)": mean_sd(g["step_ms"]),
+            "train time (s)": mean_sd(g["train_wall_time_s"]),
+            "peak RSS (MiB)": mean_sd(g["peak_rss_mib"]),
+        }
+        if any_cuda:
+            row["peak GPU (MiB)"] = mean_sd(g["peak_cuda_mib"], missing="not recorded / CPU run")
+        row.update({
+            "samples/s": mean_sd(g["samples_per_s"]),
+            "density evals/s": mean_sd(g["density_evals_per_s"]),
+        })
+        if has_nfe:
+            row["NFE per training solve"] = mean_sd(g["nfe_train"], missing="–")
+            row["NFE per evaluation solve"] = mean_sd(g["nfe_eval"], missing="–")
+        if len(teacher):
+            row["trained by"] += f" (teacher's cost not included: see {', '.join(teacher)})"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if benchmarks is not None:
+        missing = {"dataset", "model"} - set(benchmarks.columns)
+        if missing:
+            raise ValueError(f"summary_table: the benchmarks frame lacks column(s) {sorted(missing)}")
+        table = table.merge(benchmarks, on=["dataset", "model"], how="left", validate="one_to_one")
+    return table
+
+
+def time_to_target_table(per_run_df: pd.DataFrame, target: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Per dataset × model: the target, how many seeds reached it, and the time and step when they did
+    (mean ± sd over the seeds that reached it)."""
+    rows = []
+    for (dataset, model), g in per_run_df.groupby(["dataset", "model"], sort=True):
+        with_curves = g[g["has_curves"]]
+        reached = with_curves[np.isfinite(with_curves["time_to_target_s"])]
+        status = NO_CURVES if with_curves.empty else (NOT_REACHED if reached.empty else "")
+        rows.append({
+            "dataset": dataset,
+            "model": model,
+            "target val bits/dim": sig(target[dataset]["target"], 4),
+            "target from": target[dataset]["how"],
+            "seeds reached": f"{len(reached)} of {len(with_curves)}" + (
+                f" ({len(g) - len(with_curves)} without curves.csv)" if len(with_curves) < len(g) else ""),
+            "time to target (s)": status or mean_sd(reached["time_to_target_s"]),
+            "step at target": status or mean_sd(reached["step_at_target"], integer=True),
+            "best val bits/dim reached": mean_sd(g["best_val_bpd"], 4, missing=NO_CURVES),
+            "evaluated every (steps)": mean_sd(with_curves["first_eval_step"], missing=NO_CURVES, integer=True),
+        })
+    return pd.DataFrame(rows)
+
+
+def budget_table(per_run_df: pd.DataFrame, budget: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Per dataset × model: the best validation bits/dim validated within an equal wall-time budget,
+    the share of training steps done by then (to the last evaluation within it), and the final
+    validation bits/dim for contrast."""
+    rows = []
+    for (dataset, model), g in per_run_df.groupby(["dataset", "model"], sort=True):
+        with_curves = g[g["has_curves"]]
+        evaluated = with_curves[np.isfinite(with_curves["bpd_at_budget"])]
+        if with_curves.empty:
+            at_budget = NO_CURVES
+        elif evaluated.empty:
+            at_budget = f"no validation within budget (first at {sig(float(with_curves['first_eval_s'].min()))} s)"
+        else:
+            at_budget = mean_sd(evaluated["bpd_at_budget"], 4)
+            if len(evaluated) < len(with_curves):
+                at_budget += f" ({len(with_curves) - len(evaluated)} seed(s) not yet validated)"
+        if not with_curves.empty and len(with_curves) < len(g):
+            at_budget += f" ({len(g) - len(with_curves)} seed(s) without curves.csv)"
+        rows.append({
+            "dataset": dataset,
+            "model": model,
+            "budget (s)": sig(budget[dataset]["budget_s"]),
+            "budget from": budget[dataset]["how"],
+            "val bits/dim within budget": at_budget,
+            "rank within budget": "",
+            "training done at budget (%)": mean_sd(100.0 * evaluated["steps_by_budget"] / evaluated["steps"],
+                                                   missing="–"),
+            "final val bits/dim": mean_sd(with_curves["final_val_bpd"], 4, missing=NO_CURVES),
+            "_mean": float(evaluated["bpd_at_budget"].mean()) if not evaluated.empty else math.nan,
+        })
+    table = pd.DataFrame(rows)
+    table["rank within budget"] = table.groupby("dataset")["_mean"].rank(method="min").map(
+        lambda r: "–" if not math.isfinite(r) else str(int(r)))
+    return table.drop(columns="_mean")
+
+
+# -- figures ----------------------------------------------------------------------------------------
+
+def off_scale(curves: pd.DataFrame, factor: float) -> dict[str, dict[str, Any]]:
+    """Per dataset: the y-axis cut-off (``factor`` × the median over models of their best val bits/dim,
+    mean over seeds; ``median + (factor-1)·|median|`` in general) and the models whose best lies above it."""
+    out = {}
+    for dataset, d in curves.groupby("dataset", sort=True):
+        best = d.groupby(["model", "seed"])["val_bpd"].min().groupby("model").mean()
+        median = float(best.median())
+        top = median + (factor - 1.0) * abs(median)  # = factor × median for positive bits/dim
+        out[dataset] = {"top": top, "models": {m: float(v) for m, v in best.items() if v > top}}
+    return out
+
+
+def val_vs_time_chart(curves: pd.DataFrame, target: Mapping[str, Mapping[str, Any]],
+                      budget: Mapping[str, Mapping[str, Any]], factor: float = DEFAULTS["off_scale_factor"],
+                      columns: int = 2) -> alt.ConcatChart:
+    """Validation bits/dim against elapsed training seconds (log x), one panel per dataset, colour =
+    model, one line per seed; dashed horizontal rule = target, dotted vertical rule = budget.
+    The y axis stops at ``off_scale`` top; models entirely above it are named in the panel title."""
+    if curves.empty:
+        raise ValueError("val_vs_time_chart: no curves.csv was found for any run")
+    models = sorted(curves["model"].unique())
+    colour = alt.Color("model:N", title="model", scale=alt.Scale(domain=models))
+    scale = off_scale(curves, factor)
+    panels = []
+    for dataset, d in curves.groupby("dataset", sort=True):
+        shown = d[d["val_bpd"] <= scale[dataset]["top"]]
+        low, top = float(shown["val_bpd"].min()), float(shown["val_bpd"].max())  # the median model is always shown
+        if math.isfinite(target[dataset]["target"]):
+            low, top = min(low, target[dataset]["target"]), max(top, target[dataset]["target"])
+        pad = 0.04 * (top - low) if top > low else 0.05
+        low, top = low - pad, top + pad
+        title = [dataset]
+        if scale[dataset]["models"]:
+            title.append("off scale: " + ", ".join(f"{m} (best {sig(v)})" for m, v in scale[dataset]["models"].items()))
+        y = alt.Y("val_bpd:Q", title="validation bits/dim", scale=alt.Scale(domain=[low, top], zero=False))
+        lines = alt.Chart(d).mark_line(point=True, clip=True, opacity=0.85).encode(
+            x=alt.X("elapsed_s:Q", title="elapsed training seconds (log)", scale=alt.Scale(type="log")),
+            y=y, color=colour, detail="seed:N",
+            tooltip=["model", "seed", "step", alt.Tooltip("elapsed_s:Q", format=".1f"),
+                     alt.Tooltip("val_bpd:Q", format=".3f")],
+        )
+        layers = [lines]
+        if math.isfinite(target[dataset]["target"]):
+            layers.append(alt.Chart(pd.DataFrame({"target": [target[dataset]["target"]]})).mark_rule(
+                strokeDash=[6, 3], color="black").encode(y=alt.Y("target:Q")))
+        layers.append(alt.Chart(pd.DataFrame({"budget_s": [budget[dataset]["budget_s"]]})).mark_rule(
+            strokeDash=[2, 2], color="grey").encode(x=alt.X("budget_s:Q")))
+        panels.append(alt.layer(*layers).properties(width=260, height=180, title=alt.Title(title[0], subtitle=title[1:])))
+    return alt.concat(*panels, columns=columns)
+
+
+def throughput_chart(runs: pd.DataFrame) -> alt.LayerChart:
+    """Samples/s against density evaluations/s (log-log, mean over seeds), colour = model, shape =
+    dataset, with the diagonal of equal speed: below it density evaluation is the faster direction."""
+    means = runs.groupby(["dataset", "model"], as_index=False)[["samples_per_s", "density_evals_per_s"]].mean()
+    lo = float(means[["samples_per_s", "density_evals_per_s"]].min().min()) / 2
+    hi = float(means[["samples_per_s", "density_evals_per_s"]].max().max()) * 2
+    x = alt.X("density_evals_per_s:Q", title="density evaluations / s (log)", scale=alt.Scale(type="log", domain=[lo, hi]))
+    y = alt.Y("samples_per_s:Q", title="samples / s (log)", scale=alt.Scale(type="log", domain=[lo, hi]))
+    diagonal = alt.Chart(pd.DataFrame({"density_evals_per_s": [lo, hi], "samples_per_s": [lo, hi]})).mark_line(
+        color="grey", strokeDash=[4, 4]).encode(x=x, y=y)
+    points = alt.Chart(means).mark_point(size=70, filled=True).encode(
+        x=x, y=y, color=alt.Color("model:N", title="model"), shape=alt.Shape("dataset:N", title="dataset"),
+        tooltip=["dataset", "model", alt.Tooltip("samples_per_s:Q", format=",.0f"),
+                 alt.Tooltip("density_evals_per_s:Q", format=",.0f")],
+    )
+    return alt.layer(diagonal, points).properties(width=380, height=380)
+
+
+# -- numbers the prose quotes ---------------------------------------------------------------------
+
+def _r(value: float, digits: int = 3) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str, Mapping[str, Any]],
+              budget: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Per dataset: fastest/slowest model per step, first to the target, best within the budget, the
+    largest peak memory, FFJORD's NFE and the MAF/IAF throughput asymmetry (plain numbers/strings)."""
+    out: dict[str, Any] = {"runs": int(len(runs)), "seeds": int(runs["seed"].nunique())}
+    for dataset, g in runs.groupby("dataset", sort=True):
+        means = g.groupby("model")[["step_ms", "samples_per_s", "density_evals_per_s", "peak_rss_mib",
+                                    "nfe_train", "nfe_eval"]].mean()
+        v: dict[str, Any] = {
+            "fastest_step_model": str(means["step_ms"].idxmin()),
+            "fastest_step_ms": _r(means["step_ms"].min()),
+            "slowest_step_model": str(means["step_ms"].idxmax()),
+            "slowest_step_ms": _r(means["step_ms"].max()),
+            "step_time_ratio": _r(means["step_ms"].max() / means["step_ms"].min()),
+            "target_bpd": _r(target[dataset]["target"], 4) if math.isfinite(target[dataset]["target"]) else NO_CURVES,
+            "budget_s": _r(budget[dataset]["budget_s"]),
+        }
+        pr = per_run_df[per_run_df["dataset"] == dataset]
+        # a model reaches the target when every seed with curves does; its time is the mean over seeds
+        reach = pr[pr["has_curves"]].groupby("model")["time_to_target_s"].agg(lambda t: t.mean() if t.notna().all() else math.nan)
+        reach = reach.dropna()
+        v["models_reaching_target"] = int(len(reach))
+        v["first_to_target_model"] = str(reach.idxmin()) if len(reach) else NOT_REACHED
+        v["first_to_target_s"] = _r(reach.min()) if len(reach) else NOT_REACHED
+        at_budget = pr.groupby("model")["bpd_at_budget"].mean().dropna()
+        v["best_within_budget_model"] = str(at_budget.idxmin()) if len(at_budget) else "none validated"
+        v["best_within_budget_bpd"] = _r(at_budget.min(), 4) if len(at_budget) else "none validated"
+        rss = means["peak_rss_mib"].dropna()
+        v["peak_rss_max_model"] = str(rss.idxmax()) if len(rss) else NOT_RECORDED
+        v["peak_rss_max_mib"] = _r(rss.max()) if len(rss) else NOT_RECORDED
+        if "ffjord" in means.index and np.isfinite(means.loc["ffjord", ["nfe_train", "nfe_eval"]]).all():
+            v["ffjord_nfe_train_per_solve"] = _r(means.loc["ffjord", "nfe_train"])
+            v["ffjord_nfe_eval_per_solve"] = _r(means.loc["ffjord", "nfe_eval"])
+        if "maf" in means.index:
+            v["maf_density_over_sampling"] = _r(means.loc["maf", "density_evals_per_s"] / means.loc["maf", "samples_per_s"])
+        if "iaf" in means.index:
+            v["iaf_sampling_over_density"] = _r(means.loc["iaf", "samples_per_s"] / means.loc["iaf", "density_evals_per_s"])
+        out[dataset] = v
+    return out

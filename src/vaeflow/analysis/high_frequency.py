@@ -1,0 +1,568 @@
+"""The high-frequency analysis: how much fine detail each architecture's images carry.
+
+Reads the ``high_frequency`` probe of every image run (:mod:`vaeflow.probes.high_frequency`, which
+defines the spectra) and aggregates over training seeds.
+
+* **High-frequency fraction** of an image set: ``Σ_images E_hf / Σ_images E``, the share of the
+  (mean-removed) spectral energy at ``|f| > cutoff`` cycles/pixel, pooled over the set's images.
+  Per (dataset, model) the estimate is the mean over seeds of each seed's fraction; its
+  confidence interval is a percentile bootstrap over images, resampling the images of every seed
+  independently (stratified by seed) and averaging the seeds' fractions again, so it measures the
+  uncertainty from the finite number of images, not from training. The spread over seeds is
+  reported beside it as an sd (empty with one seed).
+* **Spectral distance** of a set to the test images:
+  ``d = mean_{k=1…N/2} |log10 S̄_set(k) − log10 S̄_test(k)|``, where ``S̄(k)`` is the mean over the
+  set's images of the radial power spectrum at ``k/N`` cycles/pixel (the DC bin ``k = 0`` is zero
+  after mean removal and left out; powers are floored at ``1e-12`` before the log). Units:
+  decades; 0 means identical mean spectra, 1 a factor 10 at every frequency on average. It is
+  computed per seed and reported as mean ± sd over seeds.
+* **Completion** (inpainting and 2x super-resolution by gradient ascent on the model's
+  log-likelihood, against the mean-fill / bilinear baseline): PSNR over the missing pixels,
+  ``10·log10(1/MSE)`` on the ``[0, 1]`` scale with the MSE averaged over the images of a run; the
+  **HF energy ratio** ``Σ E_hf(completion)/Σ E_hf(truth)`` (below 1: too smooth, above 1: too
+  much fine detail); the **relative HF error** ``Σ E_hf(completion − truth)/Σ E_hf(truth)``; and
+  the objective gain (nats per image, the model's objective at the completion minus at the
+  baseline it started from).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from vaeflow.analysis.runs import ProbeResult, load_probes
+
+TABLES = (
+    "high_frequency_energy",
+    "high_frequency_vae",
+    "high_frequency_temperature",
+    "high_frequency_completion",
+    "high_frequency_cost",
+)
+FIGURES = (
+    "high_frequency_spectra",
+    "high_frequency_vae_spectra",
+    "high_frequency_temperature",
+    "high_frequency_samples",
+    "high_frequency_completions",
+)
+
+#: the notebook's settings (the rest of ``analyses.high_frequency`` is the probe's)
+NOTEBOOK_SETTINGS = ("bootstrap", "confidence", "grid_dataset")
+
+VAE_MODELS = ("vae", "vae_iaf")
+SET_LABELS = {
+    "data": "test images",
+    "samples": "samples",
+    "decoder_mean": "decoder mean μ(z), z ~ p(z)",
+    "reconstruction_mean": "reconstruction μ(z), z ~ q(z|x)",
+    "reconstruction_sample": "reconstruction x' ~ p(x|z), z ~ q(z|x)",
+}
+BASELINES = {"inpaint": "mean fill (training mean)", "superres": "bilinear"}
+POWER_FLOOR = 1e-12
+
+
+def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``bootstrap`` (int >= 10), ``confidence`` (in (0, 1)) and ``grid_dataset`` (str); ValueError otherwise."""
+    missing = [key for key in NOTEBOOK_SETTINGS if key not in settings]
+    if missing:
+        raise ValueError(f"analyses.high_frequency lacks {', '.join(missing)} (the notebook's settings); add them to the config")
+    b, c, g = settings["bootstrap"], settings["confidence"], settings["grid_dataset"]
+    if isinstance(b, bool) or not isinstance(b, int) or b < 10:
+        raise ValueError(f"analyses.high_frequency.bootstrap must be an integer >= 10 (resamples), got {b!r}")
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1:
+        raise ValueError(f"analyses.high_frequency.confidence must lie in (0, 1), e.g. 0.95, got {c!r}")
+    if not isinstance(g, str):
+        raise ValueError(f"analyses.high_frequency.grid_dataset must be a dataset name, got {g!r}")
+    return {"bootstrap": int(b), "confidence": float(c), "grid_dataset": g}
+
+
+def load(paths: Iterable[str]) -> list[ProbeResult]:
+    """The probe files, sorted by (dataset, model, seed); anything but a high_frequency probe is an error."""
+    results = load_probes(list(paths))
+    if not results:
+        raise ValueError("no high_frequency probe files given; run the probe rule (results/*/*/seed*/probes/high_frequency.npz)")
+    wrong = [str(r.path) for r in results if r.probe != "high_frequency"]
+    if wrong:
+        raise ValueError(f"not high_frequency probe files: {', '.join(wrong)}")
+    return results
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def pooled_fraction(hf: np.ndarray, total: np.ndarray) -> float:
+    """``Σ hf / Σ total``: the energy fraction of a set of images; ValueError when the set has no energy."""
+    denominator = float(np.sum(total))
+    if not denominator > 0:
+        raise ValueError("an image set has zero spectral energy (every image constant); its high-frequency fraction is undefined")
+    return float(np.sum(hf)) / denominator
+
+
+def bootstrap_fraction(
+    groups: list[tuple[np.ndarray, np.ndarray]], resamples: int, confidence: float, seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean over groups (seeds) of their pooled fraction, and its percentile bootstrap interval.
+
+    Each resample draws every group's images with replacement (as many as it has) and averages
+    the groups' pooled fractions; the interval is the central ``confidence`` range of those means.
+    """
+    rng = np.random.default_rng(seed)
+    estimate = float(np.mean([pooled_fraction(hf, total) for hf, total in groups]))
+    stats = np.zeros(resamples)
+    for hf, total in groups:
+        index = rng.integers(0, len(hf), size=(resamples, len(hf)))
+        stats += hf[index].sum(axis=1) / total[index].sum(axis=1)
+    stats /= len(groups)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return estimate, float(low), float(high)
+
+
+def spectral_distance(radial_set: np.ndarray, radial_data: np.ndarray) -> float:
+    """Mean absolute difference of ``log10`` mean radial spectra over the non-DC bins (decades)."""
+    a = np.log10(np.maximum(np.asarray(radial_set, dtype=np.float64)[1:], POWER_FLOOR))
+    b = np.log10(np.maximum(np.asarray(radial_data, dtype=np.float64)[1:], POWER_FLOOR))
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"spectral_distance needs two radial spectra of the same length > 1, got {radial_set.shape} and {radial_data.shape}")
+    return float(np.mean(np.abs(a - b)))
+
+
+def psnr(mse: np.ndarray) -> float:
+    """``10·log10(1/mean MSE)`` in dB for images on ``[0, 1]`` (inf for a perfect completion)."""
+    m = float(np.mean(mse))
+    return math.inf if m == 0 else 10.0 * math.log10(1.0 / m)
+
+
+def _sd(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+# --- tidy frames from the probe files ------------------------------------------------------------
+
+
+def image_sets(results: list[ProbeResult]) -> pd.DataFrame:
+    """One row per (dataset, model, seed, image set): its per-image arrays and mean radial spectrum."""
+    rows = []
+    for r in results:
+        a = r.arrays
+        for i, (name, temperature) in enumerate(zip(a["set_name"], a["set_temperature"])):
+            sel = a["image_set"] == i
+            rows.append({
+                "dataset": r.dataset, "model": r.model, "seed": r.seed, "set": str(name),
+                "temperature": float(temperature), "images": int(sel.sum()),
+                "requested": int(a["set_requested"][i]), "nonfinite": int(a["set_nonfinite"][i]),
+                "hf": a["hf_power"][sel], "total": a["total_power"][sel], "radial": a["radial"][sel].mean(axis=0),
+                "frequency": a["radial_frequency"], "cutoff": float(a["cutoff"]),
+            })
+    return pd.DataFrame(rows)
+
+
+def _data_sets(sets: pd.DataFrame) -> dict[str, pd.Series]:
+    """The test-image set of each dataset (identical in every run of it; the first is taken)."""
+    return {d: g.iloc[0] for d, g in sets[sets["set"] == "data"].groupby("dataset")}
+
+
+def _summaries(groups: pd.DataFrame, data: pd.Series, settings: dict[str, Any]) -> dict[str, Any]:
+    """HF fraction (mean over seeds, CI, sd), ratio to data and spectral distance of one set across seeds."""
+    pairs = list(zip(groups["hf"], groups["total"]))
+    estimate, low, high = bootstrap_fraction(pairs, settings["bootstrap"], settings["confidence"])
+    per_seed = [pooled_fraction(hf, total) for hf, total in pairs]
+    data_fraction = pooled_fraction(data["hf"], data["total"])
+    distances = [spectral_distance(radial, data["radial"]) for radial in groups["radial"]]
+    power = [float(np.mean(total)) / float(np.mean(data["total"])) for total in groups["total"]]
+    return {
+        "seeds": int(groups["seed"].nunique()),
+        "images per seed": int(groups["images"].min()),
+        "non-finite dropped": int(groups["nonfinite"].sum()),
+        "hf fraction": estimate,
+        "hf ci low": low,
+        "hf ci high": high,
+        "hf sd over seeds": _sd(per_seed),
+        "hf ratio to data": estimate / data_fraction,
+        "spectral distance": float(np.mean(distances)),
+        "spectral distance sd": _sd(distances),
+        "power ratio to data": float(np.mean(power)),
+    }
+
+
+def _data_row(dataset: str, data: pd.Series, settings: dict[str, Any]) -> dict[str, Any]:
+    estimate, low, high = bootstrap_fraction([(data["hf"], data["total"])], settings["bootstrap"], settings["confidence"])
+    return {
+        "dataset": dataset, "model": "test data", "seeds": 0, "images per seed": int(data["images"]),
+        "non-finite dropped": 0, "hf fraction": estimate, "hf ci low": low, "hf ci high": high,
+        "hf sd over seeds": math.nan, "hf ratio to data": 1.0, "spectral distance": 0.0,
+        "spectral distance sd": math.nan, "power ratio to data": 1.0,
+    }
+
+
+def energy_table(sets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """Samples at T = 1 of every model against the test images: HF fraction with CI, ratio, spectral distance.
+
+    The first row of each dataset is the test images themselves (``seeds`` 0); the two sd columns
+    are empty there and wherever a model has one seed."""
+    data = _data_sets(sets)
+    rows = []
+    for dataset in sorted(data):
+        rows.append(_data_row(dataset, data[dataset], settings))
+        chosen = sets[(sets["dataset"] == dataset) & (sets["set"] == "samples") & (sets["temperature"] == 1.0)]
+        for model, group in chosen.groupby("model", sort=True):
+            rows.append({"dataset": dataset, "model": model, **_summaries(group, data[dataset], settings)})
+    return _rounded(pd.DataFrame(rows))
+
+
+def vae_table(sets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """VAEs: samples, decoder means and reconstructions (location and sample) against the test images."""
+    data = _data_sets(sets)
+    rows = []
+    kinds = ("samples", "decoder_mean", "reconstruction_mean", "reconstruction_sample")
+    chosen = sets[sets["model"].isin(VAE_MODELS) & sets["set"].isin(kinds)]
+    for (dataset, model), group in chosen.groupby(["dataset", "model"], sort=True):
+        for kind in kinds:
+            part = group[group["set"] == kind]
+            if len(part):
+                rows.append({"dataset": dataset, "model": model, "images": SET_LABELS[kind],
+                             **_summaries(part, data[dataset], settings)})
+    return _rounded(pd.DataFrame(rows, columns=["dataset", "model", "images"] + list(_EMPTY_SUMMARY)))
+
+
+def temperature_table(sets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """HF fraction of flow samples at every temperature (the VAEs are sampled at T = 1 only)."""
+    data = _data_sets(sets)
+    chosen = sets[(sets["set"] == "samples") & ~sets["model"].isin(VAE_MODELS)]
+    rows = []
+    for (dataset, model, temperature), group in chosen.groupby(["dataset", "model", "temperature"], sort=True):
+        s = _summaries(group, data[dataset], settings)
+        rows.append({"dataset": dataset, "model": model, "temperature": temperature,
+                     **{k: s[k] for k in ("seeds", "images per seed", "non-finite dropped", "hf fraction", "hf ci low",
+                                          "hf ci high", "hf sd over seeds", "hf ratio to data", "spectral distance")}})
+    return _rounded(pd.DataFrame(rows))
+
+
+_EMPTY_SUMMARY = dict.fromkeys((
+    "seeds", "images per seed", "non-finite dropped", "hf fraction", "hf ci low", "hf ci high", "hf sd over seeds",
+    "hf ratio to data", "spectral distance", "spectral distance sd", "power ratio to data",
+))
+
+
+def _rounded(df: pd.DataFrame) -> pd.DataFrame:
+    floats = df.select_dtypes("float").columns
+    df[floats] = df[floats].round(4)
+    return df.reset_index(drop=True)
+
+
+def completion_frame(results: list[ProbeResult]) -> pd.DataFrame:
+    """One row per (dataset, model, seed, task, method) of the runs that completed images."""
+    rows = []
+    for r in results:
+        a = r.arrays
+        for q, task in enumerate(a["task_name"]):
+            truth_hf = float(a["truth_hf_power"].sum())
+            for m, method in enumerate(a["completion_method"]):
+                rows.append({
+                    "dataset": r.dataset, "model": r.model, "seed": r.seed, "task": str(task), "method": str(method),
+                    "objective": str(a["objective_name"]),
+                    "psnr": psnr(a["completion_mse"][q, m]),
+                    "hf_ratio": float(a["completion_hf_power"][q, m].sum()) / truth_hf,
+                    "hf_error": float(a["completion_residual_hf_power"][q, m].sum()) / truth_hf,
+                    "objective_value": float(a["completion_objective"][q, m].mean()),
+                    "images": int(a["completion_mse"].shape[2]),
+                })
+    return pd.DataFrame(rows, columns=["dataset", "model", "seed", "task", "method", "objective", "psnr",
+                                       "hf_ratio", "hf_error", "objective_value", "images"])
+
+
+def completion_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and task: the baseline once, then every model (mean ± sd over seeds as columns).
+
+    The baseline does not depend on training (same images, same training mean): its row has
+    ``seeds`` 0 and an empty ``psnr sd``; so has every model's ``psnr sd`` with one seed."""
+    rows = []
+    for (dataset, task), group in frame.groupby(["dataset", "task"], sort=True):
+        base = group[group["method"] == "baseline"]
+        first = base[(base["model"] == base["model"].iloc[0]) & (base["seed"] == base["seed"].iloc[0])].iloc[0]
+        kind = task.split("_")[0]
+        rows.append({"dataset": dataset, "task": task, "method": BASELINES.get(kind, "baseline"), "objective": "–",
+                     "seeds": 0, "images": int(first["images"]), "psnr (dB)": first["psnr"], "psnr sd": math.nan,
+                     "hf energy ratio": first["hf_ratio"], "relative hf error": first["hf_error"],
+                     "objective gain (nats)": 0.0})
+        for model, part in group.groupby("model", sort=True):
+            done, start = part[part["method"] == "model"], part[part["method"] == "baseline"]
+            gain = done.set_index("seed")["objective_value"] - start.set_index("seed")["objective_value"]
+            rows.append({
+                "dataset": dataset, "task": task, "method": model, "objective": done["objective"].iloc[0],
+                "seeds": int(done["seed"].nunique()), "images": int(done["images"].min()),
+                "psnr (dB)": float(done["psnr"].mean()), "psnr sd": _sd(list(done["psnr"])),
+                "hf energy ratio": float(done["hf_ratio"].mean()), "relative hf error": float(done["hf_error"].mean()),
+                "objective gain (nats)": float(gain.mean()),
+            })
+    return _rounded(pd.DataFrame(rows, columns=["dataset", "task", "method", "objective", "seeds", "images", "psnr (dB)",
+                                                "psnr sd", "hf energy ratio", "relative hf error", "objective gain (nats)"]))
+
+
+def cost_table(results: list[ProbeResult]) -> pd.DataFrame:
+    """Wall time of the probe per run (mean over seeds): sampling, and spectra plus completions."""
+    rows = [{"dataset": r.dataset, "model": r.model, "seed": r.seed,
+             "sampling (s)": float(r.arrays["seconds"][0]), "spectra and completions (s)": float(r.arrays["seconds"][1])}
+            for r in results]
+    df = pd.DataFrame(rows).groupby(["dataset", "model"], as_index=False).agg(
+        {"seed": "nunique", "sampling (s)": "mean", "spectra and completions (s)": "mean"}).rename(columns={"seed": "seeds"})
+    return _rounded(df.round(2))
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def _spectrum_rows(sets: pd.DataFrame) -> pd.DataFrame:
+    """Mean radial spectra (mean over seeds), long form, without the DC bin."""
+    rows = []
+    for (dataset, model, name, temperature), group in sets.groupby(["dataset", "model", "set", "temperature"], dropna=False):
+        radial = np.mean(np.stack(list(group["radial"])), axis=0)
+        frequency = group["frequency"].iloc[0]
+        for f, p in zip(frequency[1:], radial[1:]):
+            rows.append({"dataset": dataset, "model": model, "set": name, "temperature": temperature,
+                         "frequency": float(f), "power": float(max(p, POWER_FLOOR))})
+    return pd.DataFrame(rows)
+
+
+def spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
+    """Log-log mean radial power spectra of T = 1 samples per model, the test images in black."""
+    rows = _spectrum_rows(sets)
+    samples = rows[(rows["set"] == "samples") & (rows["temperature"] == 1.0)]
+    data = rows[rows["set"] == "data"].drop_duplicates(["dataset", "frequency"]).assign(model="test data")
+    both = pd.concat([data, samples], ignore_index=True)
+    models = ["test data"] + sorted(samples["model"].unique())
+    palette = ["black"] + _PALETTE[: len(models) - 1]
+    chart = alt.Chart(both).mark_line(point=True).encode(
+        x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False), title="spatial frequency (cycles/pixel)"),
+        y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False), title="mean radial power"),
+        color=alt.Color("model:N", scale=alt.Scale(domain=models, range=palette), title="images"),
+        strokeWidth=alt.condition(alt.datum.model == "test data", alt.value(3), alt.value(1.5)),
+        tooltip=["dataset", "model", alt.Tooltip("frequency:Q", format=".3f"), alt.Tooltip("power:Q", format=".3g")],
+    ).properties(width=220, height=200)
+    return chart.facet(column=alt.Column("dataset:N", title=None)).resolve_scale(x="independent", y="independent")
+
+
+_PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"]
+
+
+def vae_spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
+    """VAEs: spectra of samples, decoder means and reconstructions against the test images."""
+    rows = _spectrum_rows(sets)
+    vae = rows[rows["model"].isin(VAE_MODELS) & (rows["set"] != "data")]
+    data = rows[rows["set"] == "data"].drop_duplicates(["dataset", "frequency"])
+    data = pd.concat([data.assign(model=m) for m in sorted(vae["model"].unique())], ignore_index=True)
+    both = pd.concat([data, vae], ignore_index=True)
+    both["images"] = both["set"].map(SET_LABELS)
+    domain = [SET_LABELS[k] for k in SET_LABELS]
+    chart = alt.Chart(both).mark_line(point=True).encode(
+        x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False), title="spatial frequency (cycles/pixel)"),
+        y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False), title="mean radial power"),
+        color=alt.Color("images:N", scale=alt.Scale(domain=domain, range=["black"] + _PALETTE[:4]), title="images"),
+        tooltip=["dataset", "model", "images", alt.Tooltip("frequency:Q", format=".3f"), alt.Tooltip("power:Q", format=".3g")],
+    ).properties(width=200, height=170)
+    return chart.facet(row=alt.Row("model:N", title=None), column=alt.Column("dataset:N", title=None)).resolve_scale(
+        x="independent", y="independent")
+
+
+def temperature_chart(table: pd.DataFrame, energy: pd.DataFrame) -> alt.FacetChart:
+    """HF fraction of flow samples against temperature, with bootstrap CIs; the test images as a rule."""
+    lines = alt.Chart().mark_line(point=True).encode(
+        x=alt.X("temperature:Q", title="sampling temperature T", scale=alt.Scale(zero=False)),
+        y=alt.Y("hf fraction:Q", title="fraction of energy above the cutoff", scale=alt.Scale(zero=False)),
+        color=alt.Color("model:N", title="model", scale=alt.Scale(range=_PALETTE)),
+        tooltip=["dataset", "model", "temperature", "hf fraction", "hf ci low", "hf ci high", "non-finite dropped"],
+    )
+    bars = alt.Chart().mark_errorbar().encode(
+        x="temperature:Q", y=alt.Y("hf ci low:Q", title="", scale=alt.Scale(zero=False)), y2="hf ci high:Q", color="model:N")
+    data = energy[energy["model"] == "test data"][["dataset", "hf fraction"]].rename(columns={"hf fraction": "data"})
+    merged = table.merge(data, on="dataset", how="left")
+    rule = alt.Chart().mark_rule(color="black", strokeDash=[4, 3]).encode(y="mean(data):Q")
+    return alt.layer(bars, lines, rule, data=merged).properties(width=220, height=180).facet(
+        column=alt.Column("dataset:N", title=None)).resolve_scale(y="independent")
+
+
+MISSING_RGB = (214, 39, 40)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """A minimal 8-bit RGB PNG (zlib-compressed scanlines, filter 0) of an ``(H, W, 3)`` uint8 array."""
+    a = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"png_bytes expects an (H, W, 3) array, got shape {a.shape}")
+    height, width = a.shape[:2]
+    raw = b"".join(b"\x00" + a[i].tobytes() for i in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+
+def image_url(image: np.ndarray, levels: int, zoom: int) -> str:
+    """A grey-level image ``(H, W)`` as a PNG data URL, each pixel a ``zoom x zoom`` block (no smoothing
+    anywhere: the fine detail is the subject); NaN pixels (missing) in red."""
+    grey = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64) / (levels - 1)), 0, 1)
+    rgb = np.repeat(np.rint(255 * grey)[..., None], 3, axis=2).astype(np.uint8)
+    rgb[~np.isfinite(image)] = MISSING_RGB
+    rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
+    return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
+
+
+def _grid_chart(rows: list[tuple[str, list[np.ndarray], int]], zoom: int = 4, gap: int = 4) -> alt.FacetChart:
+    """Rows of images (label, images, levels) as one facet row each, images side by side."""
+    records = []
+    height = width = 0
+    for label, images, levels in rows:
+        for n, image in enumerate(images):
+            height, width = image.shape[0] * zoom, image.shape[1] * zoom
+            records.append({"row": label, "px": n * (width + gap), "url": image_url(image, levels, zoom)})
+    if not records:
+        raise ValueError("no images to show in the grid")
+    total = max(r["px"] for r in records) + width
+    chart = alt.Chart(alt.Data(values=records)).mark_image(
+        width=width, height=height, align="left", baseline="top", smooth=False,
+    ).encode(
+        x=alt.X("px:Q", scale=alt.Scale(domain=[0, total], nice=False, zero=True), axis=None),
+        y=alt.value(0),
+        url="url:N",
+    ).properties(width=total, height=height)
+    labels = [label for label, *_ in rows]
+    return chart.facet(
+        row=alt.Row("row:N", sort=labels, title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=300)),
+    ).configure_view(stroke=None).configure_facet(spacing=6)
+
+
+def samples_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
+    """Sample grids of one dataset: test images, then each model's T = 1 samples (and VAE decoder means); lowest seed."""
+    chosen = [r for r in results if r.dataset == dataset]
+    if not chosen:
+        raise ValueError(f"no high_frequency probe of dataset {dataset!r} for the sample grid; set analyses.high_frequency.grid_dataset "
+                         f"to one of {', '.join(sorted({r.dataset for r in results}))}")
+    rows: dict[str, tuple[str, list[np.ndarray], int]] = {}
+    for r in sorted(chosen, key=lambda r: (r.seed, r.model)):
+        a = r.arrays
+        levels = int(a["levels"])
+        for index in np.unique(a["grid_set"]):
+            name = str(a["set_name"][index])
+            label = {"data": "test data", "samples": r.model}.get(name, f"{r.model} ({SET_LABELS.get(name, name).split(',')[0]})")
+            if label not in rows:
+                rows[label] = (label, list(a["grid"][a["grid_set"] == index]), levels)
+    order = ["test data"] + sorted(label for label in rows if label != "test data")
+    return _grid_chart([rows[label] for label in order])
+
+
+def completions_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
+    """Completions of the first test images of one dataset (lowest seed): truth, observed pixels, baselines, models.
+
+    Each row holds the inpainting images, then the super-resolution ones."""
+    chosen = [r for r in results if r.dataset == dataset and len(r.arrays["task_name"])]
+    if not chosen:
+        raise ValueError(f"no completion runs of dataset {dataset!r}; check completion_models and grid_dataset")
+    first = chosen[0].arrays
+    levels = int(first["levels"])
+    truth = list(first["truth_shown"])
+    tasks = range(len(first["task_name"]))
+    observed = [np.where(first["task_missing"][q], np.nan, t) for q in tasks for t in truth]
+    rows = [
+        ("truth", truth * len(tasks), levels),
+        ("observed (red: missing)", observed, levels),
+        ("baseline (mean fill | bilinear)", [im for q in tasks for im in first["completion_shown"][q, 0]], levels),
+    ]
+    seen = set()
+    for r in sorted(chosen, key=lambda r: (r.seed, r.model)):
+        if r.model not in seen:
+            seen.add(r.model)
+            rows.append((r.model, [im for q in tasks for im in r.arrays["completion_shown"][q, 1]], levels))
+    return _grid_chart(rows, zoom=5)
+
+
+# --- variables -----------------------------------------------------------------------------------
+
+
+def _key(temperature: float) -> str:
+    return f"t{int(round(temperature * 100)):03d}"
+
+
+def variables(energy: pd.DataFrame, vae: pd.DataFrame, temperature: pd.DataFrame, completion: pd.DataFrame,
+              settings: dict[str, Any], cutoff: float) -> dict[str, Any]:
+    """Numbers the prose quotes, keyed by dataset and model (floats rounded to 3 significant places)."""
+    def r(x: float) -> float | str:
+        return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(f"{x:.3g}")
+
+    out: dict[str, Any] = {"cutoff": float(cutoff), "bootstrap": settings["bootstrap"], "confidence": settings["confidence"]}
+    for row in energy.to_dict("records"):
+        d = out.setdefault(row["dataset"], {})
+        if row["model"] == "test data":
+            d["data_hf_fraction"] = r(row["hf fraction"])
+            continue
+        d[row["model"]] = {
+            "hf_fraction": r(row["hf fraction"]), "hf_ci_low": r(row["hf ci low"]), "hf_ci_high": r(row["hf ci high"]),
+            "hf_ratio": r(row["hf ratio to data"]), "spectral_distance": r(row["spectral distance"]),
+            "nonfinite": int(row["non-finite dropped"]), "samples": int(row["images per seed"]),
+        }
+    kinds = {v: k for k, v in SET_LABELS.items()}
+    for row in vae.to_dict("records"):
+        entry = out.setdefault(row["dataset"], {}).setdefault(row["model"], {})
+        kind = kinds[row["images"]]
+        if kind != "samples":
+            entry[f"{kind}_hf_ratio"] = r(row["hf ratio to data"])
+            entry[f"{kind}_spectral_distance"] = r(row["spectral distance"])
+    for row in temperature.to_dict("records"):
+        entry = out.setdefault(row["dataset"], {}).setdefault(row["model"], {})
+        entry[f"hf_fraction_{_key(row['temperature'])}"] = r(row["hf fraction"])
+    for dataset in sorted(set(energy["dataset"])):
+        data = energy[(energy["dataset"] == dataset) & (energy["model"] == "test data")].iloc[0]
+        verdicts = {}
+        for row in vae[vae["dataset"] == dataset].to_dict("records"):
+            kind = kinds[row["images"]]
+            if kind in ("samples", "decoder_mean"):
+                verdicts.setdefault(kind, []).append(f"{row['model']}: {_verdict(row, data)}")
+        for kind, texts in verdicts.items():
+            out[dataset][f"vae_{kind}_less_hf_than_data"] = ", ".join(texts)
+    for row in completion.to_dict("records"):
+        entry = out.setdefault(row["dataset"], {}).setdefault("completion", {}).setdefault(row["task"], {})
+        name = "baseline" if row["seeds"] == 0 else row["method"]
+        entry[name] = {"psnr_db": r(row["psnr (dB)"]), "hf_energy_ratio": r(row["hf energy ratio"]),
+                       "relative_hf_error": r(row["relative hf error"])}
+    return out
+
+
+def vae_findings(energy: pd.DataFrame, vae: pd.DataFrame) -> str:
+    """The known effect checked in words: do VAE samples (and decoder means) carry less
+    high-frequency energy than the test images? One Markdown bullet per dataset and VAE."""
+    words = {"yes": "less than the test images", "no": "more than the test images, not less",
+             "not resolved": "no difference the intervals resolve"}
+    lines = []
+    for row in vae.to_dict("records"):
+        kind = {v: k for k, v in SET_LABELS.items()}[row["images"]]
+        if kind not in ("samples", "decoder_mean"):
+            continue
+        data = energy[(energy["dataset"] == row["dataset"]) & (energy["model"] == "test data")].iloc[0]
+        what = "samples x ~ p(x|z)" if kind == "samples" else "decoder means μ(z)"
+        lines.append(
+            f"- {row['dataset']}, {row['model']} {what}: high-frequency fraction {row['hf fraction']:.3f} "
+            f"[{row['hf ci low']:.3f}, {row['hf ci high']:.3f}] against {data['hf fraction']:.3f} "
+            f"[{data['hf ci low']:.3f}, {data['hf ci high']:.3f}] for the test images "
+            f"(ratio {row['hf ratio to data']:.2f}): {words[_verdict(row, data)]}."
+        )
+    return "\n".join(lines) if lines else "No VAE runs among the probes."
+
+
+def _verdict(row: dict[str, Any] | pd.Series, data: dict[str, Any] | pd.Series) -> str:
+    """"yes" when the set's HF-fraction interval lies wholly below the test images', "no" when wholly
+    above, "not resolved" when the two intervals overlap."""
+    if row["hf ci high"] < data["hf ci low"]:
+        return "yes"
+    if row["hf ci low"] > data["hf ci high"]:
+        return "no"
+    return "not resolved"

@@ -1,0 +1,50 @@
+"""Per-run probes: what the analyses need from each trained model beyond metrics.json.
+
+A probe loads one trained run, computes arrays (per-example scores, spectra, latents…) and
+the ``probe`` rule writes them to ``results/{dataset}/{model}/seed{seed}/{probe}.npz``, so the
+heavy model work runs once per run, in parallel and cached, and the analysis notebooks only
+aggregate. Each probe is one module of this package with
+
+* ``applies(model: str, dataset: str, image: bool) -> bool``: which runs it covers, by
+  model name, dataset name and whether the dataset is images (the workflow asks before
+  planning a job);
+* ``probe(model, data, settings, others) -> dict[str, np.ndarray]``: the arrays, from the
+  trained ``model`` (eval mode), its :class:`~vaeflow.data.PreparedDataset` ``data``, the
+  ``analyses.<probe>`` block of the config (``settings``, with ``seed``), and the other
+  prepared datasets of the study by name (``others``; only probes that need them get them).
+
+Arrays must be finite where they are numbers the analyses average; a probe says in its
+docstring which arrays may hold NaN and why.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: probe name -> module; the config's ``analyses`` block has one settings block per probe
+PROBES: dict[str, str] = {
+    "likelihood": "vaeflow.probes.likelihood",
+    "high_frequency": "vaeflow.probes.high_frequency",
+    "anomaly": "vaeflow.probes.anomaly",
+    "latents": "vaeflow.probes.latents",
+}
+
+#: probes that read the other datasets of the study (their npz files are rule inputs)
+NEEDS_OTHER_DATASETS = {"anomaly"}
+
+
+def probe_module(name: str) -> ModuleType:
+    if name not in PROBES:
+        raise ValueError(f"unknown probe {name!r}; known probes: {', '.join(PROBES)}")
+    return importlib.import_module(PROBES[name])
+
+
+def model_name(model: object) -> str:
+    """The registry name (``vae``, ``flowpp``…) of a model instance."""
+    from vaeflow.models import MODELS
+
+    for name, cls in MODELS.items():
+        if type(model) is cls:
+            return name
+    raise ValueError(f"{type(model).__name__} is not a model of the registry (vaeflow.models.MODELS)")

@@ -1,0 +1,249 @@
+"""Anomaly probe: per-example likelihood scores of in-distribution and out-of-distribution images.
+
+For one trained image run this scores, exactly as evaluation does
+(:func:`vaeflow.evaluation.evaluate._per_example`: the same dequantisation noise generator
+and seed for flows, the model's own bound and its importance-weighted form with ``iwae_k``
+draws for models whose likelihood is a bound),
+
+* ``train``: a random subset of the training split (for the typicality test's entropy
+  estimate ``Ĥ``, Nalisnick et al. 2019);
+* ``test``: a random subset of the in-distribution test split (the negatives), at most
+  ``max_examples`` (``max_examples_slow`` for the models in ``slow_models``) images, in random
+  order (so consecutive examples form random batches for the batch typicality test). Every
+  subset is the first ``n`` of ``numpy.random.default_rng(seed).permutation`` (one generator,
+  drawn in the order train, test, other datasets by name, then the synthetic sets), so all
+  models of a dataset see the same images;
+* the out-of-distribution sets (the positives), each at most as many images as ``test`` (the
+  same number where the source has enough, so AUPR's chance level is about ½):
+
+  - every *other image dataset* of the study (``others``), brought to this dataset's form
+    by :func:`to_target_form`: grey levels become intensities ``v = x/(K_src-1) ∈ [0, 1]``,
+    are resized to this dataset's ``H x W`` by bilinear interpolation with antialiasing
+    (:func:`torch.nn.functional.interpolate`, ``antialias=True``: an area-like average when
+    shrinking, bilinear when enlarging), and are mapped to this dataset's ``K`` levels by
+    ``round(v·(K-1))`` (black stays 0, white stays ``K-1``, grey scales linearly);
+  - synthetic sets made from the in-distribution test subset: ``noise`` (every pixel uniform
+    on ``{0..K-1}``, independently), ``constant`` (each image one level drawn uniformly on
+    ``{0..K-1}``), ``inverted`` (``K-1-x``) and ``flipped`` (upside down: rows reversed).
+
+and the compressed length in bits of every scored image (:func:`compressed_bits`: PNG via
+Pillow at compression level 9, or zlib level 9 of the raw level bytes), the ``L(x)`` of the
+complexity-corrected score of Serrà et al. 2020, ``S(x) = -log2 p(x) - L(x)``.
+
+Arrays written (``E`` scored examples in all, ``S`` score kinds, ``C`` compressors):
+
+* ``sets`` (str), ``set_roles`` (str: ``train`` / ``in`` / ``ood``), ``set_kinds`` (str:
+  ``split`` / ``dataset`` / ``synthetic``), ``set_seconds`` (scoring time per set);
+* ``set_index`` (E,) int: which set each example belongs to;
+* ``score_names`` (S,) str: ``log_p`` for exact models; ``bound`` and ``iw_bound`` for models
+  whose likelihood is a bound (VAEs: ELBO / IWAE-k; Flow++: the variational-dequantisation
+  bound / IW-k); ``score_labels`` (S,) str: the model's own names with k;
+* ``bits_per_dim`` (S, E) float64: ``-log_prob / (D ln 2)``. **May hold +inf or NaN**: a
+  model whose log-likelihood is ``-inf`` (or NaN, an overflow) on an input is kept as is and
+  counted by the analysis, which ranks it as the most anomalous score (the model has
+  rejected the input); nothing is dropped;
+* ``compressors`` (C,) str, ``compressed_bits`` (C, E) float64: ``L(x)`` in bits (finite);
+* ``levels``, ``num_dims``, ``iwae_k``, ``dequantization_draws``, ``exact``, ``seconds``,
+  ``max_examples`` (the cap used for this run: smaller for the slow models).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vaeflow.data import PreparedDataset
+from vaeflow.data.dequantization import to_tensor
+from vaeflow.evaluation.bits import bits_per_dim
+from vaeflow.evaluation.evaluate import _per_example
+from vaeflow.models import MODELS, DensityModel
+
+SYNTHETIC_SETS: tuple[str, ...] = ("noise", "constant", "inverted", "flipped")
+COMPRESSORS: tuple[str, ...] = ("png", "zlib")
+REQUIRED_SETTINGS: dict[str, type] = {
+    "max_examples": int,
+    "max_examples_slow": int,
+    "slow_models": list,
+    "train_examples": int,
+    "iwae_k": int,
+    "dequantization_draws": int,
+    "batch_size": int,
+    "compressors": list,
+}
+
+
+def applies(model: str, dataset: str, image: bool) -> bool:
+    """Every model on every image dataset (anomaly detection among images); never on 2-D toy data."""
+    return bool(image)
+
+
+def model_name(model: DensityModel) -> str:
+    """The config name of ``model`` (its key in :data:`vaeflow.models.MODELS`)."""
+    names = [name for name, cls in MODELS.items() if type(model) is cls]
+    if len(names) != 1:
+        raise ValueError(f"{type(model).__name__} is not one of the study's models ({', '.join(MODELS)}); "
+                         f"the anomaly probe names slow models by their config name")
+    return names[0]
+
+
+def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The probe's settings, checked: every key present, the right type, positive; compressors known."""
+    missing = [key for key in REQUIRED_SETTINGS if key not in settings]
+    if missing:
+        raise ValueError(f"analyses.anomaly is missing {', '.join(missing)}; add them to the config "
+                         f"(see vaeflow.probes.anomaly and config/config.yaml)")
+    for key, kind in REQUIRED_SETTINGS.items():
+        value = settings[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"analyses.anomaly.{key} must be a positive integer, got {value!r}")
+        if kind is list and not isinstance(value, (list, tuple)):
+            raise ValueError(f"analyses.anomaly.{key} must be a list, got {value!r}")
+    unknown_models = [m for m in settings["slow_models"] if m not in MODELS]
+    if unknown_models:
+        raise ValueError(f"analyses.anomaly.slow_models names unknown models {unknown_models}; "
+                         f"known: {', '.join(MODELS)}")
+    unknown = [c for c in settings["compressors"] if c not in COMPRESSORS]
+    if unknown or not settings["compressors"]:
+        raise ValueError(f"analyses.anomaly.compressors must be a non-empty list of {', '.join(COMPRESSORS)}; "
+                         f"got {settings['compressors']!r}")
+    return settings
+
+
+def to_target_form(images: np.ndarray, source_levels: int, shape: tuple[int, ...], levels: int) -> np.ndarray:
+    """Images of ``source_levels`` levels as uint8 images of ``shape`` (C, H, W) with ``levels`` levels.
+
+    Intensity ``v = x/(K_src-1)``, resized by antialiased bilinear interpolation, then
+    ``round(v·(K-1))`` clipped to ``[0, K-1]``. Channels must match.
+    """
+    if images.ndim != 4 or len(shape) != 3:
+        raise ValueError(f"to_target_form: expected images (N, C, H, W) and a shape (C, H, W), got {images.shape} "
+                         f"and {shape}")
+    if images.shape[1] != shape[0]:
+        raise ValueError(f"to_target_form: images have {images.shape[1]} channels but the in-distribution data "
+                         f"have {shape[0]}; only grey images of the same channel count can be compared")
+    intensity = torch.from_numpy(images.astype(np.float64)) / (source_levels - 1)
+    if tuple(images.shape[2:]) != tuple(shape[1:]):
+        intensity = F.interpolate(intensity, size=tuple(shape[1:]), mode="bilinear", align_corners=False,
+                                  antialias=True)
+    mapped = torch.round(intensity.clamp(0.0, 1.0) * (levels - 1))
+    return mapped.numpy().astype(np.uint8)
+
+
+def synthetic_set(name: str, test: np.ndarray, levels: int, rng: np.random.Generator) -> np.ndarray:
+    """Synthetic out-of-distribution images the size of ``test`` (uint8 levels in ``{0..K-1}``)."""
+    if name == "noise":
+        return rng.integers(0, levels, size=test.shape, dtype=np.int64).astype(np.uint8)
+    if name == "constant":
+        values = rng.integers(0, levels, size=len(test), dtype=np.int64).astype(np.uint8)
+        return np.broadcast_to(values.reshape(-1, *([1] * (test.ndim - 1))), test.shape).copy()
+    if name == "inverted":
+        return (levels - 1 - test.astype(np.int64)).astype(np.uint8)
+    if name == "flipped":
+        return np.ascontiguousarray(test[..., ::-1, :])
+    raise ValueError(f"unknown synthetic set {name!r}; known: {', '.join(SYNTHETIC_SETS)}")
+
+
+def compressed_bits(images: np.ndarray, compressor: str) -> np.ndarray:
+    """Length in bits of each image (C, H, W uint8 levels) compressed losslessly.
+
+    ``png``: Pillow's PNG encoder (compression level 9) on the grey image of level values
+    (one image per channel, lengths summed); ``zlib``: :func:`zlib.compress` level 9 of the raw
+    level bytes. Both include their fixed headers (a constant, irrelevant to rankings).
+    """
+    if compressor not in COMPRESSORS:
+        raise ValueError(f"unknown compressor {compressor!r}; use one of {', '.join(COMPRESSORS)}")
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    out = np.empty(len(images), dtype=np.float64)
+    if compressor == "zlib":
+        for i, image in enumerate(images):
+            out[i] = 8 * len(zlib.compress(image.tobytes(), 9))
+        return out
+    from PIL import Image
+
+    for i, image in enumerate(images):
+        total = 0
+        for channel in image:
+            buffer = io.BytesIO()
+            Image.fromarray(channel, mode="L").save(buffer, format="PNG", compress_level=9)
+            total += len(buffer.getvalue())
+        out[i] = 8 * total
+    return out
+
+
+def _scores(model: DensityModel, images: np.ndarray, levels: int, settings: dict[str, Any]) -> np.ndarray:
+    """(S, N) bits/dim of ``images``: exact log p, or the bound and its importance-weighted form."""
+    x = to_tensor(images).to(model.device)
+    draws = settings["dequantization_draws"] if (model.exact and not model.discrete) else 1
+    common = dict(levels=levels, draws=draws, seed=int(settings["seed"]), batch=int(settings["batch_size"]))
+    rows = [_per_example(model, x, score="log_prob", **common)]
+    if not model.exact:
+        rows.append(_per_example(model, x, score="bound", k=int(settings["iwae_k"]), **common))
+    return np.stack([bits_per_dim(r.numpy(), model.num_dims) for r in rows]).astype(np.float64)
+
+
+def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any],
+          others: dict[str, PreparedDataset]) -> dict[str, np.ndarray]:
+    """Score train/test subsets and every out-of-distribution set; see the module docstring."""
+    settings = check_settings(settings)
+    if data.levels is None or data.train.ndim != 4:
+        raise ValueError(f"the anomaly probe needs image data (N, C, H, W) with levels; dataset {data.name!r} has "
+                         f"examples {data.example_shape} and levels {data.levels}. Its applies() excludes such runs.")
+    model.eval()
+    levels, shape = int(data.levels), data.example_shape
+    slow = model_name(model) in settings["slow_models"]
+    cap = int(settings["max_examples_slow"] if slow else settings["max_examples"])
+    n_train = min(int(settings["train_examples"]), cap, len(data.train))
+    rng = np.random.default_rng(int(settings["seed"]))
+    train = data.train[rng.permutation(len(data.train))[:n_train]]
+    test = data.test[rng.permutation(len(data.test))[:cap]]
+    sets: list[tuple[str, str, str, np.ndarray]] = [("train", "train", "split", train), ("test", "in", "split", test)]
+    for name in sorted(others):
+        other = others[name]
+        if name == data.name or other.levels is None or other.train.ndim != 4:
+            continue  # the in-distribution data itself, or not images
+        chosen = other.test[rng.permutation(len(other.test))[: len(test)]]
+        sets.append((name, "ood", "dataset", to_target_form(chosen, int(other.levels), shape, levels)))
+    for name in SYNTHETIC_SETS:
+        sets.append((name, "ood", "synthetic", synthetic_set(name, test, levels, rng)))
+
+    started = time.perf_counter()
+    scores, index, seconds, lengths = [], [], [], []
+    for i, (_, _, _, images) in enumerate(sets):
+        t0 = time.perf_counter()
+        scores.append(_scores(model, images, levels, settings))
+        seconds.append(time.perf_counter() - t0)
+        index.append(np.full(len(images), i, dtype=np.int64))
+        lengths.append(np.stack([compressed_bits(images, c) for c in settings["compressors"]]))
+    if model.exact:
+        estimator = f" ({model.density_estimator})" if model.density_estimator else ""
+        names, labels = ["log_p"], [f"exact log p{estimator}"]
+    else:
+        k = int(settings["iwae_k"])
+        names, labels = ["bound", "iw_bound"], [model.bound_name, f"{model.importance_weighted_name}-{k}"]
+    draws = settings["dequantization_draws"] if (model.exact and not model.discrete) else 1
+    return {
+        "sets": np.array([s[0] for s in sets]),
+        "set_roles": np.array([s[1] for s in sets]),
+        "set_kinds": np.array([s[2] for s in sets]),
+        "set_seconds": np.array(seconds, dtype=np.float64),
+        "set_index": np.concatenate(index),
+        "score_names": np.array(names),
+        "score_labels": np.array(labels),
+        "bits_per_dim": np.concatenate(scores, axis=1),
+        "compressors": np.array(list(settings["compressors"])),
+        "compressed_bits": np.concatenate(lengths, axis=1),
+        "levels": np.array(levels),
+        "num_dims": np.array(math.prod(shape)),
+        "iwae_k": np.array(int(settings["iwae_k"]) if not model.exact else 0),
+        "dequantization_draws": np.array(int(draws)),
+        "exact": np.array(bool(model.exact)),
+        "max_examples": np.array(cap),
+        "seconds": np.array(time.perf_counter() - started),
+    }
