@@ -76,7 +76,7 @@ def test_defaults_are_filled(config):
 
 
 def test_training_objective_names_how_each_run_learned(config):
-    from vaeflow.config import training_objective
+    from vaeflow.evaluation.objective import training_objective
 
     assert training_objective(run_config(config, "mnist", "iaf", 0), exact=True) == "density distillation from maf"
     assert training_objective(run_config(config, "toy2d", "iaf", 0), exact=True) == "maximum likelihood"

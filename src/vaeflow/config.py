@@ -107,23 +107,13 @@ def evaluation_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
     return {**config["evaluation"], **config["models"][model].get("evaluation", {})}
 
 
-def probe_settings(config: dict[str, Any], probe: str) -> dict[str, Any]:
-    """The ``analyses.<probe>`` block, with the evaluation seed (every probe is seeded)."""
-    return {"seed": config["evaluation"]["seed"], **config.get("analyses", {}).get(probe, {})}
+def probe_settings(config: dict[str, Any], probe: str, notebook_keys: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The ``analyses.<probe>`` block without the keys only its notebook reads, plus the
+    evaluation seed (every probe is seeded)."""
+    block = {k: v for k, v in config.get("analyses", {}).get(probe, {}).items() if k not in notebook_keys}
+    return {"seed": config["evaluation"]["seed"], **block}
 
 
 def analysis_settings(config: dict[str, Any], analysis: str) -> dict[str, Any]:
     """The ``analyses.<analysis>`` block a notebook receives as its ``settings`` parameter."""
     return dict(config.get("analyses", {}).get(analysis, {}))
-
-
-def training_objective(run: dict[str, Any], exact: bool, bound_name: str = "ELBO") -> str:
-    """How a run was trained, in words: the study reports it beside every number."""
-    training, options = run["training"], run["options"]
-    if "teacher" in training:
-        return f"density distillation from {training['teacher']}"
-    if options.get("iwae_k", 1) > 1:
-        return f"IWAE-{options['iwae_k']} bound"
-    if options.get("beta", 1.0) != 1.0:
-        return f"β-ELBO (β = {options['beta']})"
-    return "maximum likelihood" if exact else f"its {bound_name}"

@@ -3,7 +3,7 @@
 # its module declares (TABLES, FIGURES); the site shows those files.
 
 
-ANALYSES = ["likelihood", "high_frequency", "anomaly", "cost"]
+ANALYSES = ["likelihood", "high_frequency", "anomaly", "cost", "latents"]
 
 
 def analysis_outputs(analysis):
@@ -88,6 +88,26 @@ rule anomaly_analysis:
         "results/logs/notebooks/anomaly.log",
     shell:
         notebook_command("anomaly")
+
+
+rule latents_analysis:
+    input:
+        notebook="workflow/notebooks/latents.ipynb",
+        metrics=all_runs(f"{RUN}/metrics.json"),
+        probes=probe_runs("latents"),
+        code=code("vaeflow.analysis.latents", "vaeflow.analysis.runs", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),
+    output:
+        **analysis_outputs("latents"),
+    params:
+        metrics=lambda wc, input: json.dumps(list(input.metrics)),
+        probes=lambda wc, input: json.dumps(list(input.probes)),
+        settings=json.dumps(analysis_settings(config, "latents"), sort_keys=True),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/notebooks/latents.log",
+    shell:
+        notebook_command("latents")
 
 
 rule cost_analysis:

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from vaeflow.config import training_objective
 from vaeflow.data import load_prepared
 from vaeflow.evaluation.evaluate import evaluate
+from vaeflow.evaluation.objective import training_objective
 from vaeflow.io import read_json, write_atomic, write_json_atomic
 from vaeflow.provenance import git_version, hash_files, package_versions, source_files
 from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint

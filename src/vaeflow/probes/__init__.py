@@ -13,6 +13,10 @@ aggregate. Each probe is one module of this package with
   ``analyses.<probe>`` block of the config (``settings``, with ``seed``), and the other
   prepared datasets of the study by name (``others``; only probes that need them get them).
 
+A probe module may declare ``NOTEBOOK_KEYS``: keys of its settings block that only the
+notebook reads; the probe rule leaves them out of the probe's settings, so changing one
+reruns the notebook and not every probe.
+
 Arrays must be finite where they are numbers the analyses average; a probe says in its
 docstring which arrays may hold NaN and why.
 """

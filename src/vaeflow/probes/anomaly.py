@@ -78,6 +78,10 @@ REQUIRED_SETTINGS: dict[str, type] = {
     "compressors": list,
 }
 
+#: keys of ``analyses.anomaly`` only the notebook reads: the probe rule leaves them out, so
+#: changing one reruns the notebook, not every probe
+NOTEBOOK_KEYS = {"typicality_batch"}
+
 
 def applies(model: str, dataset: str, image: bool) -> bool:
     """Every model on every image dataset (anomaly detection among images); never on 2-D toy data."""
