@@ -3,30 +3,6 @@
 # its module declares (TABLES, FIGURES); the site shows those files.
 
 
-ANALYSES = ["likelihood", "high_frequency", "anomaly", "cost", "latents"]
-
-
-def analysis_outputs(analysis):
-    """The files an analysis notebook writes, from its module's TABLES and FIGURES."""
-    declared = importlib.import_module(f"vaeflow.analysis.{analysis}")
-    return {
-        "notebook": f"results/notebooks/{analysis}.ipynb",
-        "tables": [f"results/tables/{stem}{ext}" for stem in declared.TABLES for ext in (".csv", ".md")],
-        "figures": [f"results/figures/{stem}{ext}" for stem in declared.FIGURES for ext in (".vl.json", ".svg", ".png")],
-        "variables": f"results/variables/{analysis}.yml",
-    }
-
-
-def notebook_command(analysis, probes=True):
-    """The papermill call of one analysis notebook, with the common parameters."""
-    return (
-        f"python -m vaeflow notebook {{input.notebook}} {{output.notebook}} "
-        f"-p metrics={{params.metrics:q}} " + ("-p probes={params.probes:q} " if probes else "")
-        + "-p settings={params.settings:q} -p tables_dir='\"results/tables\"' "
-        "-p figures_dir='\"results/figures\"' -p variables_out='\"{output.variables}\"' > {log} 2>&1"
-    )
-
-
 rule likelihood_analysis:
     input:
         notebook="workflow/notebooks/likelihood.ipynb",
@@ -45,6 +21,8 @@ rule likelihood_analysis:
         CONDA_ENV
     log:
         "results/logs/notebooks/likelihood.log",
+    benchmark:
+        "results/benchmarks/rules/likelihood_analysis.tsv"
     shell:
         notebook_command("likelihood")
 
@@ -66,6 +44,8 @@ rule high_frequency_analysis:
         CONDA_ENV
     log:
         "results/logs/notebooks/high_frequency.log",
+    benchmark:
+        "results/benchmarks/rules/high_frequency_analysis.tsv"
     shell:
         notebook_command("high_frequency")
 
@@ -86,6 +66,8 @@ rule anomaly_analysis:
         CONDA_ENV
     log:
         "results/logs/notebooks/anomaly.log",
+    benchmark:
+        "results/benchmarks/rules/anomaly_analysis.tsv"
     shell:
         notebook_command("anomaly")
 
@@ -106,6 +88,8 @@ rule latents_analysis:
         CONDA_ENV
     log:
         "results/logs/notebooks/latents.log",
+    benchmark:
+        "results/benchmarks/rules/latents_analysis.tsv"
     shell:
         notebook_command("latents")
 
@@ -126,6 +110,8 @@ rule cost_analysis:
         CONDA_ENV
     log:
         "results/logs/notebooks/cost.log",
+    benchmark:
+        "results/benchmarks/rules/cost_analysis.tsv"
     shell:
         notebook_command("cost", probes=False)
 

@@ -66,6 +66,30 @@ def other_datasets(wildcards):
     return {name: f"results/data/{name}.npz" for name in DATASETS if name != wildcards.dataset}
 
 
+ANALYSES = ["likelihood", "high_frequency", "anomaly", "cost", "latents"]
+
+
+def analysis_outputs(analysis):
+    """The files an analysis notebook writes, from its module's TABLES and FIGURES."""
+    declared = importlib.import_module(f"vaeflow.analysis.{analysis}")
+    return {
+        "notebook": f"results/notebooks/{analysis}.ipynb",
+        "tables": [f"results/tables/{stem}{ext}" for stem in declared.TABLES for ext in (".csv", ".md")],
+        "figures": [f"results/figures/{stem}{ext}" for stem in declared.FIGURES for ext in (".vl.json", ".svg", ".png")],
+        "variables": f"results/variables/{analysis}.yml",
+    }
+
+
+def notebook_command(analysis, probes=True):
+    """The papermill call of one analysis notebook, with the common parameters."""
+    return (
+        f"python -m vaeflow notebook {{input.notebook}} {{output.notebook}} "
+        f"-p metrics={{params.metrics:q}} " + ("-p probes={params.probes:q} " if probes else "")
+        + "-p settings={params.settings:q} -p tables_dir='\"results/tables\"' "
+        "-p figures_dir='\"results/figures\"' -p variables_out='\"{output.variables}\"' > {log} 2>&1"
+    )
+
+
 def all_targets():
     targets = ["results/site-src"]
     if quarto_available():

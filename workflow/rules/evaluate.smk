@@ -52,6 +52,8 @@ rule probe:
         CONDA_ENV
     log:
         "results/logs/probe/{probe}/{dataset}/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/rules/probe/{probe}/{dataset}/{model}/seed{seed}.tsv"
     shell:
         "python -m vaeflow probe {wildcards.probe} --checkpoint {input.checkpoint} --data {input.data} "
         "--settings {params.settings:q} --out {output} {params.others} --device {params.device} "
