@@ -282,6 +282,7 @@ def test_analysis_end_to_end_on_hand_made_probes(tmp_path) -> None:
     assert remedies.columns.tolist()[-4:] == ["likelihood", "typicality", "typicality_batch", "complexity_png"]
     values = anomaly.variables(results, {"typicality_batch": 2, "iwae_k": 4, "max_examples": 8})
     assert values["failures"] == 1 and values["worst_ood"] == "constant" and values["cases"] == 2
+    assert values["typicality_batch_size"] == 2 and "mean_auroc" in values["typicality_batch"]  # setting and results apart
     assert values["complexity_png"]["fixes"] == 1 and values["likelihood"]["cases_below_half"] == 1
     assert values["worst_auroc"] == pytest.approx(round(const["auroc"], 3))
     yaml.safe_dump(values)  # plain types only

@@ -70,9 +70,17 @@ def test_missing_page_and_bad_navbar(tmp_path):
     assert any("navbar links to other.qmd" in p for p in problems)
 
 
-def test_the_report_uses_exactly_these_results(root):
-    assert site_inputs(root / "report") == [
-        "results/figures/learning_curves.svg", "results/tables/likelihood.md", "results/tables/models.md"]
+def test_the_report_shows_every_declared_table_and_figure_and_nothing_else(root):
+    """Every table (.md) and figure (.svg) the analyses declare is on the site, and the site
+    uses no other generated file: its inputs are exactly the analyses' outputs."""
+    import importlib
+
+    declared = []
+    for analysis in ("likelihood", "high_frequency", "anomaly", "cost", "latents"):
+        module = importlib.import_module(f"vaeflow.analysis.{analysis}")
+        declared += [f"results/tables/{stem}.md" for stem in module.TABLES]
+        declared += [f"results/figures/{stem}.svg" for stem in module.FIGURES]
+    assert site_inputs(root / "report") == sorted(declared)
 
 
 def test_stage_refuses_a_missing_input_and_leaves_nothing(tmp_path, root):
@@ -82,7 +90,7 @@ def test_stage_refuses_a_missing_input_and_leaves_nothing(tmp_path, root):
     variables = tmp_path / "variables.yml"
     variables.write_text("likelihood: {}\n")
     out = tmp_path / "results/site-src"
-    with pytest.raises(FileNotFoundError, match="learning_curves.svg"):
+    with pytest.raises(FileNotFoundError, match=r"page input results/figures/\w+\.svg does not exist"):
         stage(root / "report", results, variables, out)
     assert not out.exists()
     assert [p.name for p in out.parent.iterdir()] == ["tables"]

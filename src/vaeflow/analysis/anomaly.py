@@ -469,7 +469,7 @@ def variables(metrics: pd.DataFrame, settings: dict[str, Any], significance: flo
         "nonfinite_scores": int(prim_raw["nonfinite_in"].sum() + prim_raw["nonfinite_ood"].sum()),
         "mean_raw_auroc": {str(d): {str(o): round(float(g["auroc"].mean()), 3) for o, g in dg.groupby("ood")}
                            for d, dg in prim_raw.groupby("dataset")},
-        "typicality_batch": int(settings.get("typicality_batch", 0)),
+        "typicality_batch_size": int(settings.get("typicality_batch", 0)),  # the method's own results sit under "typicality_batch"
         "iwae_k": int(settings.get("iwae_k", 0)),
         "max_examples": int(settings.get("max_examples", 0)),
         "max_examples_slow": int(settings.get("max_examples_slow", 0)),
