@@ -86,3 +86,12 @@ def test_training_objective_names_how_each_run_learned(config):
     iwae = run_config(config, "mnist", "vae", 0)
     iwae["options"]["iwae_k"] = 8
     assert training_objective(iwae, exact=False) == "IWAE-8 bound"
+
+
+def test_a_standalone_notebook_gets_the_default_studys_analysis_block(root, monkeypatch):
+    from vaeflow.config import study_analysis_settings
+
+    monkeypatch.chdir(root)
+    block = study_analysis_settings("likelihood")
+    assert block["iwae_ks"][-1] == 5000 and block["batch_size"] == 50  # the default filled from the schema
+    assert study_analysis_settings("anomaly", "config/smoke.yaml")["max_examples"] == 20

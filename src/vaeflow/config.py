@@ -114,6 +114,13 @@ def probe_settings(config: dict[str, Any], probe: str, notebook_keys: set[str] |
     return {"seed": config["evaluation"]["seed"], **block}
 
 
+def study_analysis_settings(analysis: str, config_path: str | Path = "config/config.yaml",
+                            schema_path: str | Path = "config/schema.yaml") -> dict[str, Any]:
+    """The ``analyses.<analysis>`` block of a study config file (validated, defaults filled):
+    what a notebook run standalone uses when it is given no ``settings``."""
+    return analysis_settings(load_config(config_path, schema_path), analysis)
+
+
 def analysis_settings(config: dict[str, Any], analysis: str) -> dict[str, Any]:
     """The ``analyses.<analysis>`` block a notebook receives as its ``settings`` parameter."""
     return dict(config.get("analyses", {}).get(analysis, {}))
