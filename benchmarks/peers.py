@@ -190,9 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/benchmarks")
     parser.add_argument("--resummarise", action="store_true",
                         help="recompute the summary (paired differences, ratios, markdown) from OUT/peers.json without training")
+    parser.add_argument("--merge", nargs="*", default=[], metavar="PEERS_JSON",
+                        help="with --resummarise: add the per-seed results of these peers.json files (other seeds of the "
+                             "same pairs and step budget) to OUT's rows")
     args = parser.parse_args(argv)
     if args.resummarise:
-        return resummarise(Path(args.out))
+        return resummarise(Path(args.out), [Path(m) for m in args.merge])
     torch.set_num_threads(1)
 
     rows = []
@@ -222,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs[side].append(train_and_score(model, x_train, x_test, data.levels, args.steps, args.batch, seed, args.lr))
             result = summarise(family, dataset, features, args.steps, peer_name, runs)
             result["peer_size"] = matched
+            result["seed_list"] = list(range(args.seed, args.seed + args.seeds))
             rows.append(result)
             write_results(Path(args.out), args, rows)  # after every pair: a long run keeps what it measured
             print(f"{family:8s} {dataset:7s} ours {result['ours_bpd_mean']:.3f}±{result['ours_bpd_sd']:.3f} bpd "
@@ -261,18 +265,44 @@ def summarise(family: str, dataset: str, features: int, steps: int, peer: str, r
     return result
 
 
-def resummarise(out: Path) -> int:
-    """Rewrite peers.json and peers.md from the per-seed numbers already in peers.json."""
+def resummarise(out: Path, merge: list[Path] | None = None) -> int:
+    """Rewrite peers.json and peers.md from the per-seed numbers already in peers.json, with
+    the per-seed results of the ``merge`` files added to the rows of the same pair.
+
+    A merged row's step time is the median over its seeds, each seed carrying its run's
+    median step time (per-step times are not stored).
+    """
     import json
 
     stored = json.loads((out / "peers.json").read_text(encoding="utf-8"))
+
+    def seed_list(row: dict, settings: dict) -> list[int]:
+        return row.get("seed_list") or list(range(settings["seed"], settings["seed"] + len(row["ours_bpd_per_seed"])))
+
+    def per_seed(row: dict, settings: dict) -> dict[int, dict[str, dict]]:
+        return {seed: {side: {"test_bits_per_dim": row[f"{side}_bpd_per_seed"][i], "step_time_s": row[f"{side}_step_time_s"],
+                              "parameters": row[f"{side}_parameters"]} for side in ("ours", "peer")}
+                for i, seed in enumerate(seed_list(row, settings))}
+
+    extra: dict[tuple, dict[int, dict]] = {}
+    for path in merge or []:
+        other = json.loads(path.read_text(encoding="utf-8"))
+        for row in other["results"]:
+            extra.setdefault((row["family"], row["dataset"], row["steps"]), {}).update(per_seed(row, other["settings"]))
     rows = []
     for row in stored["results"]:
-        runs = {side: [{"test_bits_per_dim": bpd, "step_time_s": row[f"{side}_step_time_s"],
-                        "parameters": row[f"{side}_parameters"]} for bpd in row[f"{side}_bpd_per_seed"]]
-                for side in ("ours", "peer")}
+        seeds = per_seed(row, stored["settings"])
+        for seed, result in extra.pop((row["family"], row["dataset"], row["steps"]), {}).items():
+            seeds.setdefault(seed, result)  # a seed already in the row is the same run: kept once
+        order = sorted(seeds)
+        runs = {side: [seeds[seed][side] for seed in order] for side in ("ours", "peer")}
+        for side in ("ours", "peer"):
+            row[f"{side}_step_time_s"] = statistics.median(r["step_time_s"] for r in runs[side])
         fresh = summarise(row["family"], row["dataset"], row["features"], row["steps"], row["peer"], runs)
+        fresh["seed_list"] = order
         rows.append({**row, **{k: v for k, v in fresh.items() if k not in ("ours_diverged", "peer_diverged")}})
+    if extra:
+        raise ValueError(f"merged results with no matching pair in {out / 'peers.json'}: {sorted(extra)}")
     write_results(out, argparse.Namespace(**stored["settings"]), rows)
     print(f"rewrote {out / 'peers.json'} and {out / 'peers.md'} from the stored per-seed results")
     return 0
@@ -280,13 +310,13 @@ def resummarise(out: Path) -> int:
 
 def write_results(out: Path, args: argparse.Namespace, rows: list[dict]) -> None:
     write_json_atomic(out / "peers.json", {"settings": vars(args), "results": rows})
-    lines = [f"Test bits/dim: mean ± sd over {args.seeds} seed(s), {args.steps} steps each; ratios are ours / peer "
+    lines = [f"Test bits/dim: mean ± sd over the seeds of each pair, {args.steps} steps each; ratios are ours / peer "
              "(< 1: ours is better or faster).", "",
-             "| family | dataset | ours params | ours bits/dim | peer | peer params | peer bits/dim | bpd ratio | per-seed ratios | ours − peer (paired, ± se) | ours ms/step | peer ms/step | step-time ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| family | dataset | seeds | ours params | ours bits/dim | peer | peer params | peer bits/dim | bpd ratio | per-seed ratios | ours − peer (paired, ± se) | ours ms/step | peer ms/step | step-time ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         per_seed = ", ".join(f"{x:.3f}" for x in r["bpd_ratio_per_seed"])
-        lines.append(f"| {r['family']} | {r['dataset']} | {r['ours_parameters']} | {r['ours_bpd_mean']:.3f} ± {r['ours_bpd_sd']:.3f} | "
+        lines.append(f"| {r['family']} | {r['dataset']} | {len(r['ours_bpd_per_seed'])} | {r['ours_parameters']} | {r['ours_bpd_mean']:.3f} ± {r['ours_bpd_sd']:.3f} | "
                      f"{r['peer']} | {r['peer_parameters']} | {r['peer_bpd_mean']:.3f} ± {r['peer_bpd_sd']:.3f} | {r['bpd_ratio']:.3f} | {per_seed} | "
                      f"{r['bpd_diff_mean']:+.4f} ± {r['bpd_diff_se']:.4f} | {1000 * r['ours_step_time_s']:.1f} | {1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |")
     write_text_atomic(out / "peers.md", "\n".join(lines) + "\n")
