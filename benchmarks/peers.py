@@ -260,7 +260,7 @@ def summarise(family: str, dataset: str, features: int, steps: int, peer: str, r
     # whether a ratio near 1 is a real difference or seed noise
     diffs = [a - b for a, b in zip(result["ours_bpd_per_seed"], result["peer_bpd_per_seed"])]
     result["bpd_diff_mean"] = statistics.fmean(diffs)
-    result["bpd_diff_se"] = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    result["bpd_diff_se"] = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None  # one seed: none
     result["step_time_ratio"] = result["ours_step_time_s"] / result["peer_step_time_s"]
     return result
 
@@ -308,6 +308,10 @@ def resummarise(out: Path, merge: list[Path] | None = None) -> int:
     return 0
 
 
+def _se(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
 def write_results(out: Path, args: argparse.Namespace, rows: list[dict]) -> None:
     write_json_atomic(out / "peers.json", {"settings": vars(args), "results": rows})
     lines = [f"Test bits/dim: mean ± sd over the seeds of each pair, {args.steps} steps each; ratios are ours / peer "
@@ -318,7 +322,7 @@ def write_results(out: Path, args: argparse.Namespace, rows: list[dict]) -> None
         per_seed = ", ".join(f"{x:.3f}" for x in r["bpd_ratio_per_seed"])
         lines.append(f"| {r['family']} | {r['dataset']} | {len(r['ours_bpd_per_seed'])} | {r['ours_parameters']} | {r['ours_bpd_mean']:.3f} ± {r['ours_bpd_sd']:.3f} | "
                      f"{r['peer']} | {r['peer_parameters']} | {r['peer_bpd_mean']:.3f} ± {r['peer_bpd_sd']:.3f} | {r['bpd_ratio']:.3f} | {per_seed} | "
-                     f"{r['bpd_diff_mean']:+.4f} ± {r['bpd_diff_se']:.4f} | {1000 * r['ours_step_time_s']:.1f} | {1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |")
+                     f"{r['bpd_diff_mean']:+.4f} ± {_se(r['bpd_diff_se'])} | {1000 * r['ours_step_time_s']:.1f} | {1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |")
     write_text_atomic(out / "peers.md", "\n".join(lines) + "\n")
 
 
