@@ -288,8 +288,10 @@ class FFJORD(DensityModel):
 
     * architecture: ``hidden`` [64] units (vectors) / ``hidden_channels`` [32] (images) per hidden
       layer, ``layers`` [3] hidden layers, ``activation`` [None: tanh for vectors, softplus for
-      images], ``blocks`` [1] stacked CNFs, ``time_length`` [1.0] per block, ``train_time`` [False]
-      (learn ``T``), ``logit_alpha`` [0.05] (images).
+      images], ``blocks`` [1] stacked CNFs, ``time_length`` [None: 0.5 for vectors, 1.0 for images]
+      per block, ``train_time`` [None: True for vectors, False for images] (learn ``T``), as FFJORD's
+      own code does (``train_toy.py``/``train_tabular.py`` against ``train_cnf.py``), ``logit_alpha``
+      [0.05] (images).
     * training solve (``loss``): ``solver`` ["dopri5"], ``atol`` [1e-5], ``rtol`` [1e-5],
       ``solver_steps`` [8] (fixed-grid solvers such as "rk4", "euler": steps per block),
       ``adjoint`` [False] (``odeint_adjoint``: O(1) memory, an extra backward solve),
@@ -314,8 +316,8 @@ class FFJORD(DensityModel):
         layers: int = 3,
         activation: str | None = None,
         blocks: int = 1,
-        time_length: float = 1.0,
-        train_time: bool = False,
+        time_length: float | None = None,
+        train_time: bool | None = None,
         logit_alpha: float = 0.05,
         solver: str = "dopri5",
         atol: float = 1e-5,
@@ -348,6 +350,8 @@ class FFJORD(DensityModel):
         for name, value in (("solver", solver), ("eval_solver", eval_solver)):
             _check(name, value in SOLVERS and value != "scipy_solver", value,
                    f"a torchdiffeq method ({', '.join(m for m in SOLVERS if m != 'scipy_solver')})")
+        time_length = time_length if time_length is not None else (1.0 if image else 0.5)
+        train_time = train_time if train_time is not None else not image
         for name, value in (("atol", atol), ("rtol", rtol), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol),
                             ("time_length", time_length)):
             _check(name, float(value) > 0, value, "a positive number")
