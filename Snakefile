@@ -32,6 +32,11 @@ use_checkout(SRC)
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml", source="(config/config.yaml or --configfile)")
 
 
+# Snakemake's own HTML report (`snakemake --report results/report.html`): this text, then every
+# table and figure of the analyses with its caption (workflow/report/).
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -31,7 +31,8 @@ def smoke_study(root, tmp_path_factory):
     from vaeflow.site.quarto import quarto_available
 
     project = copy_project(root, tmp_path_factory.mktemp("study") / "project")
-    proc = snakemake(project, "--cores", "2", *SMOKE)
+    # the README's main command: the study, then Snakemake's report
+    proc = snakemake(project, "--cores", "2", "--report", "results/report.html", "--report-after-run", *SMOKE)
     assert "workflow finished in" in proc.stdout + proc.stderr
     if not quarto_available():
         assert "SITE NOT RENDERED" in proc.stderr

@@ -285,6 +285,17 @@ def test_analysis_end_to_end_on_hand_made_probes(tmp_path) -> None:
     assert values["typicality_batch_size"] == 2 and "mean_auroc" in values["typicality_batch"]  # setting and results apart
     assert values["complexity_png"]["fixes"] == 1 and values["likelihood"]["cases_below_half"] == 1
     assert values["worst_auroc"] == pytest.approx(round(const["auroc"], 3))
+    prim_raw = results[results["primary"] & (results["method"] == "likelihood")]
+    for model, group in prim_raw.groupby("model"):  # the raw likelihood per model: brute force over its cases
+        assert values["by_model"][model] == {"mean_auroc": round(float(group["auroc"].mean()), 3), "cases": len(group),
+                                             "cases_below_half": int((group["auroc"] < 0.5).sum()),
+                                             "worst_auroc": round(float(group["auroc"].min()), 3)}
+    pooled = values["by_likelihood"]
+    assert sum(v["cases"] for v in pooled.values()) == values["cases"]
+    assert sum(v["cases_below_half"] for v in pooled.values()) == values["failures"]
+    exact = prim_raw[prim_raw["likelihood"].str.startswith("exact")]
+    if len(exact):
+        assert pooled["exact"]["cases"] == len(exact)
     yaml.safe_dump(values)  # plain types only
     assert anomaly.auroc_chart(results).to_dict()["facet"]
     quantiles = anomaly.bpd_quantiles(paths)

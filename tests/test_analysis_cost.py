@@ -126,8 +126,8 @@ def _write_run(root: Path, dataset, model, seed, *, wall, steps, samples, densit
     }
     (d / "metrics.json").write_text(json.dumps(metrics))
     if train_json:
-        training = {"batch_size": 64, **({"teacher": teacher} if teacher else {})}
-        summary = {"run": {"training": training}, "device": "cpu", "parameters": 1000, "steps": steps,
+        training = {"batch_size": 64, "lr": 0.001, **({"teacher": teacher} if teacher else {})}
+        summary = {"run": {"training": training, "options": {"latent_dim": 4, "hidden": 32}}, "device": "cpu", "parameters": 1000, "steps": steps,
                    "train_wall_time_s": wall, **({"peak_rss_mib": peak} if peak is not None else {})}
         (d / "train.json").write_text(json.dumps(summary))
     if curve is not None:
@@ -222,6 +222,13 @@ def test_tables_from_run_files(study):
     assert (v["peak_rss_max_model"], v["peak_rss_max_mib"]) == ("vae", 400.0)
     assert (v["ffjord_nfe_train_per_solve"], v["ffjord_nfe_eval_per_solve"]) == (16.0, 26.0)
     assert values["toy2d"]["peak_rss_max_mib"] == cost.NOT_RECORDED
+    vae = values["digits"]["vae"]  # each model's size, budget, options and speeds (means over seeds)
+    assert (vae["parameters"], vae["steps"], vae["batch_size"]) == ("1,000", 1000, 64)
+    assert (vae["step_ms"], vae["samples_per_s"], vae["train_s"]) == ("12.0", "6,000", "12.0")
+    assert vae["options"] == "hidden = 32, latent_dim = 4" and vae["lr"] == 0.001
+    assert values["digits"]["iaf"]["trained_by"] == "density distillation from maf"
+    assert values["toy2d"]["maf"]["batch_size"] == cost.NOT_RECORDED  # no train.json: never invented
+    assert values["toy2d"]["maf"]["options"] == cost.NOT_RECORDED
     yaml.safe_dump(values)  # plain values only
 
     scale = cost.off_scale(curves, 2.0)

@@ -312,6 +312,13 @@ def test_analysis_tables_agree_with_the_probe_arrays(tiny_results) -> None:
     values = hfa.variables(energy, vae, temperature, completion, settings, 0.25)
     yaml.safe_dump(values)  # plain types only
     assert values["tiny"]["data_hf_fraction"] == pytest.approx(data_fraction, rel=1e-2)
+    for (dataset, task), group in completion.groupby(["dataset", "task"]):  # models beating the baseline, by hand
+        summary = values[dataset]["completion"][task]["summary"]
+        base = float(group[group["seeds"] == 0]["psnr (dB)"].iloc[0])
+        models = group[group["seeds"] > 0]
+        assert summary["models"] == len(models)
+        assert summary["above_baseline"] == int((models["psnr (dB)"] > base).sum())
+        assert summary["best_model"] == models.loc[models["psnr (dB)"].idxmax(), "method"]
     for chart in (hfa.spectra_chart(sets), hfa.vae_spectra_chart(sets), hfa.temperature_chart(temperature, energy),
                   hfa.samples_chart(tiny_results, "tiny"), hfa.completions_chart(tiny_results, "tiny")):
         chart.to_dict()

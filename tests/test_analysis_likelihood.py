@@ -66,6 +66,29 @@ def test_per_class_table_names_the_easiest_and_hardest_class() -> None:
     assert table.loc[0, "easiest"] == 0 and table.loc[0, "hardest"] == 1
 
 
+def test_curve_variables_known_answers() -> None:
+    nan = float("nan")
+    rows = [("d", "vae", 0, 1, 3.0, False), ("d", "vae", 0, 10, 2.8, False), ("d", "vae", 1, 1, 3.2, False),
+            ("d", "vae", 1, 10, 2.6, False), ("d", "realnvp", 0, nan, 2.5, True), ("d", "realnvp", 1, nan, 2.7, True),
+            ("d", "iaf", 0, nan, float("inf"), True), ("d", "glow", 0, nan, 2.9, True)]
+    curves = pd.DataFrame(rows, columns=["dataset", "model", "seed", "k", "bits_per_dim", "exact"])
+    values = likelihood.curve_variables(curves, pd.DataFrame())["iwae"]["d"]
+    assert values["vae"]["elbo_bpd"] == 3.1 and values["vae"]["iwae_max_bpd"] == 2.7
+    assert values["vae"]["tightening_bpd"] == pytest.approx(0.4) and values["vae"]["non_increasing"]
+    # best exact model on the same examples: realnvp (mean 2.6; the non-finite iaf is never "best")
+    assert (values["best_exact_model"], values["best_exact_bpd"]) == ("realnvp", 2.6)
+    assert values["vae"]["vs_best_exact_bpd"] == pytest.approx(0.1)  # the bound still lies above the flow
+
+
+def test_variables_count_the_runs_still_improving_at_their_last_step() -> None:
+    runs = pd.DataFrame({"dataset": "d", "model": ["vae", "vae", "maf"], "seed": [0, 1, 0],
+                         "test_bpd": [2.0, 2.2, 3.0], "bound": ["iwae-10", "iwae-10", "exact"],
+                         "steps": [100, 100, 50], "best_step": [100, 75, 50]})
+    values = likelihood.variables(runs)
+    assert values["runs"] == 3 and values["seeds"] == 2 and values["runs_best_at_last_step"] == 2
+    assert values["d"]["vae"] == {"test_bpd": "2.100 ± 0.141", "bound": "iwae-10"}
+
+
 # --- on the smoke study's results -------------------------------------------------------------
 
 

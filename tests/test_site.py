@@ -1,6 +1,7 @@
 """The static check of the Quarto project: everything resolves, and each break is caught."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -15,7 +16,7 @@ def _project(tmp_path):
     (project / "results/figures").mkdir(parents=True)
     (project / "results/notebooks").mkdir(parents=True)
     (project / "_quarto.yml").write_text(yaml.safe_dump({
-        "project": {"type": "website", "render": ["index.qmd", "page.qmd"]},
+        "project": {"type": "website", "render": ["index.qmd", "page.qmd", "reproduce.qmd"]},
         "website": {"navbar": {"left": [{"href": "index.qmd"}, {"href": "page.qmd"}]}},
         "bibliography": "references.bib",
     }))
@@ -28,10 +29,13 @@ def _project(tmp_path):
     (project / "index.qmd").write_text("---\ntitle: I\n---\nSee [@known2020] and `@notacitation` in code.\n")
     (project / "page.qmd").write_text(
         "---\ntitle: P\n---\n"
-        "::: {#tbl-t}\n{{< include results/tables/t.md >}}\n\nCaption.\n:::\n\n"
-        "![Cap](results/figures/f.svg){#fig-f}\n\n"
+        "::: {#tbl-t}\n{{< include results/tables/t.md >}}\n\nCaption. [Reproduce](reproduce.qmd#table-t)\n:::\n\n"
+        "![Cap [Reproduce](reproduce.qmd#figure-f)](results/figures/f.svg){#fig-f}\n\n"
         "{{< embed results/notebooks/n.ipynb#fig-nb >}}\n\n"
         "@tbl-t, @fig-f and @fig-nb; {{< var likelihood.mnist.bpd >}} bits/dim; mail a@b.org.\n"
+    )
+    (project / "reproduce.qmd").write_text(
+        "---\ntitle: R\n---\n### Table t {#table-t}\n\n### Figure f {#figure-f}\n\nBack to [the page](page.qmd#tbl-t).\n"
     )
     return project
 
@@ -49,6 +53,10 @@ def test_a_sound_project_passes(tmp_path):
         (lambda p: p.replace("figures/f.svg", "figures/g.svg"), "image results/figures/g.svg does not exist"),
         (lambda p: p.replace("n.ipynb#fig-nb", "n.ipynb#fig-other"), "has no cell labelled fig-other"),
         (lambda p: p + "\nAs shown by [@unknown2021].\n", "citation @unknown2021 is not in the bibliography"),
+        (lambda p: p.replace(" [Reproduce](reproduce.qmd#table-t)", ""), "tbl-t has no provenance link"),
+        (lambda p: p.replace(" [Reproduce](reproduce.qmd#figure-f)", ""), "fig-f has no provenance link"),
+        (lambda p: p.replace("#table-t)", "#table-u)"), "link to reproduce.qmd#table-u, which has no such anchor"),
+        (lambda p: p + "\nSee [there](other.qmd#x).\n", "link to other.qmd#x, but other.qmd is not a page of the site"),
     ],
 )
 def test_each_broken_reference_is_reported(tmp_path, edit, expected):
@@ -79,8 +87,26 @@ def test_the_report_shows_every_declared_table_and_figure_and_nothing_else(root)
     for analysis in ("likelihood", "high_frequency", "anomaly", "cost", "latents"):
         module = importlib.import_module(f"vaeflow.analysis.{analysis}")
         declared += [f"results/tables/{stem}.md" for stem in module.TABLES]
-        declared += [f"results/figures/{stem}.svg" for stem in module.FIGURES]
-    assert site_inputs(root / "report") == sorted(declared)
+        declared += [f"results/figures/{stem}{ext}" for stem in module.FIGURES for ext in (".svg", ".vl.json")]
+    provenance = ["results/provenance/environment.md", "results/provenance/reproduce.md"]
+    assert site_inputs(root / "report") == sorted(declared + provenance)
+
+
+def test_every_figure_is_an_interactive_chart_with_a_provenance_link(root):
+    """Pages show figures through chart fragments (a local vega-embed), never as bare images,
+    and each figure and table caption links to its own entry on the Reproduce page."""
+    from vaeflow.site.quarto import pages
+
+    for page in pages(root / "report"):
+        path = root / "report" / page
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        assert "](results/figures/" not in text, f"{page} shows a figure as an image; include its .chart.md"
+        for stem in re.findall(r"include results/figures/(\w+)\.chart\.md", text):
+            assert f"](reproduce.qmd#figure-{stem})" in text, (page, stem)
+        for stem in re.findall(r"include results/tables/(\w+)\.md", text):
+            assert f"](reproduce.qmd#table-{stem})" in text, (page, stem)
 
 
 def test_stage_refuses_a_missing_input_and_leaves_nothing(tmp_path, root):
@@ -101,10 +127,45 @@ def test_stage_refuses_unresolved_variables(tmp_path, root):
     for rel in site_inputs(root / "report"):
         path = results / rel.removeprefix("results/")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("| a |\n|---|\n| 1 |\n" if rel.endswith(".md") else "<svg/>")
+        path.write_text("| a |\n|---|\n| 1 |\n" if rel.endswith(".md") else
+                        '{"$schema": "v5.json"}' if rel.endswith(".json") else "<svg/>")
     variables = tmp_path / "variables.yml"
     variables.write_text("likelihood: {runs: 1}\n")
     with pytest.raises(ValueError, match="variable likelihood.seeds is not defined"):
         stage(root / "report", results, variables, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     shutil.rmtree(results)
+
+
+def test_chart_fragment_holds_the_spec_inline_and_cannot_end_its_script_early():
+    from vaeflow.site.charts import chart_fragment
+
+    spec = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "a </script> b",
+            "data": {"values": [{"x": 1}]}, "mark": "point"}
+    fragment = chart_fragment("f", spec)
+    assert fragment.startswith("```{=html}\n") and fragment.endswith("```\n")
+    assert fragment.count("</script>") == 2  # the spec's own "</script>" is escaped
+    body = re.search(r'<script type="application/json" id="vega-f-spec">(.*?)</script>', fragment).group(1)
+    assert json.loads(body) == spec
+    assert 'vegaEmbed("#vega-f"' in fragment and 'renderer: "svg"' in fragment
+    assert '<img src="results/figures/f.svg"' in fragment  # the no-script fallback
+
+
+def test_stage_writes_charts_and_the_local_vega_bundle(tmp_path):
+    report = _project(tmp_path)
+    results = tmp_path / "results"
+    shutil.move(report / "results", results)
+    spec = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "mark": "point", "data": {"values": []}}
+    (results / "figures/f.vl.json").write_text(json.dumps(spec))
+    page = report / "page.qmd"
+    page.write_text(page.read_text().replace(
+        "![Cap [Reproduce](reproduce.qmd#figure-f)](results/figures/f.svg){#fig-f}",
+        "::: {#fig-f}\n{{< include results/figures/f.chart.md >}}\n\nCap [Reproduce](reproduce.qmd#figure-f)\n:::"))
+    assert site_inputs(report) == ["results/figures/f.svg", "results/figures/f.vl.json", "results/notebooks/n.ipynb",
+                                   "results/tables/t.md"]
+    out = stage(report, results, report / "_variables.yml", tmp_path / "site-src")
+    chart = (out / "results/figures/f.chart.md").read_text()
+    assert json.dumps(spec, separators=(",", ":"), sort_keys=True) in chart and "vegaEmbed" in chart
+    assert (out / "results/figures/f.svg").is_file()  # the no-script fallback
+    bundle = (out / "vega-bundle.js").read_text()
+    assert "window.vegaEmbed=" in bundle and len(bundle) > 100_000  # the browser tests check it requests nothing

@@ -86,6 +86,7 @@ def assert_downstream_of_runs(plan: dict[str, int], runs: int) -> None:
     assert plan.pop("train") == runs and plan.pop("evaluate") == runs, plan
     assert plan.pop("probe", 0) <= runs * 4  # at most one per analysis probe and run
     assert plan.pop("variables") == 1 and plan.pop("stage_site") == 1, plan
+    assert plan.pop("reproduce_page") == 1 and plan.pop("environment_page") == 1, plan
     assert plan and all(rule.endswith("_analysis") and count == 1 for rule, count in plan.items()), plan
 
 
@@ -124,7 +125,61 @@ def test_editing_the_notebook_reruns_the_analysis_and_the_site(project):
     finally:
         notebook.write_text(original)
         os.utime(notebook, (stat.st_atime, stat.st_mtime))
-    assert plan == {"likelihood_analysis": 1, "variables": 1, "stage_site": 1}
+    assert plan == {"likelihood_analysis": 1, "variables": 1, "reproduce_page": 1, "environment_page": 1, "stage_site": 1}
+
+
+def test_a_changed_notebook_output_restages_the_site_and_an_unchanged_one_does_not(project):
+    """The site's inputs are exactly what it shows: a table it shows re-stages it (and its
+    Reproduce entry); a notebook output it does not show changes nothing downstream."""
+    shown, unshown = project / "results/tables/likelihood.md", project / "results/tables/likelihood.csv"
+    originals = {path: (path.read_bytes(), path.stat()) for path in (shown, unshown)}
+    try:
+        unshown.write_bytes(originals[unshown][0] + b"\n")
+        assert planned_jobs(project) == {}
+        shown.write_bytes(originals[shown][0] + b"\n")
+        assert planned_jobs(project) == {"reproduce_page": 1, "stage_site": 1} | (
+            {"render_site": 1} if quarto_available() else {})
+    finally:
+        for path, (data, stat) in originals.items():
+            path.write_bytes(data)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(project) == {}
+
+
+def test_the_reproduce_command_of_a_figure_rebuilds_exactly_that_figure(project):
+    """The command the Reproduce page gives for a figure reruns that one job, and the figure
+    it writes is byte-identical to the one on the site."""
+    import hashlib
+    import shlex
+
+    page = (project / "results/site-src/results/provenance/reproduce.md").read_text()
+    figure = "results/figures/learning_curves.svg"
+    entry = page.split("{#figure-learning_curves}", 1)[1]
+    command = re.search(r"```bash\n(snakemake [^\n]+)\n```", entry).group(1)
+    assert command == f"snakemake --cores 2 {figure} --forcerun likelihood_analysis --configfile config/smoke.yaml"
+    args = shlex.split(command)[1:]
+    assert planned_jobs(project, *args, config=[]) == {"likelihood_analysis": 1}
+    before = hashlib.sha256((project / figure).read_bytes()).hexdigest()
+    snakemake(project, *args)
+    assert hashlib.sha256((project / figure).read_bytes()).hexdigest() == before
+    snakemake(project, "--cores", "2", *SMOKE)  # bring the site up to date again for the tests after this one
+    assert planned_jobs(project) == {}
+
+
+def test_the_provenance_pages_cover_every_table_and_figure(project):
+    import importlib
+
+    reproduce = (project / "results/provenance/reproduce.md").read_text()
+    for analysis in ("likelihood", "high_frequency", "anomaly", "cost", "latents"):
+        module = importlib.import_module(f"vaeflow.analysis.{analysis}")
+        for stem in module.TABLES:
+            assert f"{{#table-{stem}}}" in reproduce, stem
+        for stem in module.FIGURES:
+            assert f"{{#figure-{stem}}}" in reproduce, stem
+        assert f"## Rule `{analysis}_analysis`" in reproduce
+    environment = (project / "results/provenance/environment.md").read_text()
+    assert "| `torch` | 2.13.0" in environment and "**Training seeds:** 0" in environment
+    assert re.search(r"\| probe \| \d+ \| \d+ \|", environment)
 
 
 def test_rebuild_one_result_by_its_path(project):

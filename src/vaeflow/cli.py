@@ -98,6 +98,22 @@ def cmd_site(args: argparse.Namespace) -> None:
         quarto.render(args.report_dir, args.out)
 
 
+def cmd_provenance(args: argparse.Namespace) -> None:
+    from vaeflow.provenance import git_version
+
+    metadata_dir = Path(args.metadata)
+    if args.action == "reproduce":
+        from vaeflow.site.reproduce import write_reproduce
+
+        write_reproduce(args.inputs, Path(args.out), Path("."), metadata_dir, args.configfile, git_version())
+    else:
+        from vaeflow.site.environment import write_environment
+
+        write_environment(Path(args.out), metrics=args.metrics, summaries=args.summaries, jobs=args.inputs,
+                          metadata_dir=metadata_dir, configfiles=args.configfile, seeds=args.seeds,
+                          data_seed=args.data_seed)
+
+
 def _param(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep:
@@ -176,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", default="results/site-src/report")
     p.add_argument("--out", default="results/site")
     p.set_defaults(func=cmd_site)
+
+    p = sub.add_parser("provenance", help="write the site's Reproduce or Environment page body from Snakemake's job records")
+    p.add_argument("action", choices=["reproduce", "environment"])
+    p.add_argument("inputs", nargs="*", help="reproduce: the site's tables, figures and variables; "
+                   "environment: outputs whose jobs' run times are listed")
+    p.add_argument("--out", required=True)
+    p.add_argument("--metadata", default=".snakemake/metadata", help="Snakemake's job records")
+    p.add_argument("--configfile", action="append", default=[], help="the study's config file(s)")
+    p.add_argument("--metrics", nargs="*", default=[], help="environment: every run's metrics.json")
+    p.add_argument("--summaries", nargs="*", default=[], help="environment: every run's train.json")
+    p.add_argument("--seeds", nargs="*", type=int, default=[])
+    p.add_argument("--data-seed", type=int, default=0)
+    p.set_defaults(func=cmd_provenance)
     return parser
 
 

@@ -69,13 +69,45 @@ def other_datasets(wildcards):
 ANALYSES = ["likelihood", "high_frequency", "anomaly", "cost", "latents"]
 
 
+# Snakemake's own HTML report (`snakemake --report results/report.html`, which the README's
+# main command writes after the run): every table (its CSV) and figure (its SVG) of an
+# analysis, in one category per analysis, captioned by workflow/report/{tables,figures}/<stem>.rst.
+REPORT_CATEGORIES = {
+    "likelihood": "Likelihood",
+    "high_frequency": "High-frequency detail",
+    "anomaly": "Anomaly detection",
+    "cost": "Cost",
+    "latents": "Latents",
+}
+REPORT_CAPTIONS = "workflow/report"
+
+
+def in_report(path, analysis, kind, stem):
+    """``path`` flagged for the report; ``kind`` is "tables" or "figures" (the caption's folder)."""
+    return report(
+        path,
+        # a caption path is relative to the rules file that uses it (workflow/rules/)
+        caption=os.path.relpath(f"{REPORT_CAPTIONS}/{kind}/{stem}.rst", "workflow/rules"),
+        category=REPORT_CATEGORIES[analysis],
+        subcategory=kind.capitalize(),
+        labels={kind[:-1]: stem},
+    )
+
+
 def analysis_outputs(analysis):
-    """The files an analysis notebook writes, from its module's TABLES and FIGURES."""
+    """The files an analysis notebook writes, from its module's TABLES and FIGURES; each table's
+    CSV and each figure's SVG are flagged for the report."""
     declared = importlib.import_module(f"vaeflow.analysis.{analysis}")
+    tables, figures = [], []
+    for stem in declared.TABLES:
+        tables += [in_report(f"results/tables/{stem}.csv", analysis, "tables", stem), f"results/tables/{stem}.md"]
+    for stem in declared.FIGURES:
+        figures += [f"results/figures/{stem}.vl.json", in_report(f"results/figures/{stem}.svg", analysis, "figures", stem),
+                    f"results/figures/{stem}.png"]
     return {
         "notebook": f"results/notebooks/{analysis}.ipynb",
-        "tables": [f"results/tables/{stem}{ext}" for stem in declared.TABLES for ext in (".csv", ".md")],
-        "figures": [f"results/figures/{stem}{ext}" for stem in declared.FIGURES for ext in (".vl.json", ".svg", ".png")],
+        "tables": tables,
+        "figures": figures,
         "variables": f"results/variables/{analysis}.yml",
     }
 

@@ -1,8 +1,54 @@
-# Stage 5: the website. `stage_site` copies the pages and exactly the generated files
-# they use into results/site-src/ and checks that everything resolves (no Quarto
-# needed); `render_site` renders it with Quarto where Quarto is installed.
+# Stage 5: the website. `reproduce_page` and `environment_page` write the provenance pages'
+# bodies from Snakemake's own job records; `stage_site` copies the pages and exactly the
+# generated files they use into results/site-src/ and checks that everything resolves (no
+# Quarto needed); `render_site` renders it with Quarto where Quarto is installed.
 from vaeflow.site.quarto import site_inputs
 from vaeflow.site.quarto import source_files as site_sources
+
+PROVENANCE = "results/provenance"
+# what the pages show: tables, figures (a chart's spec and SVG come from one job) and the quoted numbers
+SHOWN = [
+    p for p in site_inputs("report")
+    if p.startswith("results/tables/") or (p.startswith("results/figures/") and p.endswith(".svg"))
+] + ["results/variables.yml"]
+CONFIGFILES = [os.path.relpath(c) for c in workflow.configfiles] or ["config/config.yaml"]
+
+
+rule reproduce_page:
+    input:
+        shown=SHOWN,
+        code=code("vaeflow.site.reproduce"),
+    output:
+        f"{PROVENANCE}/reproduce.md",
+    params:
+        configfiles=" ".join(f"--configfile {c}" for c in CONFIGFILES),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/site/reproduce.log",
+    shell:
+        "python -m vaeflow provenance reproduce {input.shown} --out {output} {params.configfiles} > {log} 2>&1"
+
+
+rule environment_page:
+    input:
+        metrics=all_runs(f"{RUN}/metrics.json"),
+        summaries=all_runs(f"{RUN}/train.json"),
+        jobs=[f for probe in PROBES for f in probe_runs(probe)] + [f"results/notebooks/{a}.ipynb" for a in ANALYSES],
+        code=code("vaeflow.site.environment"),
+    output:
+        f"{PROVENANCE}/environment.md",
+    params:
+        configfiles=" ".join(f"--configfile {c}" for c in CONFIGFILES),
+        seeds=" ".join(str(s) for s in SEEDS),
+        data_seed=config.get("data_seed", 0),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/site/environment.log",
+    shell:
+        "python -m vaeflow provenance environment {input.jobs} --metrics {input.metrics} --summaries {input.summaries} "
+        "--out {output} {params.configfiles} --seeds {params.seeds} --data-seed {params.data_seed} > {log} 2>&1"
 
 
 rule stage_site:

@@ -445,7 +445,9 @@ def bpd_chart(quantiles: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
 
 
 def variables(metrics: pd.DataFrame, settings: dict[str, Any], significance: float = 0.01) -> dict[str, Any]:
-    """Counts of raw-likelihood failures, the worst case, and what the remedies do, as plain numbers and strings."""
+    """Counts of raw-likelihood failures, the worst case, what the remedies do, and the raw likelihood's AUROC
+    per model (``by_model``) and pooled over exact likelihoods and bounds (``by_likelihood``), as plain numbers
+    and strings."""
     raw = metrics[metrics["method"] == "likelihood"]
     prim = metrics[metrics["primary"]]
     prim_raw = prim[prim["method"] == "likelihood"]
@@ -474,6 +476,15 @@ def variables(metrics: pd.DataFrame, settings: dict[str, Any], significance: flo
         "max_examples": int(settings.get("max_examples", 0)),
         "max_examples_slow": int(settings.get("max_examples_slow", 0)),
     }
+    def raw_summary(group: pd.DataFrame) -> dict[str, Any]:
+        return {"mean_auroc": round(float(group["auroc"].mean()), 3), "cases": int(len(group)),
+                "cases_below_half": int((group["auroc"] < 0.5).sum()), "worst_auroc": round(float(group["auroc"].min()), 3)}
+
+    # the raw primary likelihood per model, and pooled by whether that likelihood is exact or a bound
+    out["by_model"] = {str(model): raw_summary(group) for model, group in prim_raw.groupby("model", sort=True)}
+    is_exact = prim_raw["likelihood"].astype(str).str.startswith("exact")
+    out["by_likelihood"] = {name: raw_summary(prim_raw[mask]) for name, mask in (("exact", is_exact), ("bound", ~is_exact))
+                            if mask.any()}
     keys = ["dataset", "model", "ood"]
     for method, group in prim.groupby("method", sort=False):
         fixed = group.merge(fail[keys], on=keys)

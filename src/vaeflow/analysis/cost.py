@@ -83,6 +83,11 @@ def _nfe(diagnostics: Mapping[str, Any], key: str) -> float:
     return float(value) if value is not None else math.nan
 
 
+def format_options(options: Mapping[str, Any]) -> str:
+    """A run's model options as the config gave them, in words: ``"hidden = 256, latent_dim = 16"`` (keys sorted)."""
+    return ", ".join(f"{key} = {value}" for key, value in sorted(options.items())) if options else "none (defaults)"
+
+
 def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
     """One row per run from its ``metrics.json``, with ``train.json`` fields where that file has them.
 
@@ -99,6 +104,7 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
         train_path = path.with_name("train.json")
         t: dict[str, Any] = json.loads(train_path.read_text(encoding="utf-8")) if train_path.exists() else {}
         training = t.get("run", {}).get("training", {})
+        options = t.get("run", {}).get("options")
         curves = path.with_name("curves.csv")
         rows.append({
             "dataset": m["dataset"],
@@ -110,6 +116,8 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             "parameters": int(m["parameters"]),
             "steps": int(m["steps"]),
             "batch_size": float(training["batch_size"]) if "batch_size" in training else math.nan,
+            "lr": float(training["lr"]) if "lr" in training else math.nan,
+            "options": format_options(options) if options is not None else None,
             "train_wall_time_s": float(m["train_wall_time_s"]),
             "eval_wall_time_s": float(m.get("eval_wall_time_s", math.nan)),
             "samples_per_s": float(m["throughput"]["samples_per_s"]),
@@ -467,7 +475,8 @@ def _r(value: float, digits: int = 3) -> float:
 def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str, Mapping[str, Any]],
               budget: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Per dataset: fastest/slowest model per step, first to the target, best within the budget, the
-    largest peak memory, FFJORD's NFE and the MAF/IAF throughput asymmetry (plain numbers/strings)."""
+    largest peak memory, FFJORD's NFE and the MAF/IAF throughput asymmetry, and each model's size, budget,
+    options and speeds (:func:`model_variables`), as plain numbers/strings."""
     out: dict[str, Any] = {"runs": int(len(runs)), "seeds": int(runs["seed"].nunique())}
     for dataset, g in runs.groupby("dataset", sort=True):
         means = g.groupby("model")[["step_ms", "samples_per_s", "density_evals_per_s", "peak_rss_mib",
@@ -501,5 +510,34 @@ def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str,
             v["maf_density_over_sampling"] = _r(means.loc["maf", "density_evals_per_s"] / means.loc["maf", "samples_per_s"])
         if "iaf" in means.index:
             v["iaf_sampling_over_density"] = _r(means.loc["iaf", "samples_per_s"] / means.loc["iaf", "density_evals_per_s"])
+        v.update(model_variables(g))
         out[dataset] = v
+    return out
+
+
+def model_variables(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per model of one dataset's runs: its size, budget and options as trained, and its speeds (means over
+    seeds), for the pages that describe the models; a value a run did not record is "not recorded"."""
+    out: dict[str, dict[str, Any]] = {}
+    for model, g in runs.groupby("model", sort=True):
+        first = g.iloc[0]
+
+        def mean(column: str) -> str:
+            values = g[column].dropna() if column in g else pd.Series(dtype=float)
+            return sig(float(values.mean())) if len(values) else NOT_RECORDED
+
+        options = first.get("options")
+        lr = g["lr"].dropna() if "lr" in g else pd.Series(dtype=float)
+        out[str(model)] = {
+            "parameters": f"{int(first['parameters']):,}",
+            "steps": int(first["steps"]),
+            "batch_size": int(first["batch_size"]) if pd.notna(first.get("batch_size", math.nan)) else NOT_RECORDED,
+            "lr": float(lr.iloc[0]) if len(lr) else NOT_RECORDED,
+            "options": options if isinstance(options, str) else NOT_RECORDED,
+            "trained_by": str(first["trained_by"]) or NOT_RECORDED,
+            "step_ms": mean("step_ms"),
+            "train_s": mean("train_wall_time_s"),
+            "samples_per_s": mean("samples_per_s"),
+            "density_evals_per_s": mean("density_evals_per_s"),
+        }
     return out

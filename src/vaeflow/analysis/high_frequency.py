@@ -534,6 +534,18 @@ def variables(energy: pd.DataFrame, vae: pd.DataFrame, temperature: pd.DataFrame
         name = "baseline" if row["seeds"] == 0 else row["method"]
         entry[name] = {"psnr_db": r(row["psnr (dB)"]), "hf_energy_ratio": r(row["hf energy ratio"]),
                        "relative_hf_error": r(row["relative hf error"])}
+    for (dataset, task), g in completion.groupby(["dataset", "task"], sort=True):
+        # how many models' completions beat the training-free baseline in PSNR, and the best of them
+        base, models = g[g["seeds"] == 0], g[g["seeds"] > 0]
+        if base.empty or models.empty:
+            continue
+        psnr = models.set_index("method")["psnr (dB)"].astype(float)
+        out[dataset]["completion"][task]["summary"] = {
+            "models": int(len(psnr)),
+            "above_baseline": int((psnr > float(base["psnr (dB)"].iloc[0])).sum()),
+            "best_model": str(psnr.idxmax()) if psnr.notna().any() else "n/a",
+            "best_psnr_db": r(float(psnr.max())),
+        }
     return out
 
 

@@ -42,6 +42,7 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             "parameters": m["parameters"],
             "train_wall_time_s": m["train_wall_time_s"],
             "steps": m["steps"],
+            "best_step": m.get("best_step", math.nan),
             "trained_by": m.get("trained_by", ""),
             "samples_per_s": m["throughput"]["samples_per_s"],
             "density_evals_per_s": m["throughput"]["density_evals_per_s"],
@@ -130,8 +131,11 @@ def learning_curves_chart(curves: pd.DataFrame) -> alt.FacetChart:
 
 
 def variables(runs: pd.DataFrame) -> dict[str, Any]:
-    """Numbers the prose quotes, as formatted strings keyed by dataset and model."""
+    """Numbers the prose quotes, as formatted strings keyed by dataset and model; ``runs_best_at_last_step``
+    counts the runs whose kept (best-validation) checkpoint is their last step: still improving at the end."""
     out: dict[str, Any] = {"runs": int(len(runs)), "seeds": int(runs["seed"].nunique())}
+    if "best_step" in runs:
+        out["runs_best_at_last_step"] = int((runs["best_step"] == runs["steps"]).sum())
     for (dataset, model), group in runs.groupby(["dataset", "model"], sort=True):
         out.setdefault(dataset, {})[model] = {
             "test_bpd": _mean_sd(group["test_bpd"]),
@@ -250,17 +254,30 @@ def per_class_chart(classes: pd.DataFrame) -> alt.FacetChart:
 
 
 def curve_variables(curves: pd.DataFrame, classes: pd.DataFrame) -> dict[str, Any]:
-    """How much IWAE-k tightens from k = 1 to the largest k, per (dataset, model); per-class spread."""
+    """How much IWAE-k tightens from k = 1 to the largest k, per (dataset, model); the best exact model on
+    the same examples and each bound model's distance to it (``vs_best_exact_bpd``: its largest-k bound
+    minus the best exact bits/dim, negative when the bound is already lower); per-class spread."""
     out: dict[str, Any] = {}
     bound = curves[~curves["exact"]].groupby(["dataset", "model", "k"])["bits_per_dim"].mean()
+    exact = curves[curves["exact"]].groupby(["dataset", "model"])["bits_per_dim"].mean()
+    best_exact: dict[str, float] = {}
+    for dataset, group in exact.groupby(level="dataset"):
+        finite = group[np.isfinite(group)]
+        if len(finite) and dataset in bound.index.get_level_values("dataset"):
+            best_exact[dataset] = float(finite.min())
+            out.setdefault("iwae", {}).setdefault(dataset, {}).update({
+                "best_exact_model": str(finite.idxmin()[1]), "best_exact_bpd": round(float(finite.min()), 3)})
     for (dataset, model), group in bound.groupby(level=["dataset", "model"]):
         ks = group.index.get_level_values("k")
         first, last = group.iloc[0], group.iloc[-1]
         monotone = bool((np.diff(group.to_numpy()) <= 1e-9).all())
-        out.setdefault("iwae", {}).setdefault(dataset, {})[model] = {
+        entry = out.setdefault("iwae", {}).setdefault(dataset, {})
+        entry[model] = {
             "k_max": int(ks.max()), "elbo_bpd": round(float(first), 3), "iwae_max_bpd": round(float(last), 3),
             "tightening_bpd": round(float(first - last), 3), "non_increasing": monotone,
         }
+        if dataset in best_exact:
+            entry[model]["vs_best_exact_bpd"] = round(float(last) - best_exact[dataset], 3)
     if not classes.empty:
         spread = classes.groupby(["dataset", "model", "class"])["bits_per_dim"].mean().groupby(["dataset", "model"])
         for (dataset, model), group in spread:

@@ -2,9 +2,12 @@
 
 The sources live in ``report/``; pages refer to generated files by paths that start
 with ``results/`` (``{{< include results/tables/x.md >}}``, ``![..](results/figures/x.svg)``,
-``{{< embed results/notebooks/x.ipynb#label >}}``). ``stage`` copies the pages and exactly
-those files into ``results/site-src/`` (a self-contained Quarto project, with the merged
-variables as ``_variables.yml``), so the render's inputs are exactly what the pages show.
+``{{< embed results/notebooks/x.ipynb#label >}}``); a figure is shown as an interactive chart by
+including ``results/figures/<stem>.chart.md``, which ``stage`` writes from the figure's spec
+(:mod:`vaeflow.site.charts`). ``stage`` copies the pages and exactly those files into
+``results/site-src/`` (a self-contained Quarto project, with the merged variables as
+``_variables.yml`` and the local vega bundle), so the render's inputs are exactly what the
+pages show.
 ``check_project`` verifies a project without Quarto: every page, include, embed, image,
 cross-reference, variable and citation resolves.
 """
@@ -22,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from vaeflow.site.charts import BUNDLE, chart_sources, chart_stem, write_bundle, write_chart
+
 PAGE_SUFFIXES = (".qmd", ".md")
 SOURCE_FILES = ("_quarto.yml", "references.bib", "styles.css")
 QUARTO_MISSING = (
@@ -32,13 +37,18 @@ QUARTO_MISSING = (
 )
 
 _SHORTCODE = re.compile(r"\{\{<\s*(include|embed|var)\s+([^\s>]+)\s*>\}\}")
-_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
+_IMAGE = re.compile(r"!\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^)\s]+)")  # a caption may hold one level of [links]
 _ID = re.compile(r"#((?:fig|tbl|sec|eq|lst)-[\w-]+)")
 _LABEL = re.compile(r"^#\|\s*label:\s*([\w-]+)\s*$", re.M)
 _CITE_OR_REF = re.compile(r"(?<![\w.@/])@([\w][\w:.#$%&\-+?<>~/]*[\w])")
 _CODE_BLOCK = re.compile(r"^```.*?^```", re.M | re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _CROSSREF_PREFIXES = ("fig-", "tbl-", "sec-", "eq-", "lst-")
+_ANY_ID = re.compile(r"\{#([\w-]+)")
+_PAGE_LINK = re.compile(r"\]\(([\w-]*\.qmd)?#([\w-]+)\)")
+_FLOAT_DIV = re.compile(r"^:::+\s*\{#((?:fig|tbl)-[\w-]+)[^}]*\}\s*$(.*?)^:::+\s*$", re.M | re.S)
+_FLOAT_IMAGE = re.compile(r"!\[((?:[^\[\]]|\[[^\]]*\])*)\]\([^)]*\)\{#((?:fig|tbl)-[\w-]+)")
+PROVENANCE_PAGE = "reproduce.qmd"
 
 
 def quarto_available() -> bool:
@@ -72,19 +82,34 @@ def results_used(page_text: str) -> list[str]:
     return sorted({t.split("#", 1)[0] for t in found if t.startswith("results/")})
 
 
+def _page_texts(report_dir: str | Path) -> list[str]:
+    """The pages' texts; a listed page that does not exist is left to ``check_project`` to report."""
+    paths = [Path(report_dir) / page for page in pages(report_dir)]
+    return [path.read_text(encoding="utf-8") for path in paths if path.is_file()]
+
+
 def site_inputs(report_dir: str | Path) -> list[str]:
-    """Every generated file the site uses, as paths relative to the project root (``results/...``)."""
+    """Every generated file the site uses, as paths relative to the project root (``results/...``);
+    a chart stands for the figure's spec and SVG it is made from."""
     used: set[str] = set()
-    for page in pages(report_dir):
-        used.update(results_used((Path(report_dir) / page).read_text(encoding="utf-8")))
+    for text in _page_texts(report_dir):
+        for rel in results_used(text):
+            stem = chart_stem(rel)
+            used.update(chart_sources(stem) if stem else [rel])
     return sorted(used)
+
+
+def charts_used(report_dir: str | Path) -> list[str]:
+    """The figure stems the pages show as charts."""
+    stems = {chart_stem(rel) for text in _page_texts(report_dir) for rel in results_used(text)}
+    return sorted(s for s in stems if s)
 
 
 def source_files(report_dir: str | Path) -> list[Path]:
     """The hand-written files of the site: _quarto.yml, pages, bibliography, styles."""
     report_dir = Path(report_dir)
     files = [report_dir / name for name in SOURCE_FILES if (report_dir / name).exists()]
-    return files + [report_dir / page for page in pages(report_dir)]
+    return files + [report_dir / page for page in pages(report_dir) if (report_dir / page).is_file()]
 
 
 def stage(report_dir: str | Path, results_root: str | Path, variables: str | Path, out_dir: str | Path) -> Path:
@@ -103,6 +128,9 @@ def stage(report_dir: str | Path, results_root: str | Path, variables: str | Pat
                 raise FileNotFoundError(f"page input {rel} does not exist; run `snakemake --cores 2 {rel}` to build it")
             (build / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, build / rel)
+        for stem in charts_used(report_dir):
+            write_chart(stem, build / f"results/figures/{stem}.vl.json", build / f"results/figures/{stem}.chart.md")
+        write_bundle(build / BUNDLE)
         problems = check_project(build)
         if problems:
             raise ValueError("the Quarto project does not resolve:\n  " + "\n  ".join(problems))
@@ -164,7 +192,8 @@ def check_project(project_dir: str | Path) -> list[str]:
     if config.get("project", {}).get("type") != "website":
         problems.append("_quarto.yml: project.type must be website")
     page_list = pages(project)
-    for entry in config.get("website", {}).get("navbar", {}).get("left", []):
+    navbar = config.get("website", {}).get("navbar", {})
+    for entry in navbar.get("left", []) + navbar.get("right", []):
         href = entry.get("href") if isinstance(entry, dict) else entry
         if href and href not in page_list:
             problems.append(f"_quarto.yml: navbar links to {href}, which is not in project.render")
@@ -179,14 +208,26 @@ def check_project(project_dir: str | Path) -> list[str]:
         else:
             problems.append(f"_quarto.yml: bibliography {bibliography} does not exist")
 
+    expanded: dict[str, str] = {}
     for name in page_list:
         page = project / name
         if not page.is_file():
             problems.append(f"_quarto.yml: page {name} does not exist")
             continue
-        text = _expand_includes(page, project, problems)
+        expanded[name] = _expand_includes(page, project, problems)
+    anchors = {name: set(_ANY_ID.findall(_strip_code(text))) for name, text in expanded.items()}
+
+    for name, text in expanded.items():
+        page = project / name
         prose = _strip_code(text)
         ids = set(_ID.findall(prose))
+        problems += _provenance_problems(name, prose, PROVENANCE_PAGE in page_list)
+        for target, anchor in _PAGE_LINK.findall(prose):
+            target = target or name
+            if target not in anchors:
+                problems.append(f"{name}: link to {target}#{anchor}, but {target} is not a page of the site")
+            elif anchor not in anchors[target]:
+                problems.append(f"{name}: link to {target}#{anchor}, which has no such anchor")
         for kind, target in _SHORTCODE.findall(text):
             if kind == "var":
                 if not _nested(variables or {}, target):
@@ -209,6 +250,19 @@ def check_project(project_dir: str | Path) -> list[str]:
                     problems.append(f"{name}: cross-reference @{ref} has no target on the page")
             elif ref not in bib_keys:
                 problems.append(f"{name}: citation @{ref} is not in the bibliography")
+    return problems
+
+
+def _provenance_problems(name: str, prose: str, have_page: bool) -> list[str]:
+    """Every figure and table must link to its entry on the Reproduce page from its caption."""
+    floats = [(label, body) for label, body in _FLOAT_DIV.findall(prose)]
+    floats += [(label, caption) for caption, label in _FLOAT_IMAGE.findall(prose)]
+    problems = []
+    for label, caption in floats:
+        if f"]({PROVENANCE_PAGE}#" not in caption:
+            problems.append(f"{name}: {label} has no provenance link ([Reproduce]({PROVENANCE_PAGE}#...)) in its caption")
+    if floats and not have_page:
+        problems.append(f"{name}: figures and tables link to {PROVENANCE_PAGE}, which is not in project.render")
     return problems
 
 

@@ -1,0 +1,188 @@
+"""The Reproduce page: for every table and figure on the site, the job that made it.
+
+Snakemake keeps a record of the job behind every output it wrote
+(``.snakemake/metadata/<urlsafe-base64 of the path>``: rule, inputs with their sha256, shell
+command, start and end times). This module reads those records for the site's tables,
+figures and variables, groups the outputs by the job that wrote them, and writes one
+Markdown section per output (anchor ``figure-<stem>``, ``table-<stem>`` or ``variables``,
+the targets of the captions' provenance links) with the command that rebuilds exactly that
+file, and one section per job with its notebook, settings, run time and input hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+@dataclass
+class Output:
+    path: str
+    kind: str  # "figure", "table" or "variables"
+    stem: str
+
+    @property
+    def anchor(self) -> str:
+        return "variables" if self.kind == "variables" else f"{self.kind}-{self.stem}"
+
+
+@dataclass
+class Job:
+    rule: str
+    record: dict
+    outputs: list[Output] = field(default_factory=list)
+
+    @property
+    def notebook(self) -> str | None:
+        return next((p for p in self.record.get("input", []) if p.endswith(".ipynb")), None)
+
+    @property
+    def run_time_s(self) -> float | None:
+        start, end = self.record.get("starttime"), self.record.get("endtime")
+        return None if start is None or end is None else float(end) - float(start)
+
+
+def classify(path: str) -> Output:
+    """What a site output is, from its path."""
+    name = Path(path).name
+    if path.startswith("results/figures/"):
+        return Output(path, "figure", name.split(".", 1)[0])
+    if path.startswith("results/tables/"):
+        return Output(path, "table", name.split(".", 1)[0])
+    if name == "variables.yml":
+        return Output(path, "variables", "variables")
+    raise ValueError(f"{path}: not a table, figure or variables file of the site; the Reproduce page lists only those")
+
+
+def record(path: str, metadata_dir: Path) -> dict:
+    """Snakemake's record of the job that wrote ``path``."""
+    key = base64.urlsafe_b64encode(path.encode()).decode()
+    file = metadata_dir / key
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"no Snakemake record of {path} in {metadata_dir}: the Reproduce page describes outputs that Snakemake "
+            f"built; build them with `snakemake --cores 2 {path}` in this checkout"
+        )
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def group_by_job(paths: list[str], metadata_dir: Path) -> list[Job]:
+    """The site's outputs grouped by the job that wrote them, in rule order."""
+    jobs: dict[tuple, Job] = {}
+    for path in sorted(paths):
+        output = classify(path)
+        meta = record(path, metadata_dir)
+        key = (meta["rule"], meta.get("job_hash"), meta.get("endtime"))  # one job, however many outputs
+        jobs.setdefault(key, Job(meta["rule"], meta)).outputs.append(output)
+    return sorted(jobs.values(), key=lambda job: job.rule)
+
+
+def rebuild_command(rule: str, path: str, configfiles: list[str]) -> str:
+    """Rerun the one job behind ``path`` and nothing else: target the file, ``--forcerun`` its rule.
+
+    The target comes first: ``--forcerun`` takes several rule names and would read a path after
+    it as one more, leaving no target (and so the whole study)."""
+    config = "".join(f" --configfile {c}" for c in configfiles if c != DEFAULT_CONFIG)
+    return f"snakemake --cores 2 {path} --forcerun {rule}{config}"
+
+
+def _sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def input_hashes(job: Job, root: Path) -> dict[str, str]:
+    """Each input's sha256 as Snakemake recorded it when the job ran (files too large for it to
+    record are hashed now; the DAG being up to date, they are the files the job read)."""
+    recorded = job.record.get("input_checksums") or {}
+    hashes = {}
+    for path in job.record.get("input", []):
+        if path in recorded:
+            hashes[path] = recorded[path]
+        elif (root / path).is_file():
+            hashes[path] = _sha256(root / path)
+        else:
+            hashes[path] = "(missing now)"
+    return hashes
+
+
+def combined_digest(hashes: dict[str, str]) -> str:
+    """One sha256 over every ``path checksum`` line, sorted: equal exactly when every input is."""
+    lines = "\n".join(f"{path} {value}" for path, value in sorted(hashes.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "unknown"
+    return datetime.fromtimestamp(float(timestamp), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _code_files(hashes: dict[str, str]) -> list[str]:
+    return [p for p in hashes if p.startswith("src/") or p.startswith("workflow/")]
+
+
+def markdown(jobs: list[Job], root: Path, configfiles: list[str], code_version: str) -> str:
+    """The body of the Reproduce page."""
+    lines = [
+        "Every table and figure caption on this site links to its entry below. Each entry names the",
+        "Snakemake rule and the job that wrote the file, and gives the command that rebuilds exactly",
+        "that file from its recorded inputs (run it in a checkout of the code version below, with",
+        "the rest of the study built; `--forcerun` reruns that one job and nothing upstream).",
+        "Input hashes are the sha256 Snakemake recorded for each input when the job ran.",
+        "",
+        f"This page was generated from checkout `{code_version}` with the configuration "
+        + ", ".join(f"`{c}`" for c in (configfiles or [DEFAULT_CONFIG])) + ".",
+        "",
+    ]
+    for job in jobs:
+        hashes = input_hashes(job, root)
+        run_time = job.run_time_s
+        job_anchor = f"job-{job.rule}"
+        lines += [f"## Rule `{job.rule}` {{#{job_anchor}}}", ""]
+        if job.notebook:
+            lines.append(f"- **Notebook:** `{job.notebook}` (executed by papermill; the executed copy is kept)")
+        lines += [
+            f"- **Finished:** {_when(job.record.get('endtime'))}; **run time:** "
+            + ("unknown" if run_time is None else f"{run_time:.1f} s"),
+            f"- **Inputs:** {len(hashes)} files, combined digest `{combined_digest(hashes)[:16]}`",
+        ]
+        code = _code_files(hashes)
+        if code:
+            lines.append("- **Code:** " + ", ".join(f"`{p}` (`{hashes[p].split(':')[-1][:12]}`)" for p in code))
+        params = job.record.get("params") or []
+        if params:
+            lines.append("- **Settings:** " + "; ".join(f"`{p.strip(chr(39))}`" for p in params))
+        lines += ["", "<details><summary>Every input and its sha256</summary>", "", "| input | sha256 |", "|---|---|"]
+        lines += [f"| `{path}` | `{value.split(':')[-1]}` |" for path, value in sorted(hashes.items())]
+        lines += ["", "</details>", ""]
+        for output in job.outputs:
+            title = {"figure": "Figure", "table": "Table", "variables": "Quoted numbers"}[output.kind]
+            file = root / output.path
+            lines += [
+                f"### {title} `{output.stem}` {{#{output.anchor}}}",
+                "",
+                f"- **File:** `{output.path}` (sha256 `{_sha256(file).split(':')[-1][:16]}`)"
+                if file.is_file() else f"- **File:** `{output.path}`",
+                f"- **Made by:** rule [`{job.rule}`](#{job_anchor})",
+                "- **Rebuild:**",
+                "",
+                "```bash",
+                rebuild_command(job.rule, output.path, configfiles),
+                "```",
+                "",
+            ]
+    return "\n".join(lines)
+
+
+def write_reproduce(paths: list[str], out: Path, root: Path, metadata_dir: Path, configfiles: list[str],
+                    code_version: str) -> None:
+    from vaeflow.io import write_text_atomic
+
+    jobs = group_by_job(paths, metadata_dir)
+    write_text_atomic(out, markdown(jobs, root, configfiles, code_version))

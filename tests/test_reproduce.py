@@ -1,0 +1,66 @@
+"""The Reproduce page from Snakemake's job records: grouping, anchors, commands, hashes."""
+
+import base64
+import json
+
+import pytest
+
+from vaeflow.site.reproduce import combined_digest, group_by_job, markdown, rebuild_command, record
+
+
+def _record(metadata, path, rule, job_hash, inputs, start=100.0, end=112.5):
+    data = {"rule": rule, "job_hash": job_hash, "starttime": start, "endtime": end, "input": list(inputs),
+            "input_checksums": {p: f"sha256:{'%064x' % (i + 1)}" for i, p in enumerate(inputs)},
+            "params": ["'{\"k\": 1}'"]}
+    (metadata / base64.urlsafe_b64encode(path.encode()).decode()).write_text(json.dumps(data))
+
+
+@pytest.fixture()
+def study(tmp_path):
+    metadata = tmp_path / ".snakemake/metadata"
+    metadata.mkdir(parents=True)
+    inputs = ["workflow/notebooks/likelihood.ipynb", "results/a/metrics.json", "src/vaeflow/analysis/likelihood.py"]
+    for path in ("results/tables/likelihood.md", "results/figures/learning_curves.svg"):
+        _record(metadata, path, "likelihood_analysis", 7, inputs)
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(path)
+    _record(metadata, "results/variables.yml", "variables", 8, ["results/variables/likelihood.yml"], 200.0, 201.0)
+    (tmp_path / "results/variables.yml").write_text("a: 1\n")
+    return tmp_path, metadata
+
+
+def test_outputs_of_one_job_are_grouped_and_each_gets_its_anchor_and_command(study):
+    root, metadata = study
+    paths = ["results/tables/likelihood.md", "results/figures/learning_curves.svg", "results/variables.yml"]
+    jobs = group_by_job(paths, metadata)
+    assert [(j.rule, sorted(o.anchor for o in j.outputs)) for j in jobs] == [
+        ("likelihood_analysis", ["figure-learning_curves", "table-likelihood"]), ("variables", ["variables"])]
+    assert jobs[0].notebook == "workflow/notebooks/likelihood.ipynb" and jobs[0].run_time_s == pytest.approx(12.5)
+    text = markdown(jobs, root, ["config/smoke.yaml"], "abc123")
+    for anchor in ("{#figure-learning_curves}", "{#table-likelihood}", "{#variables}", "{#job-likelihood_analysis}"):
+        assert anchor in text
+    assert ("snakemake --cores 2 results/figures/learning_curves.svg --forcerun likelihood_analysis "
+            "--configfile config/smoke.yaml") in text
+    assert "12.5 s" in text and "`abc123`" in text and "3 files" in text
+    assert "`" + "%064x" % 2 + "`" in text  # each input's recorded sha256
+
+
+def test_the_default_config_needs_no_configfile_flag():
+    assert rebuild_command("r", "results/x.svg", ["config/config.yaml"]) == "snakemake --cores 2 results/x.svg --forcerun r"
+
+
+def test_the_combined_digest_changes_with_any_input():
+    hashes = {"a": "sha256:1", "b": "sha256:2"}
+    assert combined_digest(hashes) == combined_digest(dict(reversed(hashes.items())))
+    assert combined_digest(hashes) != combined_digest({**hashes, "b": "sha256:3"})
+
+
+def test_an_output_snakemake_never_built_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no Snakemake record of results/tables/x.md .*snakemake --cores 2 results/tables/x.md"):
+        record("results/tables/x.md", tmp_path)
+
+
+def test_only_tables_figures_and_variables_are_listed(study):
+    root, metadata = study
+    with pytest.raises(ValueError, match="not a table, figure or variables file"):
+        group_by_job(["results/digits/vae/seed0/metrics.json"], metadata)
