@@ -22,3 +22,24 @@ def test_hash_changes_with_content(tmp_path):
     before = hash_files([a])
     a.write_text("x = 2\n")
     assert hash_files([a]) != before
+
+
+def test_declared_outputs_read_from_source_match_the_modules():
+    """The workflow plans analysis outputs from the source (no imports); they must be the
+    modules' own TABLES and FIGURES."""
+    import importlib
+
+    from vaeflow.analysis import declared_outputs
+
+    for analysis in ("likelihood", "high_frequency", "anomaly", "cost", "latents"):
+        module = importlib.import_module(f"vaeflow.analysis.{analysis}")
+        assert declared_outputs(analysis) == {"TABLES": tuple(module.TABLES), "FIGURES": tuple(module.FIGURES)}
+
+
+def test_declared_outputs_name_a_missing_analysis():
+    import pytest
+
+    from vaeflow.analysis import declared_outputs
+
+    with pytest.raises(ValueError, match="no analysis module"):
+        declared_outputs("nonsense")

@@ -1,7 +1,7 @@
 # Shared helpers: which runs exist, their settings, and the source files each job runs.
-import importlib
 import json
 
+from vaeflow.analysis import declared_outputs
 from vaeflow.config import analysis_settings, evaluation_settings, probe_settings, run_config
 from vaeflow.data import IMAGE_DATASETS
 from vaeflow.probes import NEEDS_OTHER_DATASETS, PROBES, probe_module
@@ -97,11 +97,11 @@ def in_report(path, analysis, kind, stem):
 def analysis_outputs(analysis):
     """The files an analysis notebook writes, from its module's TABLES and FIGURES; each table's
     CSV and each figure's SVG are flagged for the report."""
-    declared = importlib.import_module(f"vaeflow.analysis.{analysis}")
+    declared = declared_outputs(analysis)  # read from the source: no analysis libraries at parse time
     tables, figures = [], []
-    for stem in declared.TABLES:
+    for stem in declared["TABLES"]:
         tables += [in_report(f"results/tables/{stem}.csv", analysis, "tables", stem), f"results/tables/{stem}.md"]
-    for stem in declared.FIGURES:
+    for stem in declared["FIGURES"]:
         figures += [f"results/figures/{stem}.vl.json", in_report(f"results/figures/{stem}.svg", analysis, "figures", stem),
                     f"results/figures/{stem}.png"]
     return {
