@@ -6,9 +6,10 @@ from vaeflow.site.quarto import site_inputs
 from vaeflow.site.quarto import source_files as site_sources
 
 PROVENANCE = "results/provenance"
+SITE_INPUTS = site_inputs("report")  # read the pages once
 # what the pages show: tables, figures (a chart's spec and SVG come from one job) and the quoted numbers
 SHOWN = [
-    p for p in site_inputs("report")
+    p for p in SITE_INPUTS
     if p.startswith("results/tables/") or (p.startswith("results/figures/") and p.endswith(".svg"))
 ] + ["results/variables.yml"]
 CONFIGFILES = [os.path.relpath(c) for c in workflow.configfiles] or ["config/config.yaml"]
@@ -54,7 +55,7 @@ rule environment_page:
 rule stage_site:
     input:
         pages=[os.path.relpath(p) for p in site_sources("report")],
-        results=site_inputs("report"),
+        results=SITE_INPUTS,
         variables="results/variables.yml",
         code=code("vaeflow.site.quarto"),
     output:

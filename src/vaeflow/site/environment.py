@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from vaeflow.io import read_json, write_text_atomic
-from vaeflow.site.reproduce import record
+from vaeflow.site.reproduce import job_key, record, run_seconds
 
 
 def hardware() -> dict[str, str]:
@@ -55,11 +55,11 @@ def _job_seconds(paths: list[str], metadata_dir: Path) -> dict[str, list[float]]
     times: dict[str, list[float]] = defaultdict(list)
     for path in paths:
         meta = record(path, metadata_dir)
-        key = (meta["rule"], meta.get("job_hash"), meta.get("endtime"))  # one job, however many outputs
-        if key in seen or meta.get("starttime") is None or meta.get("endtime") is None:
+        key, seconds = job_key(meta), run_seconds(meta)
+        if key in seen or seconds is None:
             continue
         seen.add(key)
-        times[meta["rule"]].append(float(meta["endtime"]) - float(meta["starttime"]))
+        times[meta["rule"]].append(seconds)
     return times
 
 

@@ -44,8 +44,18 @@ class Job:
 
     @property
     def run_time_s(self) -> float | None:
-        start, end = self.record.get("starttime"), self.record.get("endtime")
-        return None if start is None or end is None else float(end) - float(start)
+        return run_seconds(self.record)
+
+
+def job_key(meta: dict) -> tuple:
+    """The same for every output one job wrote (their records differ only in start time)."""
+    return meta["rule"], meta.get("job_hash"), meta.get("endtime")
+
+
+def run_seconds(meta: dict) -> float | None:
+    """How long the job behind a record ran, or ``None`` when the record lacks its times."""
+    start, end = meta.get("starttime"), meta.get("endtime")
+    return None if start is None or end is None else float(end) - float(start)
 
 
 def classify(path: str) -> Output:
@@ -78,8 +88,7 @@ def group_by_job(paths: list[str], metadata_dir: Path) -> list[Job]:
     for path in sorted(paths):
         output = classify(path)
         meta = record(path, metadata_dir)
-        key = (meta["rule"], meta.get("job_hash"), meta.get("endtime"))  # one job, however many outputs
-        jobs.setdefault(key, Job(meta["rule"], meta)).outputs.append(output)
+        jobs.setdefault(job_key(meta), Job(meta["rule"], meta)).outputs.append(output)
     return sorted(jobs.values(), key=lambda job: job.rule)
 
 
