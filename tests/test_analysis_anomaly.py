@@ -19,6 +19,7 @@ from vaeflow.analysis import anomaly
 from vaeflow.data import PreparedDataset
 from vaeflow.models import build_model
 from vaeflow.probes import anomaly as probe_mod
+from vaeflow.probes import applies
 
 SETTINGS = {"seed": 3, "max_examples": 50, "max_examples_slow": 5, "slow_models": ["iaf"], "train_examples": 40,
             "iwae_k": 3, "dequantization_draws": 1, "batch_size": 100, "compressors": ["png", "zlib"],
@@ -42,9 +43,9 @@ def _dataset(name: str, n: tuple[int, int, int], size: int, levels: int | None, 
 
 
 def test_applies_to_image_runs_only() -> None:
-    assert probe_mod.applies("vae", "digits", image=True)
-    assert probe_mod.applies("ffjord", "textures", image=True)
-    assert not probe_mod.applies("vae", "toy2d", image=False)
+    assert applies("anomaly", "vae", "digits", image=True)
+    assert applies("anomaly", "ffjord", "textures", image=True)
+    assert not applies("anomaly", "vae", "toy2d", image=False)
 
 
 def test_to_target_form_matches_pillow_bilinear_and_maps_levels() -> None:

@@ -18,6 +18,7 @@ from vaeflow.data import PreparedDataset
 from vaeflow.models import build_model
 from vaeflow.models.base import DensityModel
 from vaeflow.probes import high_frequency as hfp
+from vaeflow.probes import applies
 
 SETTINGS = {
     "seed": 0, "cutoff": 0.25, "samples": 40, "temperatures": [0.5, 1.0], "temperature_samples": 20,
@@ -229,7 +230,7 @@ def test_settings_errors_name_the_key() -> None:
         hfp.check_settings({**SETTINGS, "completion_models": ["flowpp"]})
     with pytest.raises(ValueError, match="bootstrap"):
         hfa.check_settings({**SETTINGS, "bootstrap": 1})
-    assert hfp.applies("vae", "mnist", True) and not hfp.applies("vae", "toy2d", False)
+    assert applies("high_frequency", "vae", "mnist", True) and not applies("high_frequency", "vae", "toy2d", False)
 
 
 # --- the probe end to end on tiny untrained models, and the analysis of its arrays ----------------

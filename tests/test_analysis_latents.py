@@ -23,6 +23,7 @@ from vaeflow.data import PreparedDataset
 from vaeflow.models import build_model
 from vaeflow.probes import latents as probe_module
 from vaeflow.probes.latents import interpolate, pair_indices
+from vaeflow.probes import applies
 
 PROBE_SETTINGS = {
     "seed": 3, "max_train": 30, "max_test": 12, "slow_models": ["iaf", "ffjord"], "max_train_slow": 10,
@@ -236,7 +237,9 @@ def test_probe_settings_are_checked() -> None:
         probe_module.probe(model, data, {**PROBE_SETTINGS, "interpolation": "cubic"}, {})
     with pytest.raises(ValueError, match="slow_models"):
         probe_module.probe(model, data, {**PROBE_SETTINGS, "slow_models": ["nope"]}, {})
-    assert probe_module.applies("glow", "mnist", True) and not probe_module.applies("pixelcnn", "mnist", True)
+    assert applies("latents", "glow", "mnist", True) and applies("latents", "vae", "toy2d", False)
+    with pytest.raises(ValueError, match="unknown probe"):
+        applies("latent", "glow", "mnist", True)
 
 
 # --- the analysis's numbers -------------------------------------------------------------------

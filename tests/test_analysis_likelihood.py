@@ -12,6 +12,7 @@ from vaeflow.data.store import PreparedDataset
 from vaeflow.models.vae import VAE
 from vaeflow.probes import likelihood as probe_module
 from vaeflow.probes.likelihood import group_bounds
+from vaeflow.probes import applies
 
 F64 = torch.float64
 
@@ -53,9 +54,9 @@ def test_probe_curve_rises_with_k_and_stays_below_the_grid_marginal() -> None:
 
 
 def test_probe_covers_exactly_the_bound_models() -> None:
-    assert probe_module.applies("vae", "toy2d", image=False) and probe_module.applies("vae_iaf", "digits", image=True)
-    assert probe_module.applies("flowpp", "mnist", image=True) and not probe_module.applies("flowpp", "toy2d", image=False)
-    assert not any(probe_module.applies(m, "mnist", image=True) for m in ("realnvp", "glow", "maf", "iaf", "ffjord"))
+    assert applies("likelihood", "vae", "toy2d", image=False) and applies("likelihood", "vae_iaf", "digits", image=True)
+    assert applies("likelihood", "flowpp", "mnist", image=True) and not applies("likelihood", "flowpp", "toy2d", image=False)
+    assert not any(applies("likelihood", m, "mnist", image=True) for m in ("realnvp", "glow", "maf", "iaf", "ffjord"))
 
 
 def test_per_class_table_names_the_easiest_and_hardest_class() -> None:

@@ -43,3 +43,34 @@ def test_declared_outputs_name_a_missing_analysis():
 
     with pytest.raises(ValueError, match="no analysis module"):
         declared_outputs("nonsense")
+
+
+def test_planning_imports_no_heavy_libraries(root):
+    """Every ``vaeflow`` import of the Snakefile and the rules files, in a fresh interpreter,
+    loads neither torch nor the analysis libraries: a no-op ``snakemake -n`` must not pay
+    for them (issue 6: under 3 s)."""
+    import re
+    import subprocess
+    import sys
+
+    sources = [root / "Snakefile", *sorted((root / "workflow" / "rules").glob("*.smk"))]
+    imports = sorted({m for path in sources for m in re.findall(r"^from (vaeflow[\w.]*) import", path.read_text(), re.M)})
+    assert "vaeflow.probes" in imports and "vaeflow.data" in imports
+    heavy = ("torch", "pandas", "sklearn", "scipy", "torchdiffeq", "altair")
+    code = (f"import importlib, sys\nfor m in {imports!r}: importlib.import_module(m)\n"
+            f"print(sorted(h for h in {heavy!r} if h in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(root / "src"), "PATH": ""})
+    assert out.stdout.strip() == "[]", f"planning imports {out.stdout.strip()} (through {imports})"
+
+
+def test_probe_registry_notebook_keys_are_config_keys(root):
+    """A notebook-only key must be a key of its probe's settings block, else it filters nothing."""
+    import yaml
+
+    from vaeflow.probes import NOTEBOOK_KEYS, PROBES
+
+    analyses = yaml.safe_load((root / "config" / "config.yaml").read_text())["analyses"]
+    assert set(NOTEBOOK_KEYS) == set(PROBES)
+    for probe, keys in NOTEBOOK_KEYS.items():
+        assert keys <= set(analyses[probe]), (probe, keys - set(analyses[probe]))

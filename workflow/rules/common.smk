@@ -1,10 +1,11 @@
 # Shared helpers: which runs exist, their settings, and the source files each job runs.
+import functools
 import json
 
 from vaeflow.analysis import declared_outputs
 from vaeflow.config import analysis_settings, evaluation_settings, probe_settings, run_config
 from vaeflow.data import IMAGE_DATASETS
-from vaeflow.probes import NEEDS_OTHER_DATASETS, PROBES, probe_module
+from vaeflow.probes import NEEDS_OTHER_DATASETS, NOTEBOOK_KEYS, PROBES, applies
 from vaeflow.provenance import source_files
 from vaeflow.site.quarto import QUARTO_MISSING, quarto_available
 
@@ -25,10 +26,16 @@ wildcard_constraints:
 
 def code(*modules):
     """Source files (relative to the working directory) that the given modules run."""
+    return list(_code(modules))
+
+
+@functools.cache
+def _code(modules):
+    # cached: every job of a rule with the same model asks for the same list while the DAG is built
     files = set()
     for module in modules:
         files.update(source_files(module, SRC))
-    return sorted(os.path.relpath(f) for f in files)
+    return tuple(sorted(os.path.relpath(f) for f in files))
 
 
 def run_settings(wildcards):
@@ -48,14 +55,13 @@ def all_runs(pattern):
 
 
 def probe_runs(probe):
-    """The probe files of every run the probe covers (its ``applies``), for an analysis's inputs."""
-    applies = probe_module(probe).applies
+    """The probe files of every run the probe covers (:func:`vaeflow.probes.applies`), for an analysis's inputs."""
     return [
         f"results/{dataset}/{model}/seed{seed}/probes/{probe}.npz"
         for dataset in DATASETS
         for model in MODELS_IN_STUDY
         for seed in SEEDS
-        if applies(model, dataset, image=dataset in IMAGE_DATASETS)
+        if applies(probe, model, dataset, image=dataset in IMAGE_DATASETS)
     ]
 
 

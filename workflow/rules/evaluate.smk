@@ -40,7 +40,7 @@ rule probe:
         f"{RUN}/probes/{{probe}}.npz",
     params:
         settings=lambda wc: json.dumps(
-            probe_settings(config, wc.probe, getattr(probe_module(wc.probe), "NOTEBOOK_KEYS", set())), sort_keys=True
+            probe_settings(config, wc.probe, NOTEBOOK_KEYS[wc.probe]), sort_keys=True
         ),
         others=lambda wc: " ".join(f"--other {name}={path}" for name, path in other_datasets(wc).items()),
         device=config["device"],

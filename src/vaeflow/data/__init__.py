@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 from vaeflow.data import digits, mnist, textures, toy2d
-from vaeflow.data.dequantization import model_input, to_tensor
 from vaeflow.data.store import DatasetChecksumError, PreparedDataset, load_prepared, save_prepared
 
 DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
@@ -29,6 +28,18 @@ DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
 
 #: datasets of images (C, H, W) with integer levels; the others are real vectors
 IMAGE_DATASETS = ("digits", "mnist", "textures")
+
+
+
+
+def __getattr__(name: str) -> Any:
+    """``model_input`` and ``to_tensor`` load torch, so they are imported on first use: the
+    workflow reads this package while planning jobs, and planning should not pay for torch."""
+    if name in ("model_input", "to_tensor"):
+        from vaeflow.data import dequantization
+
+        return getattr(dequantization, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UnknownDatasetError(ValueError):

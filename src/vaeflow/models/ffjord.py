@@ -54,9 +54,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchdiffeq import odeint, odeint_adjoint
-from torchdiffeq._impl.odeint import SOLVERS
-from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from vaeflow.models.base import DensityModel
 from vaeflow.models.distributions import standard_normal_log_prob
@@ -65,6 +62,14 @@ from vaeflow.models.transforms import LogitPreprocess, to_levels
 TRACES = ("exact", "hutchinson")
 NOISES = ("rademacher", "gaussian")
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "softplus": F.softplus}
+
+
+def _solvers() -> dict:
+    """torchdiffeq's solver table, imported on first use: torchdiffeq loads scipy.integrate
+    (about 0.3 s), which every job that merely imports the model registry would otherwise pay."""
+    from torchdiffeq._impl.odeint import SOLVERS
+
+    return SOLVERS
 
 
 # --- dynamics ----------------------------------------------------------------------------------
@@ -171,7 +176,9 @@ class SolverSettings:
     adjoint: bool
 
     def odeint_kwargs(self) -> dict:
-        if issubclass(SOLVERS[self.method], FixedGridODESolver):
+        from torchdiffeq._impl.solvers import FixedGridODESolver
+
+        if issubclass(_solvers()[self.method], FixedGridODESolver):
             options = {"step_size": 1.0 / self.steps}
         else:
             options = {"max_num_steps": self.max_num_steps}
@@ -241,6 +248,8 @@ class CNF(nn.Module):
         return self.log_time_length.exp()
 
     def _odeint(self, rhs: _RightHandSide, y0, s: Tensor, settings: SolverSettings):
+        from torchdiffeq import odeint, odeint_adjoint
+
         kwargs = settings.odeint_kwargs()
         try:
             if settings.adjoint:
@@ -348,8 +357,8 @@ class FFJORD(DensityModel):
         _check("exact_trace_max_dim", int(exact_trace_max_dim) == exact_trace_max_dim and exact_trace_max_dim >= 0,
                exact_trace_max_dim, "a non-negative integer")
         for name, value in (("solver", solver), ("eval_solver", eval_solver)):
-            _check(name, value in SOLVERS and value != "scipy_solver", value,
-                   f"a torchdiffeq method ({', '.join(m for m in SOLVERS if m != 'scipy_solver')})")
+            _check(name, value in _solvers() and value != "scipy_solver", value,
+                   f"a torchdiffeq method ({', '.join(m for m in _solvers() if m != 'scipy_solver')})")
         time_length = time_length if time_length is not None else (1.0 if image else 0.5)
         train_time = train_time if train_time is not None else not image
         for name, value in (("atol", atol), ("rtol", rtol), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol),

@@ -5,17 +5,17 @@ the ``probe`` rule writes them to ``results/{dataset}/{model}/seed{seed}/{probe}
 heavy model work runs once per run, in parallel and cached, and the analysis notebooks only
 aggregate. Each probe is one module of this package with
 
-* ``applies(model: str, dataset: str, image: bool) -> bool``: which runs it covers, by
-  model name, dataset name and whether the dataset is images (the workflow asks before
-  planning a job);
 * ``probe(model, data, settings, others) -> dict[str, np.ndarray]``: the arrays, from the
   trained ``model`` (eval mode), its :class:`~vaeflow.data.PreparedDataset` ``data``, the
   ``analyses.<probe>`` block of the config (``settings``, with ``seed``), and the other
   prepared datasets of the study by name (``others``; only probes that need them get them).
 
-A probe module may declare ``NOTEBOOK_KEYS``: keys of its settings block that only the
-notebook reads; the probe rule leaves them out of the probe's settings, so changing one
-reruns the notebook and not every probe.
+The registry below says which runs each probe covers (:func:`applies`, by model name,
+dataset name and whether the dataset is images) and which keys of its settings block only
+the notebook reads (:data:`NOTEBOOK_KEYS`; the probe rule leaves them out of the probe's
+settings, so changing one reruns the notebook and not every probe). Both live here, not in
+the probe modules, because the workflow asks them while planning jobs and the probe modules
+load torch and the models.
 
 Arrays must be finite where they are numbers the analyses average; a probe says in its
 docstring which arrays may hold NaN and why.
@@ -36,6 +36,33 @@ PROBES: dict[str, str] = {
 
 #: probes that read the other datasets of the study (their npz files are rule inputs)
 NEEDS_OTHER_DATASETS = {"anomaly"}
+
+#: keys of each probe's settings block that only its notebook reads
+NOTEBOOK_KEYS: dict[str, frozenset[str]] = {
+    "likelihood": frozenset(),
+    "high_frequency": frozenset({"bootstrap", "confidence", "grid_dataset"}),
+    "anomaly": frozenset({"typicality_batch"}),
+    "latents": frozenset({"probe_C", "probe_max_iter", "variance_fraction", "active_threshold", "figure_dataset",
+                          "scatter_points"}),
+}
+
+
+def applies(probe: str, model: str, dataset: str, image: bool) -> bool:
+    """Whether ``probe`` covers the run of ``model`` on ``dataset`` (``image``: a dataset of images).
+
+    * likelihood: bound models only, the VAEs everywhere and Flow++ on images (on vectors
+      Flow++ has no dequantiser and is an exact flow);
+    * high_frequency and anomaly: every model on every image dataset (spectra and
+      out-of-distribution images need images; 2-D toy data have neither);
+    * latents: every run (a VAE's posterior, a flow's base variable).
+    """
+    if probe == "likelihood":
+        return model in ("vae", "vae_iaf") or (model == "flowpp" and bool(image))
+    if probe in ("high_frequency", "anomaly"):
+        return bool(image)
+    if probe == "latents":
+        return True
+    raise ValueError(f"unknown probe {probe!r}; known probes: {', '.join(PROBES)}")
 
 
 def probe_module(name: str) -> ModuleType:

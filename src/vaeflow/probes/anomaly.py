@@ -78,15 +78,6 @@ REQUIRED_SETTINGS: dict[str, type] = {
     "compressors": list,
 }
 
-#: keys of ``analyses.anomaly`` only the notebook reads: the probe rule leaves them out, so
-#: changing one reruns the notebook, not every probe
-NOTEBOOK_KEYS = {"typicality_batch"}
-
-
-def applies(model: str, dataset: str, image: bool) -> bool:
-    """Every model on every image dataset (anomaly detection among images); never on 2-D toy data."""
-    return bool(image)
-
 
 def model_name(model: DensityModel) -> str:
     """The config name of ``model`` (its key in :data:`vaeflow.models.MODELS`)."""
@@ -198,7 +189,7 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any],
     settings = check_settings(settings)
     if data.levels is None or data.train.ndim != 4:
         raise ValueError(f"the anomaly probe needs image data (N, C, H, W) with levels; dataset {data.name!r} has "
-                         f"examples {data.example_shape} and levels {data.levels}. Its applies() excludes such runs.")
+                         f"examples {data.example_shape} and levels {data.levels}. vaeflow.probes.applies excludes such runs.")
     model.eval()
     levels, shape = int(data.levels), data.example_shape
     slow = model_name(model) in settings["slow_models"]

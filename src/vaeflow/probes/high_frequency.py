@@ -70,6 +70,7 @@ from vaeflow.data import PreparedDataset
 from vaeflow.data.dequantization import to_tensor
 from vaeflow.models import DensityModel
 from vaeflow.models.distributions import discretized_logistic_sample
+from vaeflow.probes import NOTEBOOK_KEYS as REGISTRY_NOTEBOOK_KEYS
 from vaeflow.probes import model_name
 
 #: the probe's settings and their types (all required in ``analyses.high_frequency``)
@@ -92,18 +93,13 @@ SETTINGS: dict[str, type] = {
 }
 
 #: keys of the same block that only the notebook reads (see vaeflow.analysis.high_frequency)
-NOTEBOOK_KEYS = {"bootstrap", "confidence", "grid_dataset"}
+NOTEBOOK_KEYS = REGISTRY_NOTEBOOK_KEYS["high_frequency"]
 
 MASKS = ("centre", "lower_half")
 VAE_MODELS = ("vae", "vae_iaf")
 METHODS = ("baseline", "model")
 #: models whose objective is differentiable in a continuous input (IAF and FFJORD are, but slowly)
 COMPLETION_CAPABLE = ("vae", "vae_iaf", "realnvp", "glow", "maf", "iaf", "ffjord")
-
-
-def applies(model: str, dataset: str, image: bool) -> bool:
-    """Every model on every image dataset (spectra need images); 2-D toy data have no spectrum."""
-    return bool(image)
 
 
 # --- settings ------------------------------------------------------------------------------------

@@ -79,16 +79,7 @@ PROBE_SETTINGS: dict[str, str] = {
     "traversal_range": "a positive number r: a traversal runs from -r to r (prior standard deviations)",
 }
 
-#: keys of ``analyses.latents`` only the notebook reads: the probe rule leaves them out, so
-#: changing one reruns the notebook, not every probe
-NOTEBOOK_KEYS = {"probe_C", "probe_max_iter", "variance_fraction", "active_threshold", "figure_dataset", "scatter_points"}
-
 INTERPOLATIONS = ("linear", "spherical")
-
-
-def applies(model: str, dataset: str, image: bool) -> bool:
-    """Every model has a latent space (a VAE's posterior, a flow's base variable) on every dataset."""
-    return model in MODELS
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -336,4 +327,4 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     return arrays
 
 
-__all__ = ["applies", "probe", "interpolate", "pair_indices", "latents", "decode", "check_settings"]
+__all__ = ["probe", "interpolate", "pair_indices", "latents", "decode", "check_settings"]

@@ -32,10 +32,6 @@ from vaeflow.data.dequantization import model_input, to_tensor
 from vaeflow.models import DensityModel
 from vaeflow.probes import model_name
 
-def applies(model: str, dataset: str, image: bool) -> bool:
-    """Bound models only: VAEs everywhere, Flow++ on images (on vectors it is an exact flow)."""
-    return model in ("vae", "vae_iaf") or (model == "flowpp" and image)
-
 
 def group_bounds(log_weights: torch.Tensor, ks: list[int]) -> torch.Tensor:
     """IWAE-k per example for each ``k`` from ``(K, N)`` log-weights, averaged over ``K/k`` groups."""
