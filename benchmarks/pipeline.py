@@ -6,22 +6,23 @@ tree leaks in), with this interpreter's Snakemake:
 1. **cold**: the README's main command (``snakemake --cores N --report … --report-after-run``)
    from nothing: data, every training, evaluation, probe and analysis, the site's sources;
 2. **no-op dry run**: ``snakemake -n --quiet`` on the finished study, ``--reps`` times (median);
-3. **rebuilds**: touch one file (a model's source, an analysis notebook, a site page), list the
-   jobs Snakemake plans (a dry run) and time the rebuild. The planned jobs are recorded so a
-   reader can check that touching one model's source reruns only that model's subgraph.
+3. **rebuilds**: edit one file (a model's source, an analysis notebook, a site page: a newline
+   appended, valid in all three), list the jobs Snakemake plans (a dry run) and time the
+   rebuild. The planned jobs are recorded so a reader can check that editing one model's source
+   reruns only that model's subgraph. (A bare ``touch`` reruns nothing: Snakemake compares the
+   checksum it recorded for an input whose mtime changed.)
 
 Writes ``OUT/pipeline.json`` and ``OUT/pipeline.md``; a step's result is written as soon as
 it is measured, so a long run keeps what it has. Run it on a quiet machine: every job
 competes for the same cores.
 
     python benchmarks/pipeline.py                          # default study, 2 cores (~30 min)
-    python benchmarks/pipeline.py --configfile config/smoke.yaml --touch-model vae
+    python benchmarks/pipeline.py --configfile config/smoke.yaml --edit-model vae
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -70,11 +71,12 @@ def planned_runs(output: str) -> list[str]:
     return sorted(f"{dataset}/{model}" for dataset, model in runs)
 
 
-def rebuild(clone: Path, touched: str, cores: int, configfile: str | None) -> dict:
-    (clone / touched).touch()
+def rebuild(clone: Path, edited: str, cores: int, configfile: str | None) -> dict:
+    with open(clone / edited, "a", encoding="utf-8") as handle:
+        handle.write("\n")
     _, plan = snakemake(clone, ["-n", "--cores", str(cores)], configfile)
     seconds, _ = snakemake(clone, ["--cores", str(cores)], configfile)
-    return {"touched": touched, "planned_jobs": planned_jobs(plan), "planned_runs": planned_runs(plan),
+    return {"edited": edited, "planned_jobs": planned_jobs(plan), "planned_runs": planned_runs(plan),
             "wall_s": round(seconds, 1)}
 
 
@@ -83,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--configfile", default=None, help="a config other than the default study")
     parser.add_argument("--reps", type=int, default=5, help="no-op dry runs (median reported)")
-    parser.add_argument("--touch-model", default="maf", help="the model whose source file is touched")
-    parser.add_argument("--touch-notebook", default="cost")
-    parser.add_argument("--touch-page", default="cost")
+    parser.add_argument("--edit-model", default="maf", help="the model whose source file is edited")
+    parser.add_argument("--edit-notebook", default="cost")
+    parser.add_argument("--edit-page", default="cost")
     parser.add_argument("--workdir", default=None, help="where to clone (default: a new temporary directory, kept)")
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = parser.parse_args(argv)
@@ -122,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"no-op dry run: {statistics.median(times):.2f} s", flush=True)
 
     result["rebuilds"] = []
-    for touched in (f"src/vaeflow/models/{args.touch_model}.py", f"workflow/notebooks/{args.touch_notebook}.ipynb",
-                    f"report/{args.touch_page}.qmd"):
-        result["rebuilds"].append(rebuild(clone, touched, args.cores, args.configfile))
+    for edited in (f"src/vaeflow/models/{args.edit_model}.py", f"workflow/notebooks/{args.edit_notebook}.ipynb",
+                    f"report/{args.edit_page}.qmd"):
+        result["rebuilds"].append(rebuild(clone, edited, args.cores, args.configfile))
         save()
-        print(f"touched {touched}: {result['rebuilds'][-1]['wall_s']:.0f} s", flush=True)
+        print(f"edited {edited}: {result['rebuilds'][-1]['wall_s']:.0f} s", flush=True)
     print(f"wrote {out / 'pipeline.json'} and {out / 'pipeline.md'}")
     return 0
 
@@ -143,7 +145,7 @@ def summary(result: dict) -> str:
     for step in result.get("rebuilds", []):
         jobs = ", ".join(f"{rule} {n}" for rule, n in step["planned_jobs"].items() if rule != "all")
         runs = f"; runs: {', '.join(step['planned_runs'])}" if step["planned_runs"] else ""
-        lines.append(f"| rebuild after touching `{step['touched']}` | {step['wall_s']:.0f} s | {jobs}{runs} |")
+        lines.append(f"| rebuild after editing `{step['edited']}` | {step['wall_s']:.0f} s | {jobs}{runs} |")
     return "\n".join(lines) + "\n"
 
 
