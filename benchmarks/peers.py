@@ -7,7 +7,7 @@ pair: test bits/dim of both (mean ± sd over ``--seeds`` seeds; the seed-to-seed
 as large as most differences between the sides), their ratio (ours / peer; < 1 means ours
 is better) per seed and of the means, and the ratio of median step times.
 
-Peers (benchmark-only dependencies: ``pip install -e ".[bench]"``): zuko for Real NVP,
+Peers (pinned in pyproject.toml): zuko for Real NVP,
 MAF, IAF and FFJORD (zuko's CNF); normflows for Glow. No peer library implements Flow++,
 so it has no row.
 

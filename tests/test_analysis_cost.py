@@ -258,10 +258,14 @@ def test_missing_metrics_and_duplicates_are_errors(study, tmp_path):
 def test_notebook_writes_its_tables_figures_and_variables(study, tmp_path, root):
     from vaeflow.analysis.notebooks import run_notebook  # the CLI's papermill wrapper
 
+    from smoke import speed_part
+
     _, paths = study
     out = tmp_path / "out"
+    speed = tmp_path / "speed.json"
+    speed.write_text(json.dumps(speed_part("vae", 1e9, 1e8, 0.9)))
     run_notebook(root / "workflow" / "notebooks" / "cost.ipynb", out / "cost.ipynb", {
-        "metrics": [str(p) for p in paths], "settings": {"target_quantile": 0.5},
+        "metrics": [str(p) for p in paths], "settings": {"target_quantile": 0.5}, "speed": str(speed),
         "tables_dir": str(out / "tables"), "figures_dir": str(out / "figures"),
         "variables_out": str(out / "cost.yml"),
     }, failed_dir=tmp_path / "failed")
@@ -272,9 +276,10 @@ def test_notebook_writes_its_tables_figures_and_variables(study, tmp_path, root)
             assert (out / "figures" / f"{stem}{ext}").exists()
     values = yaml.safe_load((out / "cost.yml").read_text())["cost"]
     assert values["digits"]["fastest_step_model"] == "vae"
+    assert values["speed"]["vae_toy2d"]["step_ratio"] == 0.9
     nb = json.loads((out / "cost.ipynb").read_text())
     params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    assert "".join(params["source"]).count("=") == 5  # metrics, settings, tables_dir, figures_dir, variables_out
+    assert "".join(params["source"]).count("=") == 6  # metrics, settings, speed, tables_dir, figures_dir, variables_out
 
 
 # -- the engine records peak memory --------------------------------------------------------------
@@ -341,7 +346,7 @@ def test_smoke_cost_tables(smoke_study):
     tables = smoke_study / "results" / "tables"
     config = yaml.safe_load((smoke_study / "config" / "smoke.yaml").read_text())
     pairs = {(d, m) for d in config["datasets"] for m in config["models"]}
-    for stem in cost.TABLES:
+    for stem in set(cost.TABLES) - {"cost_speed_vs_peers"}:  # per dataset x model; the benchmark is per pair
         df = pd.read_csv(tables / f"{stem}.csv", keep_default_na=False)
         assert {tuple(r) for r in df[["dataset", "model"]].itertuples(index=False)} == pairs, stem
         assert len(df) == len(pairs), stem
@@ -360,6 +365,14 @@ def test_smoke_cost_tables(smoke_study):
     times = ttt["time to target (s)"]
     reached = times[times != cost.NOT_REACHED]
     assert len(reached) >= 1 and (reached.map(first) > 0).all()
+
+    speed = pd.read_csv(tables / "cost_speed_vs_peers.csv", keep_default_na=False)
+    assert set(speed["model"]) == set(config["models"])  # every model benchmarked (smoke: all datasets present)
+    paired = speed[speed["peer"].str.split(" ").str[0] != "none"]
+    assert set(speed["model"]) - set(paired["model"]) == {"flowpp"}  # no peer library implements Flow++
+    for column in ("step ratio", "step ratio, same optimizer", "sampling ratio", "density ratio"):
+        assert (paired[column].astype(float) > 0).all(), column
+    assert (speed["% of matmul peak"].astype(float) > 0).all()
 
     budget = pd.read_csv(tables / "cost_budget.csv", keep_default_na=False)
     for dataset, group in budget.groupby("dataset"):

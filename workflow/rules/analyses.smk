@@ -100,6 +100,7 @@ rule cost_analysis:
         metrics=all_runs(f"{RUN}/metrics.json"),
         summaries=all_runs(f"{RUN}/train.json"),
         curves=all_runs(f"{RUN}/curves.csv"),
+        speed=rules.speed_summary.output.json,
         code=code("vaeflow.analysis.cost", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),
     output:
         **analysis_outputs("cost"),
@@ -113,7 +114,7 @@ rule cost_analysis:
     benchmark:
         "results/benchmarks/rules/cost_analysis.tsv"
     shell:
-        notebook_command("cost", probes=False)
+        notebook_command("cost", probes=False, extra="-p speed='\"{input.speed}\"' ")
 
 
 rule variables:

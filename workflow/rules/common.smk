@@ -118,11 +118,11 @@ def analysis_outputs(analysis):
     }
 
 
-def notebook_command(analysis, probes=True):
-    """The papermill call of one analysis notebook, with the common parameters."""
+def notebook_command(analysis, probes=True, extra=""):
+    """The papermill call of one analysis notebook, with the common parameters (and ``extra`` ones)."""
     return (
         f"python -m vaeflow notebook {{input.notebook}} {{output.notebook}} "
-        f"-p metrics={{params.metrics:q}} " + ("-p probes={params.probes:q} " if probes else "")
+        f"-p metrics={{params.metrics:q}} " + ("-p probes={params.probes:q} " if probes else "") + extra
         + "-p settings={params.settings:q} -p tables_dir='\"results/tables\"' "
         "-p figures_dir='\"results/figures\"' -p variables_out='\"{output.variables}\"' > {log} 2>&1"
     )

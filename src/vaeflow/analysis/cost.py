@@ -29,7 +29,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-TABLES = ("cost_summary", "cost_time_to_target", "cost_budget")
+TABLES = ("cost_summary", "cost_time_to_target", "cost_budget", "cost_speed_vs_peers")
 FIGURES = ("cost_val_vs_time", "cost_throughput")
 
 #: the ``analyses.cost`` settings and their defaults
@@ -467,6 +467,94 @@ def throughput_chart(runs: pd.DataFrame) -> alt.LayerChart:
 
 
 # -- numbers the prose quotes ---------------------------------------------------------------------
+
+# -- the speed benchmark (benchmarks/speed.py) ------------------------------------------------------
+
+def load_speed(path: str | Path) -> dict[str, Any]:
+    """The speed benchmark's results (``results/benchmarks/speed.json``), checked for what the
+    table and variables read."""
+    path = Path(path)
+    try:
+        speed = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read the speed benchmark {path}: {error}; rebuild it with "
+                         "`snakemake --cores 2 results/benchmarks/speed.json`") from error
+    for key in ("matmul_peak_flop_per_s", "results", "settings"):
+        if key not in speed:
+            raise ValueError(f"{path} has no {key!r}: not a benchmarks/speed.py result; rebuild it")
+    return speed
+
+
+def _speed_ratio(value: Any) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def speed_table(speed: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per benchmarked model: ours against its peer library at equal parameter count.
+
+    Ratios are ours / peer *time* (below 1: ours is faster): the training step as each library
+    trains (ours with the study's fused Adam, the peer with torch's default Adam), the same
+    step with the study's optimizer on both sides, sampling and density evaluation; then our
+    step's achieved GFLOP/s and its share of the single-thread fp32 matmul peak.
+    """
+    rows = []
+    for r in speed["results"]:
+        ours, peer = r["ours"], r.get("peer")
+        rows.append({
+            "model": r["model"],
+            "data": r["data"],
+            "ours params": f"{ours['parameters']:,}",
+            "peer": peer["implementation"] if peer else "none (no peer library implements it)",
+            "peer params": f"{peer['parameters']:,}" if peer else "–",
+            "ours ms/step": f"{1000 * ours['step_time_s']:.2f}",
+            "peer ms/step": f"{1000 * peer['step_time_s']:.2f}" if peer else "–",
+            "step ratio": _speed_ratio(r.get("step_time_ratio")),
+            "step ratio, same optimizer": _speed_ratio(r.get("step_time_ratio_same_optimizer")),
+            "sampling ratio": _speed_ratio(r.get("sample_time_ratio")),
+            "density ratio": _speed_ratio(r.get("density_time_ratio")),
+            "ours GFLOP/s": sig(ours["achieved_flop_per_s"] / 1e9),
+            "% of matmul peak": sig(100 * ours["fraction_of_peak"], 2),
+        })
+    return pd.DataFrame(rows)
+
+
+def speed_variables(speed: Mapping[str, Any]) -> dict[str, Any]:
+    """The benchmark's headline numbers: the matmul peak, the worst and best step ratios, and per
+    benchmarked model (``<model>_<dataset>``) its ratios and FLOP rate."""
+    results = speed["results"]
+    paired = [r for r in results if r.get("step_time_ratio") is not None]
+    out: dict[str, Any] = {
+        "matmul_peak_gflops": _r(speed["matmul_peak_flop_per_s"] / 1e9),
+        "reps": int(speed["settings"]["reps"]),
+        "pairs": len(paired),
+        "pairs_faster": sum(r["step_time_ratio"] <= 1.0 for r in paired),
+        "pairs_faster_same_optimizer": sum(r["step_time_ratio_same_optimizer"] <= 1.0 for r in paired),
+    }
+    if paired:
+        worst = max(paired, key=lambda r: r["step_time_ratio_same_optimizer"])
+        out["worst_same_optimizer_model"] = worst["model"]
+        out["worst_same_optimizer_ratio"] = _r(worst["step_time_ratio_same_optimizer"])
+        best = min(paired, key=lambda r: r["step_time_ratio"])
+        out["best_step_model"] = best["model"]
+        out["best_step_ratio"] = _r(best["step_time_ratio"])
+        out["max_step_ratio"] = _r(max(r["step_time_ratio"] for r in paired))
+    top = max(results, key=lambda r: r["ours"]["fraction_of_peak"]) if results else None
+    if top is not None:
+        out["best_peak_model"] = top["model"]
+        out["best_peak_percent"] = _r(100 * top["ours"]["fraction_of_peak"])
+    for r in results:
+        key = f"{r['model']}_{r['dataset']}"
+        entry = {"ms_per_step": _r(1000 * r["ours"]["step_time_s"]),
+                 "gflops": _r(r["ours"]["achieved_flop_per_s"] / 1e9),
+                 "percent_of_peak": _r(100 * r["ours"]["fraction_of_peak"])}
+        if r.get("peer"):
+            entry.update({"peer": r["peer"]["implementation"], "peer_ms_per_step": _r(1000 * r["peer"]["step_time_s"]),
+                          "step_ratio": _r(r["step_time_ratio"]),
+                          "step_ratio_same_optimizer": _r(r["step_time_ratio_same_optimizer"]),
+                          "sampling_ratio": _r(r["sample_time_ratio"]), "density_ratio": _r(r["density_time_ratio"])})
+        out[key] = entry
+    return out
+
 
 def _r(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")

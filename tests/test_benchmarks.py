@@ -1,0 +1,116 @@
+"""benchmarks/speed.py: FLOPs counted against a hand count, the merge of per-model parts, and one
+real (tiny) pair timed end to end; the cost analysis's table and variables from its output."""
+
+import json
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from vaeflow.analysis import cost
+
+from smoke import speed_part
+
+
+@pytest.fixture(scope="module")
+def speed(root):
+    sys.path.insert(0, str(root / "benchmarks"))
+    import speed as module
+
+    return module
+
+
+def test_step_flops_match_the_hand_count_of_a_linear_layer(speed):
+    """y = xWᵀ + b: forward 2·B·I·O; backward the input gradient and the weight gradient, 2·B·I·O
+    each (the bias gradient is a sum, not a matmul): 6·B·I·O in all."""
+    batch, inp, out = 8, 5, 3
+    layer = nn.Linear(inp, out)
+    x = torch.randn(batch, inp, requires_grad=True)
+    side = speed.Side("test", layer, lambda y: layer(y).square().sum(), lambda n: None, lambda y: None, lambda y: y)
+    assert speed.step_flops(side, x) == 6 * batch * inp * out
+
+
+def test_step_flops_count_inside_autograd_grad(speed):
+    """FFJORD's exact trace calls torch.autograd.grad in its forward pass; the counter must see it."""
+    layer = nn.Linear(4, 4, bias=False)
+
+    def loss(y):
+        y = y.requires_grad_(True)
+        f = layer(y)
+        (g,) = torch.autograd.grad(f.sum(), y, create_graph=True)
+        return (f.sum() + g.sum())
+
+    side = speed.Side("test", layer, loss, lambda n: None, lambda y: None, lambda y: y)
+    assert speed.step_flops(side, torch.randn(2, 4)) > 2 * 2 * 4 * 4
+
+
+def test_matmul_peak_is_two_n_cubed_over_the_best_time(speed, monkeypatch):
+    times = iter([0.5, 0.25, 1.0])
+    monkeypatch.setattr(speed, "_timed", lambda fn: next(times))
+    assert speed.matmul_peak(n=8, reps=3) == 2 * 8**3 / 0.25
+
+
+def test_merge_orders_rows_and_rescales_to_the_median_peak(speed, tmp_path):
+    paths = []
+    for model, peak in (("maf", 3e9), ("realnvp", 1e9), ("flowpp", 2e9)):
+        paths.append(tmp_path / f"{model}.json")
+        paths[-1].write_text(json.dumps(speed_part(model, peak, 1e8, None if model == "flowpp" else 0.5)))
+    speed.merge(paths, tmp_path / "out")
+    merged = json.loads((tmp_path / "out" / "speed.json").read_text())
+    assert [r["model"] for r in merged["results"]] == ["realnvp", "maf", "flowpp"]  # the order of PAIRS
+    assert merged["matmul_peak_flop_per_s"] == 2e9
+    assert all(r["ours"]["fraction_of_peak"] == pytest.approx(0.05) for r in merged["results"])
+    text = (tmp_path / "out" / "speed.md").read_text()
+    assert "| flowpp | toy2d |" in text and "none" in text
+
+
+def test_merge_refuses_parts_timed_differently(speed, tmp_path):
+    a, b = speed_part("maf", 1e9, 1e8, 0.5), speed_part("realnvp", 1e9, 1e8, 0.5)
+    b["settings"]["reps"] = 5
+    for name, part in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(part))
+    with pytest.raises(ValueError, match="other settings"):
+        speed.merge([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "out")
+
+
+def test_one_pair_end_to_end_on_a_tiny_study(speed, root, tmp_path):
+    """A real MAF against zuko's MAF on 2-D data: both sides timed, parameters matched, ratios
+    consistent with the times."""
+    from vaeflow.data import build_dataset, save_prepared
+
+    data = build_dataset("toy2d", {"density": "eight_gaussians", "n_train": 300, "n_val": 50, "n_test": 60}, 0)
+    save_prepared(data, tmp_path / "toy2d.npz", tmp_path / "toy2d.json")
+    config = {"datasets": {"toy2d": {}}, "training": {"batch_size": 32},
+              "models": {"maf": {"steps": {"toy2d": 1}, "options": {"blocks": 2, "hidden": 16, "layers": 1}}}}
+    row = speed.benchmark_pair("maf", "toy2d", "native", config, tmp_path, reps=2, min_time=0.01, n=20)
+    ours, peer = row["ours"], row["peer"]
+    assert peer["implementation"] == "zuko.flows.MAF"
+    assert abs(peer["parameters"] - ours["parameters"]) <= 0.1 * ours["parameters"]
+    assert row["step_time_ratio"] == pytest.approx(ours["step_time_s"] / peer["step_time_s"])
+    assert row["density_time_ratio"] == pytest.approx(peer["density_evals_per_s"] / ours["density_evals_per_s"])
+    assert ours["step_flops"] > 0 and len(ours["step_time_reps_s"]) == 2
+
+
+def test_cost_table_and_variables_from_a_benchmark(tmp_path):
+    part = speed_part("maf", 1e9, 1e8, 0.8)
+    part["results"] += speed_part("vae", 1e9, 3e8, 1.2)["results"] + speed_part("flowpp", 1e9, 5e7, None)["results"]
+    path = tmp_path / "speed.json"
+    path.write_text(json.dumps(part))
+    speed_results = cost.load_speed(path)
+    table = cost.speed_table(speed_results).set_index("model")
+    assert table.loc["maf", "step ratio"] == "0.80" and table.loc["flowpp", "step ratio"] == "–"
+    assert table.loc["vae", "% of matmul peak"] == "30" and table.loc["vae", "ours GFLOP/s"] == "0.300"
+    values = cost.speed_variables(speed_results)
+    assert values["pairs"] == 2 and values["pairs_faster"] == 1
+    assert values["worst_same_optimizer_model"] == "vae" and values["worst_same_optimizer_ratio"] == 1.2
+    assert values["best_peak_model"] == "vae" and values["best_peak_percent"] == 30.0
+    assert values["maf_toy2d"]["step_ratio"] == 0.8 and "step_ratio" not in values["flowpp_toy2d"]
+
+
+def test_cost_speed_input_errors_say_how_to_rebuild(tmp_path):
+    with pytest.raises(ValueError, match="snakemake --cores 2 results/benchmarks/speed.json"):
+        cost.load_speed(tmp_path / "missing.json")
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a benchmarks/speed.py result"):
+        cost.load_speed(tmp_path / "other.json")
