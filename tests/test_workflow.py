@@ -82,8 +82,10 @@ def test_nothing_to_do_on_a_finished_study(project):
 
 
 def assert_downstream_of_runs(plan: dict[str, int], runs: int) -> None:
-    """Exactly ``runs`` trainings and evaluations, their probes, each analysis once, the site."""
+    """Exactly ``runs`` trainings and evaluations, their probes, the model's speed benchmark and
+    the summary of the benchmark, each analysis once, the site."""
     assert plan.pop("train") == runs and plan.pop("evaluate") == runs, plan
+    assert plan.pop("speed_benchmark") == 1 and plan.pop("speed_summary") == 1, plan
     assert plan.pop("probe", 0) <= runs * 4  # at most one per analysis probe and run
     assert plan.pop("variables") == 1 and plan.pop("stage_site") == 1, plan
     assert plan.pop("reproduce_page") == 1 and plan.pop("environment_page") == 1, plan

@@ -4,22 +4,6 @@
 # every core (threads: all of them), so no other job runs beside it and competes for the
 # machine, while torch itself runs on one thread inside, as every job of the study does.
 
-# the datasets benchmarks/speed.py runs its pairs on, where the study has them
-BENCHMARK_DATASETS = [d for d in ("mnist", "toy2d", "digits") if d in DATASETS]
-
-
-def benchmark_study(model):
-    """What one model's benchmark reads from the config, as JSON: a change reruns it."""
-    return json.dumps(
-        {
-            "datasets": {d: config["datasets"][d] for d in BENCHMARK_DATASETS},
-            "models": {model: config["models"][model]},
-            "training": {"batch_size": config["training"]["batch_size"]},
-        },
-        sort_keys=True,
-    )
-
-
 rule speed_benchmark:
     input:
         data=expand("results/data/{dataset}.npz", dataset=BENCHMARK_DATASETS),

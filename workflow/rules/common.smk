@@ -72,6 +72,22 @@ def other_datasets(wildcards):
     return {name: f"results/data/{name}.npz" for name in DATASETS if name != wildcards.dataset}
 
 
+# the datasets benchmarks/speed.py runs its pairs on, where the study has them
+BENCHMARK_DATASETS = [d for d in ("mnist", "toy2d", "digits") if d in DATASETS]
+
+
+def benchmark_study(model):
+    """What one model's benchmark reads from the config, as JSON: a change reruns it."""
+    return json.dumps(
+        {
+            "datasets": {d: config["datasets"][d] for d in BENCHMARK_DATASETS},
+            "models": {model: config["models"][model]},
+            "training": {"batch_size": config["training"]["batch_size"]},
+        },
+        sort_keys=True,
+    )
+
+
 ANALYSES = ["likelihood", "high_frequency", "anomaly", "cost", "latents"]
 
 
