@@ -131,15 +131,20 @@ def match_size(builder: Callable[..., PeerDensity], features: int, levels: int |
     def params(hidden: int) -> int:
         return count_parameters(builder(features, levels, **{**size, "hidden": hidden}))
 
-    low, high = 4, 4 * size["hidden"]
-    while low < high:  # parameter count grows with the width: the smallest width reaching the target
+    return {**size, "hidden": nearest_width(params, target, size["hidden"])}
+
+
+def nearest_width(params: Callable[[int], int], target: int, start: int) -> int:
+    """The width in [4, 4·start] whose parameter count ``params(width)`` is nearest ``target``
+    (bisection: the count grows with the width)."""
+    low, high = 4, 4 * start
+    while low < high:  # the smallest width reaching the target
         mid = (low + high) // 2
         if params(mid) < target:
             low = mid + 1
         else:
             high = mid
-    best = min((low - 1, low), key=lambda h: abs(params(h) - target)) if low > 4 else low
-    return {**size, "hidden": best}
+    return min((low - 1, low), key=lambda h: abs(params(h) - target)) if low > 4 else low
 
 
 def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: int | None, steps: int,

@@ -191,7 +191,7 @@ def peer_side(model_name: str, data_shape: tuple[int, ...], levels: int | None, 
         def params(hidden: int) -> int:
             return count_parameters(pythae_vae(data_shape, levels, options, hidden, iaf).module)
 
-        hidden = _nearest_width(params, target, options["hidden"])
+        hidden = peers.nearest_width(params, target, options["hidden"])
         return pythae_vae(data_shape, levels, options, hidden, iaf)
     if model_name not in FLOW_PEERS:
         return None
@@ -202,17 +202,6 @@ def peer_side(model_name: str, data_shape: tuple[int, ...], levels: int | None, 
     noise = torch.Generator().manual_seed(1)
     return Side(name, peer, peer.loss, _flow_sampler(peer), peer.log_prob,
                 lambda x: model_input(x, levels, False, noise))
-
-
-def _nearest_width(params: Callable[[int], int], target: int, start: int) -> int:
-    low, high = 4, 4 * start
-    while low < high:
-        mid = (low + high) // 2
-        if params(mid) < target:
-            low = mid + 1
-        else:
-            high = mid
-    return min((low - 1, low), key=lambda h: abs(params(h) - target)) if low > 4 else low
 
 
 # --- timing --------------------------------------------------------------------------------------

@@ -93,3 +93,16 @@ def test_non_finite_loss_stops_with_a_named_error(tmp_path, digits):
     for part in ("'realnvp'", "'digits'", "seed 0", "step"):
         assert part in message
     assert not any((tmp_path / name).exists() for name in OUTPUTS)
+
+
+def test_seeding_asks_for_deterministic_kernels_without_loading_inductor():
+    """seed_everything sets torch's deterministic-kernel flag (warn-only), as
+    torch.use_deterministic_algorithms would, without importing TorchInductor (2 s per job)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom vaeflow.training.seeding import seed_everything\nseed_everything(0)\n"
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
+            " 'torch._inductor' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False"]
