@@ -11,11 +11,10 @@ the config), and a peer built to the nearest parameter count (only its hidden wi
 
 Both sides are timed in the same process, interleaved (ours, peer, ours, peer…), each a median
 over the calls of one repetition, and the reported time is the median over ``reps``
-repetitions, so a slow moment of the machine lands on both sides. The ratio is ours / peer:
-below 1 ours is faster (for steps) or above 1 ours is faster (for throughput; reported as
-ours / peer time too, so < 1 always means ours is faster). Torch runs on one thread, as every
-job of the study does; the rule that runs this benchmark holds every core, so no other job
-competes.
+repetitions, so a slow moment of the machine lands on both sides. Every ratio is ours / peer
+*time* (for throughput: peer rate / our rate), so below 1 always means ours is faster. Torch
+runs on one thread, as every job of the study does; the rule that runs this benchmark holds
+every core, so no other job competes.
 
 Peers (pinned in pyproject.toml): pythae for VAE and VAE-IAF (its VAE and VAE_IAF with encoder
 and decoder MLPs of our widths, MSE reconstruction); normflows for Real NVP (MaskedAffineFlow,
