@@ -57,6 +57,7 @@ from vaeflow.data import load_prepared  # noqa: E402
 from vaeflow.data.dequantization import model_input, to_tensor  # noqa: E402
 from vaeflow.io import write_json_atomic, write_text_atomic  # noqa: E402
 from vaeflow.models import build_model  # noqa: E402
+from vaeflow.models.vae import _mlp as mlp  # noqa: E402  (the VAE's encoder/decoder MLP)
 from vaeflow.training.engine import adam  # noqa: E402
 
 #: (model, dataset it is benchmarked on, how the data is shaped: "native" or "vector")
@@ -88,10 +89,6 @@ class Side:
     prepare: Callable[[Tensor], Tensor]  # data batch -> what loss and density take
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 # --- our models ---------------------------------------------------------------------------------
 
 
@@ -106,13 +103,6 @@ def ours(model_name: str, data_shape: tuple[int, ...], levels: int | None, optio
 # --- peers ---------------------------------------------------------------------------------------
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
 def pythae_vae(data_shape: tuple[int, ...], levels: int, options: dict, hidden: int, iaf: bool) -> Side:
     """pythae's VAE (or VAE_IAF) with MLP encoder and decoder of the given width, on ``x / (K-1)``."""
     from pythae.models import VAE, VAE_IAF, VAE_IAF_Config, VAEConfig
@@ -124,7 +114,7 @@ def pythae_vae(data_shape: tuple[int, ...], levels: int, options: dict, hidden: 
     class Encoder(BaseEncoder):
         def __init__(self) -> None:
             super().__init__()
-            self.net = _mlp([features] + [hidden] * layers + [2 * latent])
+            self.net = mlp(features, 2 * latent, hidden, layers)  # our VAE's own MLP
 
         def forward(self, x: Tensor) -> ModelOutput:
             mu, log_var = self.net(x.flatten(1)).chunk(2, dim=1)
@@ -133,7 +123,7 @@ def pythae_vae(data_shape: tuple[int, ...], levels: int, options: dict, hidden: 
     class Decoder(BaseDecoder):
         def __init__(self) -> None:
             super().__init__()
-            self.net = _mlp([latent] + [hidden] * layers + [features])
+            self.net = mlp(latent, features, hidden, layers)
 
         def forward(self, z: Tensor) -> ModelOutput:
             return ModelOutput(reconstruction=self.net(z).view(-1, *data_shape))
@@ -188,7 +178,7 @@ def peer_side(model_name: str, data_shape: tuple[int, ...], levels: int | None, 
         iaf = model_name == "vae_iaf"
 
         def params(hidden: int) -> int:
-            return count_parameters(pythae_vae(data_shape, levels, options, hidden, iaf).module)
+            return peers.count_parameters(pythae_vae(data_shape, levels, options, hidden, iaf).module)
 
         hidden = peers.nearest_width(params, target, options["hidden"])
         return pythae_vae(data_shape, levels, options, hidden, iaf)
@@ -290,7 +280,7 @@ def benchmark_pair(model_name: str, dataset: str, shape: str, config: dict, data
     batch = int(run["training"]["batch_size"])
     torch.manual_seed(0)
     our = ours(model_name, data_shape, levels, options)
-    target = count_parameters(our.module)
+    target = peers.count_parameters(our.module)
     torch.manual_seed(0)
     peer = peer_side(model_name, data_shape, levels, options, target)
     sides = [our] + ([peer] if peer is not None else [])
@@ -341,7 +331,7 @@ def benchmark_pair(model_name: str, dataset: str, shape: str, config: dict, data
             result["peer"] = None
             continue
         t = {k: statistics.median(v) for k, v in timings[s.name].items()}
-        result[label] = {"implementation": s.name, "parameters": count_parameters(s.module),
+        result[label] = {"implementation": s.name, "parameters": peers.count_parameters(s.module),
                          "step_time_s": t["step"], "samples_per_s": n / t["sample"],
                          "density_evals_per_s": n / t["density"],
                          "step_time_reps_s": timings[s.name]["step"]}
