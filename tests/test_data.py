@@ -65,13 +65,13 @@ def textures0() -> PreparedDataset:
 # --------------------------------------------------------------------------- registry and options
 
 
-def test_registry_lists_the_four_datasets() -> None:
-    assert set(DATASETS) == {"digits", "mnist", "textures", "toy2d"}
+def test_registry_lists_the_four_embedded_and_three_full_size_datasets() -> None:
+    assert set(DATASETS) == {"digits", "mnist", "textures", "toy2d", "mnist_full", "fashion_mnist", "cifar10"}
 
 
 def test_unknown_dataset_names_it_and_lists_known_ones() -> None:
-    with pytest.raises(UnknownDatasetError, match="cifar10") as info:
-        build_dataset("cifar10", None, 0)
+    with pytest.raises(UnknownDatasetError, match="cifar100") as info:
+        build_dataset("cifar100", None, 0)
     assert isinstance(info.value, ValueError)
     for known in DATASETS:
         assert known in str(info.value)

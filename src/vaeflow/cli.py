@@ -36,6 +36,18 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
     print(f"prepared {args.dataset}: {sizes}; example shape {tuple(manifest['example_shape'])}")
 
 
+def cmd_download_data(args: argparse.Namespace) -> None:
+    from vaeflow.data.download import download_dataset, download_file, raw_files
+
+    if args.file:
+        paths = [download_file(args.dataset, name, args.out_dir, timeout=args.timeout) for name in args.file]
+    else:
+        paths = download_dataset(args.dataset, args.out_dir, timeout=args.timeout)
+    sizes = {entry.name: entry.size for entry in raw_files(args.dataset)}
+    for path in paths:
+        print(f"{args.dataset}: {path} ({sizes[path.name]:,} bytes, sha256 verified)")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from vaeflow.data import load_prepared
     from vaeflow.training.engine import train
@@ -138,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="the .npz to write; the manifest goes beside it as .json")
     p.set_defaults(func=cmd_prepare_data)
+
+    p = sub.add_parser("download-data", help="fetch the raw files of a full-size dataset into resources/, sha256-verified")
+    p.add_argument("--dataset", required=True, help="mnist_full, fashion_mnist or cifar10")
+    p.add_argument("--file", action="append", help="only this raw file (repeatable); default: all of the dataset's files")
+    p.add_argument("--out-dir", help="directory to write into; default resources/<dataset>")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a download fails")
+    p.set_defaults(func=cmd_download_data)
 
     p = sub.add_parser("train", help="train one (dataset, model, seed) run")
     p.add_argument("--run", type=_json_arg, required=True, help="the run config as JSON")

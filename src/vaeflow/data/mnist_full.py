@@ -1,0 +1,20 @@
+"""Full-size MNIST (LeCun, Bottou, Bengio & Haffner 1998): 60,000 train + 10,000 test digits, 28×28, 256 levels.
+
+Raw files: the four gzip'd IDX files (:data:`vaeflow.data.download.RAW_FILES`), from
+``resources/mnist_full/`` or the ``path`` option. The official test set is kept; val is
+``val_fraction`` of train, class-stratified with the data seed (see :mod:`.fullsize`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vaeflow.data.fullsize import build_idx
+from vaeflow.data.store import PreparedDataset
+
+NAME = "mnist_full"
+
+
+def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
+    """MNIST with its official split and a seeded val set from train."""
+    return build_idx(NAME, "MNIST (LeCun et al. 1998)", options, seed)
