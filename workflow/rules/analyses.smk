@@ -1,6 +1,7 @@
 # Stage 4: the analysis notebooks, executed by papermill. Each reads the runs' metrics and
 # its own per-run probe files (rule `probe`), and writes the tables, figures and variables
 # its module declares (TABLES, FIGURES); the site shows those files.
+# They only aggregate and plot, so on a cluster they run on the submitting machine (localrule).
 
 
 rule likelihood_analysis:
@@ -17,6 +18,10 @@ rule likelihood_analysis:
         metrics=lambda wc, input: json.dumps(list(input.metrics)),
         probes=lambda wc, input: json.dumps(list(input.probes)),
         settings=json.dumps(analysis_settings(config, "likelihood"), sort_keys=True),
+    threads: 1
+    resources:
+        **job_resources("analysis"),
+    localrule: True
     conda:
         CONDA_ENV
     log:
@@ -40,6 +45,10 @@ rule high_frequency_analysis:
         metrics=lambda wc, input: json.dumps(list(input.metrics)),
         probes=lambda wc, input: json.dumps(list(input.probes)),
         settings=json.dumps(analysis_settings(config, "high_frequency"), sort_keys=True),
+    threads: 1
+    resources:
+        **job_resources("analysis"),
+    localrule: True
     conda:
         CONDA_ENV
     log:
@@ -62,6 +71,10 @@ rule anomaly_analysis:
         metrics=lambda wc, input: json.dumps(list(input.metrics)),
         probes=lambda wc, input: json.dumps(list(input.probes)),
         settings=json.dumps(analysis_settings(config, "anomaly"), sort_keys=True),
+    threads: 1
+    resources:
+        **job_resources("analysis"),
+    localrule: True
     conda:
         CONDA_ENV
     log:
@@ -84,6 +97,10 @@ rule latents_analysis:
         metrics=lambda wc, input: json.dumps(list(input.metrics)),
         probes=lambda wc, input: json.dumps(list(input.probes)),
         settings=json.dumps(analysis_settings(config, "latents"), sort_keys=True),
+    threads: 1
+    resources:
+        **job_resources("analysis"),
+    localrule: True
     conda:
         CONDA_ENV
     log:
@@ -107,6 +124,10 @@ rule cost_analysis:
     params:
         metrics=lambda wc, input: json.dumps(list(input.metrics)),
         settings=json.dumps(analysis_settings(config, "cost"), sort_keys=True),
+    threads: 1
+    resources:
+        **job_resources("analysis"),
+    localrule: True
     conda:
         CONDA_ENV
     log:
@@ -122,6 +143,10 @@ rule variables:
         expand("results/variables/{analysis}.yml", analysis=ANALYSES),
     output:
         "results/variables.yml",
+    threads: 1
+    resources:
+        **job_resources("analysis"),
+    localrule: True
     conda:
         CONDA_ENV
     log:

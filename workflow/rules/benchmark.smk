@@ -1,8 +1,8 @@
 # The speed benchmark the cost page shows (benchmarks/speed.py): each model of the study at its
 # configured size against the same family from a peer library, interleaved in one process. One
 # job per model, so editing one model's source reruns only that model's part; each job holds
-# every core (threads: all of them), so no other job runs beside it and competes for the
-# machine, while torch itself runs on one thread inside, as every job of the study does.
+# every core (threads: all of them; on a cluster, a node of its own), so no other job runs beside
+# it and competes for the machine, while torch itself runs on one thread inside, as every job of the study does.
 
 rule speed_benchmark:
     input:
@@ -17,10 +17,11 @@ rule speed_benchmark:
         reps=config["benchmark"]["reps"],
         min_time=config["benchmark"]["min_time_s"],
         examples=config["benchmark"]["examples"],
-    threads: workflow.cores
+    threads: all_cores()
     resources:
-        mem_mb=3000,
-        runtime=10,
+        **job_resources("benchmark"),
+        # on a cluster the job has the node to itself (locally it holds every core instead)
+        slurm_extra="--exclusive",
     conda:
         CONDA_ENV
     log:
@@ -40,6 +41,9 @@ rule speed_summary:
         summary="results/benchmarks/speed.md",
     params:
         out_dir=lambda wc, output: os.path.dirname(output.json),
+    threads: 1
+    resources:
+        **job_resources("analysis"),
     localrule: True
     conda:
         CONDA_ENV

@@ -50,6 +50,32 @@ def teacher_checkpoint(wildcards):
     return [f"results/{wildcards.dataset}/{teacher}/seed{wildcards.seed}/checkpoint.pt"] if teacher else []
 
 
+# What one job of each stage asks of the machine or of a scheduler (SLURM, profiles/slurm):
+# memory in MB, run time in minutes and GPUs. Sized for the default study; a config's
+# `job_resources` block overrides any of them per stage (config/paper.yaml: hours and one GPU
+# per training, evaluation and probe job). Site settings (partition, account) live in profiles.
+JOB_RESOURCES = {
+    "data": {"mem_mb": 4000, "runtime": 20},  # a full-size set: up to 60,000 x 3,072 bytes, copied per split
+    "train": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
+    "evaluate": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
+    "probe": {"mem_mb": 3000, "runtime": 30, "gpu": 0},
+    "benchmark": {"mem_mb": 3000, "runtime": 20},
+    "analysis": {"mem_mb": 4000, "runtime": 30},
+    "site": {"mem_mb": 2000, "runtime": 15},
+}
+
+
+def job_resources(stage):
+    """The resources of one stage's jobs: :data:`JOB_RESOURCES` updated by the config's block."""
+    return {**JOB_RESOURCES[stage], **config.get("job_resources", {}).get(stage, {})}
+
+
+def all_cores():
+    """Threads of a job that should hold a whole machine: every core of a local run (``--cores``);
+    a cluster run has no such total, so one thread on a node held exclusively (see benchmark.smk)."""
+    return workflow.resource_settings.cores or 1
+
+
 def all_runs(pattern):
     return expand(pattern, dataset=DATASETS, model=MODELS_IN_STUDY, seed=SEEDS)
 

@@ -20,9 +20,7 @@ rule prepare_data:
         seed=config["data_seed"],
     threads: 1
     resources:
-        # the full-size sets hold up to 60,000 x 3,072 bytes, copied once per split
-        mem_mb=lambda wc: 4000 if wc.dataset in RAW_FILES else 2000,
-        runtime=lambda wc: 20 if wc.dataset in RAW_FILES else 10,
+        **job_resources("data"),
     conda:
         CONDA_ENV
     log:

@@ -16,8 +16,7 @@ rule evaluate:
         device=config["device"],
     threads: config["threads"]
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **job_resources("evaluate"),
     conda:
         CONDA_ENV
     log:
@@ -46,8 +45,7 @@ rule probe:
         device=config["device"],
     threads: config["threads"]
     resources:
-        mem_mb=3000,
-        runtime=30,
+        **job_resources("probe"),
     conda:
         CONDA_ENV
     log:

@@ -2,6 +2,7 @@
 # bodies from Snakemake's own job records; `stage_site` copies the pages and exactly the
 # generated files they use into results/site-src/ and checks that everything resolves (no
 # Quarto needed); `render_site` renders it with Quarto where Quarto is installed.
+# All of them run on the submitting machine (localrule), never as cluster jobs.
 from vaeflow.site.quarto import site_inputs
 from vaeflow.site.quarto import source_files as site_sources
 
@@ -23,6 +24,10 @@ rule reproduce_page:
         f"{PROVENANCE}/reproduce.md",
     params:
         configfiles=" ".join(f"--configfile {c}" for c in CONFIGFILES),
+    threads: 1
+    resources:
+        **job_resources("site"),
+    localrule: True
     conda:
         CONDA_ENV
     log:
@@ -43,6 +48,10 @@ rule environment_page:
         configfiles=" ".join(f"--configfile {c}" for c in CONFIGFILES),
         seeds=" ".join(str(s) for s in SEEDS),
         data_seed=config.get("data_seed", 0),
+    threads: 1
+    resources:
+        **job_resources("site"),
+    localrule: True
     conda:
         CONDA_ENV
     log:
@@ -60,6 +69,10 @@ rule stage_site:
         code=code("vaeflow.site.quarto"),
     output:
         directory("results/site-src"),
+    threads: 1
+    resources:
+        **job_resources("site"),
+    localrule: True
     conda:
         CONDA_ENV
     log:
@@ -74,6 +87,10 @@ rule render_site:
         "results/site-src",
     output:
         directory("results/site"),
+    threads: 1
+    resources:
+        **job_resources("site"),
+    localrule: True
     conda:
         CONDA_ENV
     log:

@@ -20,8 +20,7 @@ rule train:
         teacher=lambda wc, input: f"--teacher {input.teacher}" if input.teacher else "",
     threads: config["threads"]
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **job_resources("train"),
     conda:
         CONDA_ENV
     log:
