@@ -42,6 +42,10 @@ class DensityModel(nn.Module, ABC):
     #: for exact models whose ``log_prob`` is estimated rather than computed (FFJORD's
     #: Hutchinson trace on large inputs): how, in words; empty when it is computed.
     density_estimator: str = ""
+    #: whether training may run this model's networks under ``torch.autocast`` (bfloat16; the
+    #: log-dets and log-densities stay float32, :mod:`vaeflow.models.precision`). False where the
+    #: numerics need float32 throughout; the engine then trains in float32 and says so.
+    mixed_precision: bool = True
 
     def __init__(self, data_shape: tuple[int, ...], levels: int | None) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vaeflow.models.precision import full_precision, sum_per_example
 from vaeflow.models.transforms import Bijection
 
 
@@ -121,7 +122,7 @@ class AffineCoupling(Bijection):
         if self.append_mask:
             channel = self.mask[:1].to(x_masked.dtype).expand(x_masked.shape[0], 1, *self.mask.shape[1:])
             inputs = torch.cat([x_masked, channel], dim=1)
-        raw_s, t = self.net(inputs).chunk(2, dim=1)
+        raw_s, t = full_precision(self.net(inputs)).chunk(2, dim=1)  # float32 under autocast
         free = 1.0 - self.mask
         return free * self.scale * torch.tanh(raw_s), free * t
 
@@ -129,7 +130,7 @@ class AffineCoupling(Bijection):
         x_masked = x * self.mask
         s, t = self._scale_and_shift(x_masked)
         z = x_masked + (1.0 - self.mask) * (x * torch.exp(s) + t)
-        return z, s.reshape(x.shape[0], -1).sum(1)
+        return z, sum_per_example(s)
 
     def inverse(self, z: Tensor) -> Tensor:
         z_masked = z * self.mask

@@ -5,6 +5,9 @@
   bins extended to ``±∞`` so the masses over the ``K`` levels sum to one.
 * Gaussian log-densities with every ``-½·log 2π`` constant kept (DESIGN.md, "Likelihood
   accounting": the constants do not always cancel, e.g. in IWAE weights).
+
+Every log-density is computed and summed in (at least) float32, whatever the dtype of the
+network outputs it is given (bfloat16 under autocast; :mod:`vaeflow.models.precision`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from vaeflow.models.precision import full_precision, sum_per_example
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -25,8 +30,8 @@ def _check_levels(levels: int) -> int:
 
 
 def _sum_event(t: Tensor, batch_dims: int) -> Tensor:
-    """Sum ``t`` over every dimension after the first ``batch_dims``."""
-    return t.reshape(*t.shape[:batch_dims], -1).sum(-1)
+    """Sum ``t`` over every dimension after the first ``batch_dims``, in at least float32."""
+    return sum_per_example(t, batch_dims)
 
 
 def discretized_logistic_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor, levels: int) -> Tensor:
@@ -41,6 +46,7 @@ def discretized_logistic_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor, le
     All arguments broadcast; the result has the broadcast shape (no summation).
     """
     levels = _check_levels(levels)
+    x, mean, log_scale = full_precision(x), full_precision(mean), full_precision(log_scale)
     inv_scale = torch.exp(-log_scale)
     centred = x - mean
     a = (centred + 0.5) * inv_scale
@@ -70,11 +76,13 @@ def discretized_logistic_sample(
 
 def standard_normal_log_prob(z: Tensor, batch_dims: int = 1) -> Tensor:
     """``log N(z; 0, I)`` summed over all dimensions after the first ``batch_dims``, constants kept."""
+    z = full_precision(z)
     return _sum_event(-0.5 * (z.square() + LOG_2PI), batch_dims)
 
 
 def diagonal_normal_log_prob(z: Tensor, mean: Tensor, log_std: Tensor, batch_dims: int = 1) -> Tensor:
     """``log N(z; μ, diag σ²)`` summed over all dimensions after the first ``batch_dims``, constants kept."""
+    z, mean, log_std = full_precision(z), full_precision(mean), full_precision(log_std)
     standardised = (z - mean) * torch.exp(-log_std)
     elementwise = -0.5 * (standardised.square() + LOG_2PI) - log_std
     elementwise = elementwise.expand(torch.broadcast_shapes(z.shape, mean.shape, log_std.shape))

@@ -57,6 +57,7 @@ from torch import Tensor, nn
 
 from vaeflow.models.base import DensityModel
 from vaeflow.models.distributions import standard_normal_log_prob
+from vaeflow.models.precision import autocast_off
 from vaeflow.models.transforms import LogitPreprocess, to_levels
 
 TRACES = ("exact", "hutchinson")
@@ -314,6 +315,9 @@ class FFJORD(DensityModel):
 
     exact = True
     discrete = False
+    #: float32 throughout, autocast or not: the adaptive solver's error control (tolerances 1e-5)
+    #: cannot work on bfloat16 dynamics (resolution 2^-8), and the trace is a sum of D terms.
+    mixed_precision = False
 
     def __init__(
         self,
@@ -413,13 +417,14 @@ class FFJORD(DensityModel):
         settings = self._settings(solver)
         logdet = y.new_zeros(y.shape[0])
         h = y
-        if self.preprocess is not None:
-            h, logdet = self.preprocess(h)
-        solved = []
-        for block in self.blocks:
-            h, step, rhs = block.integrate(h, settings, trace)
-            logdet = logdet + step
-            solved.append((rhs, rhs.calls))
+        with autocast_off(y.device):  # float32 even inside a mixed-precision region (mixed_precision)
+            if self.preprocess is not None:
+                h, logdet = self.preprocess(h)
+            solved = []
+            for block in self.blocks:
+                h, step, rhs = block.integrate(h, settings, trace)
+                logdet = logdet + step
+                solved.append((rhs, rhs.calls))
         if solver == "train":
             self._last_train_rhs = solved
         self._record("train" if solver == "train" else "eval", sum(calls for _, calls in solved))
@@ -428,17 +433,19 @@ class FFJORD(DensityModel):
     def transform(self, y: Tensor, solver: str = "eval") -> Tensor:
         """``y ↦ z`` (flattened, ``(B, D)``) without any trace: the map whose Jacobian the log-det describes."""
         self._check_input(y)
-        h = y if self.preprocess is None else self.preprocess(y)[0]
-        for block in self.blocks:
-            h = block.integrate(h, self._settings(solver), None)[0]
+        with autocast_off(y.device):
+            h = y if self.preprocess is None else self.preprocess(y)[0]
+            for block in self.blocks:
+                h = block.integrate(h, self._settings(solver), None)[0]
         return h.flatten(1)
 
     def inverse(self, z_flat: Tensor, solver: str = "eval") -> Tensor:
         """Invert :meth:`transform`: integrate every block backwards, then undo the logit."""
         h = z_flat.reshape(-1, *self.data_shape)
-        for block in reversed(self.blocks):
-            h = block.integrate(h, self._settings(solver), None, reverse=True)[0]
-        return h if self.preprocess is None else self.preprocess.inverse(h)
+        with autocast_off(h.device):
+            for block in reversed(self.blocks):
+                h = block.integrate(h, self._settings(solver), None, reverse=True)[0]
+            return h if self.preprocess is None else self.preprocess.inverse(h)
 
     # -- the interface --------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from vaeflow.models.mixture_coupling import (
     checkerboard_mixture_coupling,
     vector_mixture_coupling,
 )
+from vaeflow.models.precision import sum_per_example
 from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
 
 #: Number of (draw, example, element) entries pushed through the flows at once in
@@ -102,7 +103,7 @@ class VariationalDequantizer(nn.Module):
             h, step = coupling(h, context)
             log_q = log_q - step
         # log σ'(h) = log σ(h) + log σ(-h), exact in log space
-        log_q = log_q - (nn.functional.logsigmoid(h) + nn.functional.logsigmoid(-h)).reshape(h.shape[0], -1).sum(1)
+        log_q = log_q - sum_per_example(nn.functional.logsigmoid(h) + nn.functional.logsigmoid(-h))
         # σ(h) rounds to exactly 0 or 1 for |h| beyond ~17 (float32): keep u inside the open unit
         # interval by one machine epsilon; log q is that of the unrounded σ(h).
         tiny = torch.finfo(h.dtype).eps
@@ -118,7 +119,7 @@ class VariationalDequantizer(nn.Module):
         """``log q(u|x)`` of given ``u ∈ (0, 1)^D`` (inverts the couplings by bisection)."""
         context = self._context(x)
         h = torch.log(u) - torch.log1p(-u)
-        log_q = -(torch.log(u) + torch.log1p(-u)).reshape(u.shape[0], -1).sum(1)  # log σ'(h) = log u(1-u)
+        log_q = -sum_per_example(torch.log(u) + torch.log1p(-u))  # log σ'(h) = log u(1-u)
         for coupling in reversed(self.couplings):
             h = coupling.inverse(h, context)
         eps, logdet = h, h.new_zeros(h.shape[0])

@@ -41,6 +41,7 @@ from vaeflow.models.base import DensityModel
 from vaeflow.models.coupling import MLP
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.invertible_conv import InvertibleConv1x1
+from vaeflow.models.precision import full_precision, sum_per_example
 from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
 
 
@@ -103,14 +104,14 @@ class GlowCoupling(Bijection):
         self.net = net
 
     def _shift_and_log_scale(self, x_a: Tensor) -> tuple[Tensor, Tensor]:
-        shift, raw = self.net(x_a).chunk(2, dim=1)
+        shift, raw = full_precision(self.net(x_a)).chunk(2, dim=1)  # float32 under autocast
         return shift, F.logsigmoid(raw + 2.0)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x_a, x_b = x[:, : self.split], x[:, self.split :]
         shift, log_s = self._shift_and_log_scale(x_a)
         y_b = (x_b + shift) * log_s.exp()
-        return torch.cat([x_a, y_b], dim=1), log_s.reshape(x.shape[0], -1).sum(1)
+        return torch.cat([x_a, y_b], dim=1), sum_per_example(log_s)
 
     def inverse(self, z: Tensor) -> Tensor:
         z_a, z_b = z[:, : self.split], z[:, self.split :]
@@ -129,7 +130,7 @@ class SplitPrior(nn.Module):
         self.conv = zero_conv3x3(kept_channels, 2 * split_channels)
 
     def forward(self, kept: Tensor) -> tuple[Tensor, Tensor]:
-        mean, log_std = self.conv(kept).chunk(2, dim=1)
+        mean, log_std = full_precision(self.conv(kept)).chunk(2, dim=1)  # float32 under autocast
         return mean, log_std
 
 
@@ -283,7 +284,7 @@ class Glow(DensityModel):
         pieces, means, log_stds, logdet = self.encode(y)
         if standardize:
             pieces = [(z - m) * torch.exp(-s) for z, m, s in zip(pieces, means, log_stds)]
-            logdet = logdet - sum(s.reshape(y.shape[0], -1).sum(1) for s in log_stds)
+            logdet = logdet - sum(sum_per_example(s) for s in log_stds)
         return torch.cat([p.reshape(y.shape[0], -1) for p in pieces], dim=1), logdet
 
     def inverse(self, z_flat: Tensor, standardized: bool = True) -> Tensor:

@@ -7,6 +7,10 @@ parameterised as ``W = P L (U + diag(sign(s)·exp(log|s|)))``: ``P`` a fixed per
 rotation (QR of a Gaussian matrix), whose LU factors give ``P``, ``L``, ``U``, ``s``; ``P`` and
 ``sign(s)`` stay fixed (they are buffers and travel with the ``state_dict``). On vectors
 ``(B, C)`` the same map is the linear layer ``y = W x`` (``H·W = 1``).
+
+Under mixed precision the product runs in float32 (autocast off for it): the log-det is computed
+from the float32 factors, so the map applied must be ``W`` itself, not ``W`` rounded to bfloat16
+(whose determinant differs), and a ``C x C`` product per pixel is cheap next to the couplings.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaeflow.models.precision import autocast_off, full_precision
 from vaeflow.models.transforms import Bijection
 
 
@@ -77,8 +82,10 @@ class InvertibleConv1x1(Bijection):
         self._check(x)
         positions = x.shape[2] * x.shape[3] if x.dim() == 4 else 1
         logdet = (positions * self.log_abs_s.sum()).expand(x.shape[0])
-        return self._multiply(self.weight(), x), logdet
+        with autocast_off(x.device):  # W itself, in float32 (module docstring)
+            return self._multiply(self.weight(), full_precision(x)), logdet
 
     def inverse(self, z: Tensor) -> Tensor:
         self._check(z)
-        return self._multiply(self.inverse_weight(), z)
+        with autocast_off(z.device):
+            return self._multiply(self.inverse_weight(), full_precision(z))

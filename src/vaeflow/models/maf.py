@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from vaeflow.models.base import DensityModel
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.made import MADE
+from vaeflow.models.precision import full_precision, sum_per_example
 from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, to_levels
 
 #: Accepted values of the ``order`` option.
@@ -86,7 +87,7 @@ class MaskedAffineAutoregressive(Bijection):
 
     def conditioner(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """``(μ, α)``, each ``(B, D)``; ``α`` soft-clamped to ``(−max_log_scale, max_log_scale)``."""
-        out = self.made(v)
+        out = full_precision(self.made(v))  # float32 under autocast: the affine map and its log-det use it
         return out[:, 0], soft_clamp(out[:, 1], self.max_log_scale)
 
     @staticmethod
@@ -107,7 +108,7 @@ class MaskedAffineAutoregressive(Bijection):
     def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """One MADE pass: ``(w, log|det ∂w/∂v|)``."""
         mu, alpha = self.conditioner(v)
-        return self.affine(v, mu, alpha), self.log_scale(alpha).sum(1)
+        return self.affine(v, mu, alpha), sum_per_example(self.log_scale(alpha))
 
     def inverse_and_logdet(self, w: Tensor) -> tuple[Tensor, Tensor]:
         """``(v, log|det ∂v/∂w|)`` by ``D`` sequential MADE passes, differentiable throughout.
@@ -123,7 +124,7 @@ class MaskedAffineAutoregressive(Bijection):
         for _ in range(self.features):
             mu, alpha = self.conditioner(v)
             v = self.solve(w, mu, alpha)
-        return v, -self.log_scale(alpha).sum(1)
+        return v, -sum_per_example(self.log_scale(alpha))
 
     def inverse(self, w: Tensor) -> Tensor:
         """``v`` with ``forward(v)[0] == w`` (``D`` sequential MADE passes)."""
@@ -234,7 +235,7 @@ class AutoregressiveFlow(DensityModel):
             return h, h.new_zeros(h.shape[0])
         pre = self.preprocess
         constant = self.num_dims * (math.log1p(-2.0 * pre.alpha) - math.log(pre.levels))
-        logdet_h_of_y = constant - (F.logsigmoid(h) + F.logsigmoid(-h)).reshape(h.shape[0], -1).sum(1)
+        logdet_h_of_y = constant - sum_per_example(F.logsigmoid(h) + F.logsigmoid(-h))
         return pre.inverse(h), -logdet_h_of_y
 
     @abstractmethod

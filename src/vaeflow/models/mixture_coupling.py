@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaeflow.models.coupling import ConvNet, MLP, channel_mask, checkerboard_mask, half_mask
+from vaeflow.models.precision import full_precision, sum_per_example
 from vaeflow.models.transforms import Bijection
 
 #: Lower bound on each component's log-scale (``s ≥ e^-7 ≈ 9e-4``), as in the Flow++ code.
@@ -163,7 +164,8 @@ class MixtureCDFCoupling(Bijection):
             inputs.append(self.mask[:1].to(x_masked.dtype).expand(x_masked.shape[0], 1, *self.mask.shape[1:]))
         if context is not None:
             inputs.append(context)
-        out = self.net(torch.cat(inputs, dim=1) if len(inputs) > 1 else x_masked)
+        # float32 under autocast: the mixture CDF, its logsumexps and the log-det need it (module docstring)
+        out = full_precision(self.net(torch.cat(inputs, dim=1) if len(inputs) > 1 else x_masked))
         k = self.components
         params = out.reshape(x_masked.shape[0], params_per_element(k), *self.mask.shape)
         a = self.scale * torch.tanh(params[:, 0])
@@ -179,7 +181,7 @@ class MixtureCDFCoupling(Bijection):
         logit_cdf, log_deriv = mixture_logit_cdf(x, log_pi, mu, log_s)
         free = 1.0 - self.mask
         z = x_masked + free * (logit_cdf * torch.exp(a) + b)
-        logdet = (free * (log_deriv + a)).reshape(x.shape[0], -1).sum(1)
+        logdet = sum_per_example(free * (log_deriv + a))
         return z, logdet
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from vaeflow.models.precision import full_precision, sum_per_example
+
 
 class Bijection(nn.Module, ABC):
     """An invertible map ``x ↦ z`` with a tractable per-example ``log|det J|``."""
@@ -27,17 +29,20 @@ class Bijection(nn.Module, ABC):
 
 
 class Compose(Bijection):
-    """Apply bijections in order; log-dets add (chain rule), the inverse runs in reverse."""
+    """Apply bijections in order; log-dets add (chain rule), the inverse runs in reverse.
+
+    The sum is accumulated in (at least) float32 whatever dtype a step returns under autocast.
+    """
 
     def __init__(self, *transforms: Bijection) -> None:
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        logdet = x.new_zeros(x.shape[0])
+        logdet = full_precision(x.new_zeros(x.shape[0]))
         for transform in self.transforms:
             x, step = transform(x)
-            logdet = logdet + step
+            logdet = logdet + full_precision(step)
         return x, logdet
 
     def inverse(self, z: Tensor) -> Tensor:
@@ -84,12 +89,13 @@ class LogitPreprocess(Bijection):
         self.alpha = float(alpha)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = full_precision(x)  # log s and log(1-s) near 0 and 1 need float32 (bfloat16 resolves s only to 2^-9)
         s = self.alpha + (1.0 - 2.0 * self.alpha) * x / self.levels
         log_s, log_1ms = torch.log(s), torch.log1p(-s)
         z = log_s - log_1ms
         num_dims = x[0].numel()
         constant = num_dims * (math.log1p(-2.0 * self.alpha) - math.log(self.levels))
-        logdet = constant - (log_s + log_1ms).reshape(x.shape[0], -1).sum(1)
+        logdet = constant - sum_per_example(log_s + log_1ms)
         return z, logdet
 
     def inverse(self, z: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ from vaeflow.models.distributions import (
     discretized_logistic_sample,
     standard_normal_log_prob,
 )
+from vaeflow.models.precision import full_precision
 
 #: Lower clamp of the decoder's log-scale in level units. At s = e^-3 ≈ 0.05 a logistic centred
 #: on a level puts 1 - 2σ(-10) ≈ 0.99991 of its mass in that level's bin: effectively a point
@@ -115,7 +116,7 @@ class VAE(DensityModel):
         h = x.flatten(1)
         if self.discrete:
             h = 2.0 * h / (self.levels - 1) - 1.0
-        return self.encoder(h)
+        return full_precision(self.encoder(h))  # float32 under autocast: z, its noise, log q and the KL use it
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(μ, log σ)`` of the Gaussian ``q(z|x)`` (of ``q(z_0|x)`` in subclasses), each ``(B, latent_dim)``."""
@@ -142,7 +143,7 @@ class VAE(DensityModel):
         Images: logistic mean and log-scale in level units (log-scale clamped below at
         :data:`LOG_SCALE_MIN`). Vectors: Gaussian mean and log-std.
         """
-        out = self.decoder(z)
+        out = full_precision(self.decoder(z))  # float32 under autocast: log p(x|z) uses it
         if not self.discrete:
             return out, self.decoder_log_std.expand_as(out)
         raw_mean, raw_log_scale = out.chunk(2, dim=-1)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.made import MADE
+from vaeflow.models.precision import full_precision, sum_per_example
 from vaeflow.models.vae import VAE
 
 #: Added to every MADE's ``s`` output, so that a fresh (zero-initialised) step has the gate
@@ -109,10 +110,10 @@ class VAEIAF(VAE):
         context = context.expand(*shape[:-1], self.context_dim).reshape(-1, self.context_dim)
         log_det = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
         for made in self.iaf:
-            m, s = made(z, context).unbind(dim=1)
+            m, s = full_precision(made(z, context)).unbind(dim=1)  # float32 under autocast
             s = s + GATE_BIAS
             z = torch.sigmoid(s) * z + torch.sigmoid(-s) * m  # 1 - sigmoid(s) = sigmoid(-s), accurate near 1
-            log_det = log_det + F.logsigmoid(s).sum(-1)
+            log_det = log_det + sum_per_example(F.logsigmoid(s))
         return z.reshape(shape), log_q - log_det.reshape(shape[:-1])
 
     def _elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:

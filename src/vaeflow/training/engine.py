@@ -3,6 +3,13 @@
 Adam with linear warm-up, gradient clipping, validation bits/dim every
 ``eval_every`` steps with the best model kept, deterministic seeding, a tqdm
 progress bar, atomic resume checkpoints, and a hard stop on a non-finite loss.
+
+Mixed precision (``training.precision: bf16``): on CUDA the training forward pass runs under
+``torch.autocast(dtype=torch.bfloat16)`` (Micikevicius et al. 2018); the models keep every
+log-det, log-density and the loss in float32 (:mod:`vaeflow.models.precision`); parameters,
+gradients and the Adam state stay float32, and bfloat16 has float32's exponent range, so no
+loss scaling is needed. Validation (and every evaluation) runs in float32. ``train.json``
+records the precision that actually ran (:func:`training_precision`).
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from vaeflow.training.checkpoint import load_checkpoint, save_checkpoint
 from vaeflow.training.seeding import resolve_device, seed_everything
 
 RESUME_FILE = "resume.pt"
+
+#: ``training.precision`` values and the autocast dtype of each (None: no autocast, float32).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,12 +67,36 @@ def peak_memory_mib(device: torch.device, carried: float = 0.0) -> dict[str, flo
     return peak
 
 
+def training_precision(requested: str, device: torch.device, model: DensityModel) -> tuple[str, str]:
+    """The precision training runs at for ``training.precision = requested`` on ``device``, and
+    why it is not the one requested (``""`` when it is).
+
+    ``bf16`` autocasts on CUDA only. It falls back to float32, recorded and printed, on a CPU (the
+    study's small-scale path; bfloat16 matrix products are no faster there on most CPUs), on a GPU
+    without native bfloat16, and for a model whose ``mixed_precision`` is False (FFJORD).
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"training.precision is {requested!r}; use one of {', '.join(PRECISIONS)} (config/schema.yaml)")
+    if PRECISIONS[requested] is None:
+        return requested, ""
+    name = type(model).__name__
+    if device.type != "cuda":
+        return "fp32", f"training.precision {requested} autocasts on CUDA only; {name} trained in fp32 on {device.type}"
+    if not model.mixed_precision:
+        return "fp32", f"{name} needs float32 throughout (its mixed_precision is False); it trained in fp32"
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        return "fp32", f"{torch.cuda.get_device_name(device)} has no native bfloat16; {name} trained in fp32"
+    return requested, ""
+
+
 def _validation_bpd(model: DensityModel, x_val: torch.Tensor, levels: int | None, seed: int, batch: int) -> float:
-    """Mean validation bits/dim with fixed noise: the same draws at every evaluation."""
+    """Mean validation bits/dim with fixed noise: the same draws at every evaluation; float32 always
+    (autocast off, even inside a caller's mixed-precision region)."""
     model.eval()
     generator = torch.Generator(device=x_val.device).manual_seed(seed)
     total = 0.0
-    with torch.no_grad(), torch.random.fork_rng(devices=[] if x_val.device.type == "cpu" else [x_val.device]):
+    with torch.no_grad(), torch.autocast(x_val.device.type, enabled=False), \
+            torch.random.fork_rng(devices=[] if x_val.device.type == "cpu" else [x_val.device]):
         torch.manual_seed(seed)
         for start in range(0, len(x_val), batch):
             xb = model_input(x_val[start : start + batch], levels, model.discrete, generator)
@@ -110,6 +144,11 @@ def train(
     density distillation, ``model.distillation_loss(teacher, batch_size)`` (the student
     draws its own samples; the data serve only for validation), as Parallel WaveNet
     trains an IAF from a MAF.
+
+    ``training.precision`` (absent: ``fp32``) ``bf16`` runs each step's forward pass under
+    bfloat16 autocast on CUDA; where it cannot, training runs in float32 and ``train.json`` says
+    so (:func:`training_precision`): it records ``precision`` (what ran), ``precision_requested``
+    and ``precision_note``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +163,11 @@ def train(
                          f"{settings.get('teacher')!r} but the trainer got {'one' if teacher else 'none'}")
     if teacher is not None:
         teacher.eval().requires_grad_(False)
+    requested = settings.get("precision", "fp32")
+    precision, precision_note = training_precision(requested, dev, model)
+    if precision_note:
+        print(f"note: {precision_note}")
+    autocast_dtype = PRECISIONS[precision]
     x_train = to_tensor(data.train).to(dev)
     x_val = to_tensor(data.val[: settings["val_examples"]]).to(dev)
     optimizer = adam(model.parameters(), settings["lr"], dev)
@@ -137,7 +181,8 @@ def train(
 
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
-        saved = load_checkpoint(resume_path, map_location=dev)
+        # on the CPU: the RNG states must be CPU tensors; load_state_dict moves the rest to ``dev``
+        saved = load_checkpoint(resume_path, map_location="cpu")
         if saved.get("run_key") == run_key:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
@@ -145,6 +190,8 @@ def train(
             batches.set_state(saved["batches_rng"])
             noise.set_state(saved["noise_rng"])
             torch.set_rng_state(saved["torch_rng"])
+            if dev.type == "cuda" and saved.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(saved["cuda_rng"], dev)  # the models' own draws (VAE noise, ...)
             state = TrainState(**saved["state"])
             permutation, cursor = saved["permutation"], saved["cursor"]
             print(f"resuming {run['model']} on {run['dataset']} seed {run['seed']} from step {state.step}")
@@ -165,7 +212,13 @@ def train(
         if state.step == 0:
             with torch.no_grad():
                 model.initialize(xb)
-        loss = model.loss(xb) if teacher is None else model.distillation_loss(teacher, settings["batch_size"])
+        with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = model.loss(xb) if teacher is None else model.distillation_loss(teacher, settings["batch_size"])
+        if loss.dtype in (torch.bfloat16, torch.float16):
+            raise RuntimeError(
+                f"{type(model).__name__}.loss returned a {loss.dtype} loss (training.precision {precision}); the "
+                f"loss must be float32: read network outputs through vaeflow.models.precision.full_precision "
+                f"and sum log-dets with sum_per_example")
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise _fail(run, state.step, "loss", loss_value)
@@ -210,6 +263,7 @@ def train(
                 "batches_rng": batches.get_state(),
                 "noise_rng": noise.get_state(),
                 "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                 "permutation": permutation,
                 "cursor": cursor,
                 "state": state.__dict__,
@@ -218,7 +272,8 @@ def train(
             on_step(state.step)
     bar.close()
     state.elapsed = time.perf_counter() - started
-    return _write_outputs(run, run_key, model, data, state, out_dir, dev, resume_path)
+    return _write_outputs(run, run_key, model, data, state, out_dir, dev, resume_path,
+                          {"precision": precision, "precision_requested": requested, "precision_note": precision_note})
 
 
 def _write_outputs(
@@ -230,6 +285,7 @@ def _write_outputs(
     out_dir: Path,
     device: torch.device,
     resume_path: Path,
+    precision: dict[str, str],
 ) -> dict[str, Any]:
     """Write the best checkpoint, the learning curves and the training summary; drop the resume file."""
     assert state.best_state is not None, "the final step always evaluates"
@@ -255,6 +311,7 @@ def _write_outputs(
         "train_wall_time_s": state.elapsed,
         "parameters": model.num_parameters(),
         "device": str(device),
+        **precision,  # precision (what ran), precision_requested, precision_note (why they differ)
         "threads": torch.get_num_threads(),
         "diagnostics": model.diagnostics(),  # e.g. FFJORD's function evaluations during training
         **peak_memory_mib(device, state.peak_rss_mib),  # peak_rss_mib; peak_cuda_mib on CUDA
