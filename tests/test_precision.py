@@ -8,7 +8,7 @@ is rounded to bfloat16 by hooks (weights are put on the bfloat16 grid beforehand
 autocast's roundings and nothing else. If every log-det and log-density past the networks is
 computed and summed in float32, the two agree to float32 summation order (measured: bit for bit);
 a single bfloat16 accumulator would put ``log p`` off by up to half a bfloat16 ulp,
-``2⁻⁹·|log p| ≈ 0.4`` nats on an 8x8 image, more than 10⁴ times the tolerance.
+``2⁻⁹·|log p| ≈ 0.4`` nats on an 8x8 image, about 2000 times the tolerance.
 """
 
 from __future__ import annotations
