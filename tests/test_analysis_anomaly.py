@@ -64,8 +64,9 @@ def test_to_target_form_matches_pillow_bilinear_and_maps_levels() -> None:
     # enlarging: a constant image stays constant, 16 of 17 levels -> 255 of 256
     flat = np.full((1, 1, 8, 8), 16, dtype=np.uint8)
     assert (probe_mod.to_target_form(flat, 17, (1, 14, 14), 256) == 255).all()
-    with pytest.raises(ValueError, match="channels"):
-        probe_mod.to_target_form(np.zeros((1, 3, 8, 8), np.uint8), 256, (1, 8, 8), 17)
+    # channels with no defined conversion (only grey <-> RGB is): refused, naming both counts
+    with pytest.raises(probe_mod.UnconvertibleError, match="2-channel images cannot be brought to the model's 1"):
+        probe_mod.to_target_form(np.zeros((1, 2, 8, 8), np.uint8), 256, (1, 8, 8), 17)
 
 
 def test_synthetic_sets() -> None:
@@ -236,6 +237,8 @@ def _write_probe(root: Path, dataset: str, model: str, seed: int, shift: float) 
     np.savez(path, sets=np.array(["train", "test", "constant", "noise"]),
              set_roles=np.array(["train", "in", "ood", "ood"]),
              set_kinds=np.array(["split", "split", "synthetic", "synthetic"]), set_index=index,
+             set_conversions=np.array(["as is"] * 4), skipped_sets=np.array([], dtype=str),
+             skipped_reasons=np.array([], dtype=str),
              score_names=np.array(["log_p"]), score_labels=np.array(["exact log p"]), bits_per_dim=bpd[None],
              compressors=np.array(["png"]), compressed_bits=bits[None], num_dims=np.array(num_dims))
     return path

@@ -278,9 +278,12 @@ def test_probe_arrays_are_consistent(tiny_results) -> None:
     shown = vae["completion_shown"]
     for q in range(2):
         observed = ~vae["task_missing"][q]
-        np.testing.assert_allclose(shown[q, 1][:, observed], vae["truth_shown"][:, observed], atol=1e-4)
+        np.testing.assert_allclose(shown[q, 1][:, :, observed], vae["truth_shown"][:, :, observed], atol=1e-4)
         assert ((shown[q] >= 0) & (shown[q] <= 16)).all()
     assert vae["completion_mse"].shape == (2, 2, 4) and str(vae["objective_name"]) == "IWAE-2"
+    # every channel of the grid and the shown completions is kept: (G, C, H, W), (Q, 2, E, C, H, W), (E, C, H, W)
+    assert vae["grid"].shape == (3 * 3, 1, 8, 8) and shown.shape == (2, 2, 2, 1, 8, 8)
+    assert vae["truth_shown"].shape == (2, 1, 8, 8) and maf["completion_shown"].shape == (0, 2, 0, 1, 8, 8)
 
 
 def test_analysis_tables_agree_with_the_probe_arrays(tiny_results) -> None:

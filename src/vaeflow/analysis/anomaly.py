@@ -27,11 +27,21 @@ Non-finite scores are never dropped. A log-likelihood of ``-inf`` (bits/dim ``+i
 model has rejected the input); a bits/dim of ``-inf`` as the least anomalous. Their counts are
 columns of the metrics table. ``Ĥ`` is the mean of the finite train NLLs; the number of
 non-finite train NLLs is counted beside it.
+
+An OOD *dataset* reaches the model in the model's input form; how it was brought there (channels:
+RGB to grey by BT.601 luma or grey to RGB by repetition; resizing; level mapping) is the probe's
+``set_conversions`` and appears as ``ood_conversion`` in the metrics table and as the "OOD
+conversion" column of the remedies and failures tables. A dataset the probe could not convert
+(``skipped_sets``) is never dropped: it keeps rows with empty metrics, ``scored`` false and the
+reason as its conversion (metrics table), shows as "skipped" in the AUROC and remedies tables, is
+counted in the summary table and the variables, and is left out of every mean, count and figure
+of scored cases.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +53,16 @@ from scipy.stats import mannwhitneyu
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vaeflow.analysis.runs import ProbeResult, load_probes
+from vaeflow.data import IMAGE_DATASETS  # torch-free at import, like this module
 
 TABLES = ("anomaly_auroc", "anomaly_failures", "anomaly_remedies", "anomaly_summary", "anomaly_metrics")
 FIGURES = ("anomaly_auroc", "anomaly_bpd")
 
-IMAGE_DATASETS = ("digits", "mnist", "textures")
 SYNTHETIC_ORDER = ("noise", "constant", "inverted", "flipped")
 REQUIRED_ARRAYS = ("sets", "set_roles", "set_kinds", "set_index", "score_names", "score_labels", "bits_per_dim",
-                   "compressors", "compressed_bits", "num_dims")
+                   "compressors", "compressed_bits", "num_dims", "set_conversions", "skipped_sets", "skipped_reasons")
+#: the cell of a skipped OOD set in the AUROC and remedies tables
+SKIPPED = "skipped"
 
 
 # --- scores and metrics --------------------------------------------------------------------
@@ -161,12 +173,18 @@ def _median(bpd: np.ndarray) -> float:
 
 
 def run_metrics(result: ProbeResult, typicality_batch: int) -> pd.DataFrame:
-    """One row per (likelihood score, OOD set, method) of one run: AUROC, AUPR, p-value, counts, medians."""
+    """One row per (likelihood score, OOD set, method) of one run: AUROC, AUPR, p-value, counts, medians, and
+    how the OOD set was converted; a set the probe skipped has its rows with empty metrics and ``scored`` false."""
     _check(result)
     a = result.arrays
     sets = [str(s) for s in a["sets"]]
     roles = [str(r) for r in a["set_roles"]]
     kinds = [str(k) for k in a["set_kinds"]]
+    conversions = [str(c) for c in a["set_conversions"]]
+    if len(conversions) != len(sets) or len(a["skipped_sets"]) != len(a["skipped_reasons"]):
+        raise ValueError(f"{result.path}: {len(conversions)} set_conversions for {len(sets)} sets, or "
+                         f"{len(a['skipped_sets'])} skipped_sets for {len(a['skipped_reasons'])} reasons; the file is "
+                         f"inconsistent: rerun the anomaly probe")
     index, num_dims = a["set_index"], int(a["num_dims"])
     compressors = [str(c) for c in a["compressors"]]
     if roles.count("train") != 1 or roles.count("in") != 1:
@@ -193,8 +211,8 @@ def run_metrics(result: ProbeResult, typicality_batch: int) -> pd.DataFrame:
                 rows.append({
                     "dataset": result.dataset, "model": result.model, "seed": result.seed,
                     "score": name, "likelihood": str(label), "primary": s == len(score_names) - 1,
-                    "ood": set_name, "ood_kind": kinds[i], "method": method,
-                    "auroc": auroc, "aupr": aupr,
+                    "ood": set_name, "ood_kind": kinds[i], "ood_conversion": conversions[i], "scored": True,
+                    "method": method, "auroc": auroc, "aupr": aupr,
                     "p_below_chance": p_below_chance(in_scores[method], ood_scores[method]),
                     "aupr_chance": len(ood_scores[method]) / (len(ood_scores[method]) + len(in_scores[method])),
                     "n_in": int(len(in_bpd)), "n_ood": int(len(ood_bpd)),
@@ -207,7 +225,27 @@ def run_metrics(result: ProbeResult, typicality_batch: int) -> pd.DataFrame:
                     f"median_{compressors[0]}_bpd_in": float(np.median(complexity_in)),
                     f"median_{compressors[0]}_bpd_ood": float(np.median(complexity_ood)),
                 })
+        for set_name, reason in zip(a["skipped_sets"], a["skipped_reasons"]):
+            for method in method_names(compressors):
+                rows.append({
+                    "dataset": result.dataset, "model": result.model, "seed": result.seed,
+                    "score": name, "likelihood": str(label), "primary": s == len(score_names) - 1,
+                    "ood": str(set_name), "ood_kind": "dataset", "ood_conversion": f"{SKIPPED}: {reason}",
+                    "scored": False, "method": method, "auroc": math.nan, "aupr": math.nan,
+                    "p_below_chance": math.nan, "aupr_chance": math.nan,
+                    "n_in": int(len(in_bpd)), "n_ood": 0, "nonfinite_train": nonfinite_train,
+                    "nonfinite_in": int((~np.isfinite(in_bpd)).sum()), "nonfinite_ood": 0,
+                    "entropy_bpd": entropy, "median_bpd_in": _median(in_bpd), "median_bpd_ood": math.nan,
+                    f"median_{compressors[0]}_bpd_in": float(np.median(a["compressed_bits"][0][index == test]
+                                                                       / num_dims)),
+                    f"median_{compressors[0]}_bpd_ood": math.nan,
+                })
     return pd.DataFrame(rows)
+
+
+def scored(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The rows of OOD sets the probe scored (every row of a frame without the ``scored`` column)."""
+    return metrics[metrics["scored"].astype(bool)] if "scored" in metrics.columns else metrics
 
 
 def load_metrics(probe_paths: list[str | Path], typicality_batch: int) -> pd.DataFrame:
@@ -221,7 +259,7 @@ def load_metrics(probe_paths: list[str | Path], typicality_batch: int) -> pd.Dat
 
 # --- aggregation over seeds ----------------------------------------------------------------
 
-_KEYS = ["dataset", "model", "likelihood", "score", "primary", "ood", "ood_kind", "method"]
+_KEYS = ["dataset", "model", "likelihood", "score", "primary", "ood", "ood_kind", "ood_conversion", "scored", "method"]
 
 
 def ood_order(names: list[str]) -> list[str]:
@@ -268,6 +306,11 @@ def _mean_sd(mean: float, sd: float) -> str:
     return f"{mean:.3f} ± {sd:.3f}" if pd.notna(sd) else f"{mean:.3f}"
 
 
+def _cells(frame: pd.DataFrame) -> list[str]:
+    """``mean ± sd`` of the AUROC per row, :data:`SKIPPED` for a set the probe could not convert."""
+    return [_mean_sd(m, s) if ok else SKIPPED for m, s, ok in zip(frame["auroc"], frame["auroc_sd"], frame["scored"])]
+
+
 def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Every number, rounded: the long table the other tables are cut from."""
     out = metrics.copy()
@@ -279,9 +322,10 @@ def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def auroc_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Raw-likelihood AUROC (mean ± sd over seeds): in-distribution × model × likelihood score (``score``: ELBO,
-    iwae-k, exact log p…), one column per OOD set."""
+    iwae-k, exact log p…), one column per OOD set; "skipped" where the probe could not convert the set (the
+    reason is in the metrics table). How each set was converted: the remedies table."""
     raw = metrics[metrics["method"] == "likelihood"].copy()
-    raw["value"] = [_mean_sd(m, s) for m, s in zip(raw["auroc"], raw["auroc_sd"])]
+    raw["value"] = _cells(raw)
     order = ood_order(list(raw["ood"].unique()))
     raw = raw.drop(columns="score").rename(columns={"likelihood": "score"})
     wide = raw.pivot_table(index=["dataset", "model", "score"], columns="ood", values="value",
@@ -294,16 +338,16 @@ def auroc_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def remedies_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """AUROC (mean ± sd) of every method on the primary likelihood score, one row per in-distribution × model ×
-    OOD set."""
+    OOD set, with how the OOD set was brought to the model's input form ("skipped: reason" where it could not be)."""
     prim = metrics[metrics["primary"]].copy()
-    prim["value"] = [_mean_sd(m, s) for m, s in zip(prim["auroc"], prim["auroc_sd"])]
+    prim["value"] = _cells(prim)
     methods = list(dict.fromkeys(prim["method"]))
     prim = prim.drop(columns="score").rename(columns={"likelihood": "score"})
-    wide = prim.pivot_table(index=["dataset", "model", "score", "ood"], columns="method", values="value",
-                            aggfunc="first", sort=False)
+    wide = prim.pivot_table(index=["dataset", "model", "score", "ood", "ood_conversion"], columns="method",
+                            values="value", aggfunc="first", sort=False)
     wide = wide[methods].reset_index()
     wide.columns.name = None
-    return wide.rename(columns={"dataset": "in-distribution", "ood": "OOD set"})
+    return wide.rename(columns={"dataset": "in-distribution", "ood": "OOD set", "ood_conversion": "OOD conversion"})
 
 
 def failures(metrics: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
@@ -327,7 +371,7 @@ def failures_table(metrics: pd.DataFrame, significance: float = 0.01) -> pd.Data
     for r in fail.to_dict("records"):
         row = {
             "in-distribution": r["dataset"], "model": r["model"], "score": r["likelihood"], "OOD set": r["ood"],
-            "AUROC": _mean_sd(r["auroc"], r["auroc_sd"]),
+            "OOD conversion": r["ood_conversion"], "AUROC": _mean_sd(r["auroc"], r["auroc_sd"]),
             "seeds below 0.5": f"{r['seeds_below_half']}/{r['seeds']}",
             "significant": bool(r["p_below_chance_max"] < significance),
             "median bits/dim in": round(r["median_bpd_in"], 3),
@@ -339,15 +383,18 @@ def failures_table(metrics: pd.DataFrame, significance: float = 0.01) -> pd.Data
         for col in [c for c in fail.columns if c.startswith("auroc_") and c != "auroc_sd"]:
             row[f"AUROC {col[len('auroc_'):]}"] = round(r[col], 3)
         rows.append(row)
-    columns = ["in-distribution", "model", "score", "OOD set", "AUROC", "seeds below 0.5", "significant",
-               "median bits/dim in", "median bits/dim OOD"]
+    columns = ["in-distribution", "model", "score", "OOD set", "OOD conversion", "AUROC", "seeds below 0.5",
+               "significant", "median bits/dim in", "median bits/dim OOD"]
     return pd.DataFrame(rows, columns=columns if not rows else None)
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per method, over every (in-distribution, model, OOD set) case of the primary likelihood score:
-    mean and median AUROC, cases below 0.5, the worst case, and how many raw-likelihood failures it fixes."""
-    prim = metrics[metrics["primary"]]
+    mean and median AUROC, cases below 0.5, the worst case, how many raw-likelihood failures it fixes, and
+    how many cases were skipped (OOD sets the probe could not convert; in no other column)."""
+    everything = metrics[metrics["primary"]]
+    prim = scored(everything)
+    skipped = everything[~everything.index.isin(prim.index)]
     raw_fail = prim[(prim["method"] == "likelihood") & (prim["auroc"] < 0.5)][["dataset", "model", "ood"]]
     rows = []
     for method, group in prim.groupby("method", sort=False):
@@ -364,6 +411,7 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
             "worst case": f"{worst['dataset']}/{worst['model']} vs {worst['ood']}",
             "raw failures": int(len(raw_fail)),
             "raw failures above 0.5": int((fixed["auroc"] > 0.5).sum()) if method != "likelihood" else 0,
+            "cases skipped": int((skipped["method"] == method).sum()),
         })
     return pd.DataFrame(rows)
 
@@ -373,8 +421,9 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def auroc_chart(metrics: pd.DataFrame) -> alt.FacetChart:
     """Heatmap of AUROC (mean over seeds, primary likelihood score): model × OOD set, one panel per
-    in-distribution dataset and method."""
-    prim = metrics[metrics["primary"]][["dataset", "model", "likelihood", "ood", "method", "auroc", "auroc_sd"]].copy()
+    in-distribution dataset and method. Skipped OOD sets (no AUROC) are left out."""
+    columns = ["dataset", "model", "likelihood", "ood", "method", "auroc", "auroc_sd"]
+    prim = scored(metrics[metrics["primary"]])[columns].copy()
     prim["label"] = prim["auroc"].map(lambda v: f"{v:.2f}")
     order = ood_order(list(prim["ood"].unique()))
     methods = list(dict.fromkeys(prim["method"]))
@@ -447,7 +496,10 @@ def bpd_chart(quantiles: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
 def variables(metrics: pd.DataFrame, settings: dict[str, Any], significance: float = 0.01) -> dict[str, Any]:
     """Counts of raw-likelihood failures, the worst case, what the remedies do, and the raw likelihood's AUROC
     per model (``by_model``) and pooled over exact likelihoods and bounds (``by_likelihood``), as plain numbers
-    and strings."""
+    and strings; how each OOD dataset was converted per in-distribution dataset (``ood_conversions``), and the
+    skipped cases (``skipped``, ``skipped_sets``: "dataset vs OOD set: reason"), left out of every other number."""
+    everything = metrics
+    metrics = scored(metrics)
     raw = metrics[metrics["method"] == "likelihood"]
     prim = metrics[metrics["primary"]]
     prim_raw = prim[prim["method"] == "likelihood"]
@@ -476,6 +528,14 @@ def variables(metrics: pd.DataFrame, settings: dict[str, Any], significance: flo
         "max_examples": int(settings.get("max_examples", 0)),
         "max_examples_slow": int(settings.get("max_examples_slow", 0)),
     }
+    datasets = everything[everything["ood_kind"] == "dataset"]
+    out["ood_conversions"] = {str(d): {str(o): str(c) for o, c in zip(g["ood"], g["ood_conversion"])}
+                              for d, g in datasets.groupby("dataset", sort=True)}
+    skipped = everything[everything["primary"] & (everything["method"] == "likelihood")
+                         & ~everything.index.isin(metrics.index)]
+    out["skipped"] = int(len(skipped))
+    out["skipped_sets"] = sorted({f"{d} vs {o}: {c[len(SKIPPED) + 2:]}"
+                                  for d, o, c in zip(skipped["dataset"], skipped["ood"], skipped["ood_conversion"])})
     def raw_summary(group: pd.DataFrame) -> dict[str, Any]:
         return {"mean_auroc": round(float(group["auroc"].mean()), 3), "cases": int(len(group)),
                 "cases_below_half": int((group["auroc"] < 0.5).sum()), "worst_auroc": round(float(group["auroc"].min()), 3)}

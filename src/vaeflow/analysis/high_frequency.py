@@ -408,23 +408,41 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
+def to_rgb(image: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Levels ``0…K-1`` of a grey ``(H, W)`` or ``(1, H, W)`` image, or an RGB ``(3, H, W)`` one, as ``(H, W, 3)``
+    uint8 colour ``round(255·x/(K-1))`` (grey repeated in R, G, B; colour kept), and the ``(H, W)`` mask of
+    pixels that are NaN in any channel (missing)."""
+    x = np.asarray(image, dtype=np.float64)
+    if x.ndim == 3 and x.shape[0] in (1, 3):
+        x = np.moveaxis(x, 0, -1)
+    elif x.ndim == 2:
+        x = x[..., None]
+    else:
+        raise ValueError(f"high-frequency figures draw (H, W) or (1, H, W) grey and (3, H, W) RGB images, got shape "
+                         f"{x.shape}; rerun the high_frequency probe if its file predates this layout")
+    missing = ~np.isfinite(x).all(axis=2)
+    scaled = np.clip(np.nan_to_num(x / (levels - 1)), 0, 1)
+    rgb = np.rint(255 * np.broadcast_to(scaled, (*scaled.shape[:2], 3))).astype(np.uint8)
+    return rgb, missing
+
+
 def image_url(image: np.ndarray, levels: int, zoom: int) -> str:
-    """A grey-level image ``(H, W)`` as a PNG data URL, each pixel a ``zoom x zoom`` block (no smoothing
-    anywhere: the fine detail is the subject); NaN pixels (missing) in red."""
-    grey = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64) / (levels - 1)), 0, 1)
-    rgb = np.repeat(np.rint(255 * grey)[..., None], 3, axis=2).astype(np.uint8)
-    rgb[~np.isfinite(image)] = MISSING_RGB
+    """A grey ``(H, W)`` / ``(1, H, W)`` or RGB ``(3, H, W)`` image of ``levels`` levels as a PNG data URL, in
+    colour where it has three channels (:func:`to_rgb`), each pixel a ``zoom x zoom`` block (no smoothing
+    anywhere: the fine detail is the subject); NaN pixels (missing) in red, :data:`MISSING_RGB`."""
+    rgb, missing = to_rgb(image, levels)
+    rgb[missing] = MISSING_RGB
     rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
     return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
 
 
 def _grid_chart(rows: list[tuple[str, list[np.ndarray], int]], zoom: int = 4, gap: int = 4) -> alt.FacetChart:
-    """Rows of images (label, images, levels) as one facet row each, images side by side."""
+    """Rows of images (label, images ``(H, W)`` or ``(C, H, W)``, levels) as one facet row each, side by side."""
     records = []
     height = width = 0
     for label, images, levels in rows:
         for n, image in enumerate(images):
-            height, width = image.shape[0] * zoom, image.shape[1] * zoom
+            height, width = image.shape[-2] * zoom, image.shape[-1] * zoom
             records.append({"row": label, "px": n * (width + gap), "url": image_url(image, levels, zoom)})
     if not records:
         raise ValueError("no images to show in the grid")
@@ -443,7 +461,10 @@ def _grid_chart(rows: list[tuple[str, list[np.ndarray], int]], zoom: int = 4, ga
 
 
 def samples_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
-    """Sample grids of one dataset: test images, then each model's T = 1 samples (and VAE decoder means); lowest seed."""
+    """Sample grids of one dataset: test images, then each model's T = 1 samples (and VAE decoder means); lowest seed.
+
+    The probe keeps every channel of the grid, so an RGB dataset is drawn in colour (probe files of before that
+    change hold ``(G, H, W)`` grey grids, drawn as before)."""
     chosen = [r for r in results if r.dataset == dataset]
     if not chosen:
         raise ValueError(f"no high_frequency probe of dataset {dataset!r} for the sample grid; set analyses.high_frequency.grid_dataset "
@@ -464,7 +485,8 @@ def samples_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
 def completions_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
     """Completions of the first test images of one dataset (lowest seed): truth, observed pixels, baselines, models.
 
-    Each row holds the inpainting images, then the super-resolution ones."""
+    Each row holds the inpainting images, then the super-resolution ones; RGB images in colour, missing pixels
+    (NaN in every channel: the masks hide whole pixels) in red."""
     chosen = [r for r in results if r.dataset == dataset and len(r.arrays["task_name"])]
     if not chosen:
         raise ValueError(f"no completion runs of dataset {dataset!r}; check completion_models and grid_dataset")

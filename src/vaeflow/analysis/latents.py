@@ -289,7 +289,9 @@ def png_data_url(levels: np.ndarray, top: int) -> str:
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` levels to one ``(H, W)`` grey image (the mean over channels; every dataset here has C = 1)."""
+    """``(C, H, W)`` levels to one ``(H, W)`` grey image: the plain mean over channels, so a grey dataset
+    (C = 1) is drawn as it is and an RGB one (cifar10, C = 3) as the unweighted mean of R, G and B, not in colour
+    and not its BT.601 luma."""
     image = np.asarray(image, dtype=np.float64)
     return image.mean(0) if image.ndim == 3 else image
 

@@ -17,11 +17,18 @@ draws for models whose likelihood is a bound),
   same number where the source has enough, so AUPR's chance level is about ½):
 
   - every *other image dataset* of the study (``others``), brought to this dataset's form
-    by :func:`to_target_form`: grey levels become intensities ``v = x/(K_src-1) ∈ [0, 1]``,
-    are resized to this dataset's ``H x W`` by bilinear interpolation with antialiasing
+    by :func:`to_target_form`: first the channels, where they differ (RGB to grey by ITU-R
+    BT.601 luma ``round(0.299 R + 0.587 G + 0.114 B)``, :func:`vaeflow.data.cifar_pickle.luma`,
+    exactly what the cifar10 ``grey`` option does; grey to RGB by repeating the channel); then
+    levels become intensities ``v = x/(K_src-1) ∈ [0, 1]``, are resized to this dataset's
+    ``H x W`` by bilinear interpolation with antialiasing
     (:func:`torch.nn.functional.interpolate`, ``antialias=True``: an area-like average when
     shrinking, bilinear when enlarging), and are mapped to this dataset's ``K`` levels by
-    ``round(v·(K-1))`` (black stays 0, white stays ``K-1``, grey scales linearly);
+    ``round(v·(K-1))`` (black stays 0, white stays ``K-1``, grey scales linearly). What was
+    done to each set is recorded in words (:func:`describe_conversion`). A dataset whose
+    channel count has no defined conversion (neither 1 nor 3 channels on either side) is not
+    scored but recorded as skipped, with the reason; datasets that are not images (no levels)
+    are no OOD candidates at all;
   - synthetic sets made from the in-distribution test subset: ``noise`` (every pixel uniform
     on ``{0..K-1}``, independently), ``constant`` (each image one level drawn uniformly on
     ``{0..K-1}``), ``inverted`` (``K-1-x``) and ``flipped`` (upside down: rows reversed).
@@ -33,7 +40,12 @@ complexity-corrected score of Serrà et al. 2020, ``S(x) = -log2 p(x) - L(x)``.
 Arrays written (``E`` scored examples in all, ``S`` score kinds, ``C`` compressors):
 
 * ``sets`` (str), ``set_roles`` (str: ``train`` / ``in`` / ``ood``), ``set_kinds`` (str:
-  ``split`` / ``dataset`` / ``synthetic``), ``set_seconds`` (scoring time per set);
+  ``split`` / ``dataset`` / ``synthetic``), ``set_seconds`` (scoring time per set),
+  ``set_conversions`` (str: how each set was brought to the model's input form, e.g.
+  ``RGB→grey (ITU-R BT.601 luma); resized 32×32→28×28 (antialiased bilinear)``; ``as is`` for
+  the splits, the synthetic sets and a dataset already in this form);
+* ``skipped_sets``, ``skipped_reasons`` (str, possibly empty): other image datasets that could
+  not be brought to this form, and why;
 * ``set_index`` (E,) int: which set each example belongs to;
 * ``score_names`` (S,) str: ``log_p`` for exact models; ``bound`` and ``iw_bound`` for models
   whose likelihood is a bound (VAEs: ELBO / IWAE-k; Flow++: the variational-dequantisation
@@ -60,6 +72,7 @@ import torch
 import torch.nn.functional as F
 
 from vaeflow.data import PreparedDataset
+from vaeflow.data.cifar_pickle import luma
 from vaeflow.data.dequantization import to_tensor
 from vaeflow.evaluation.bits import bits_per_dim
 from vaeflow.evaluation.evaluate import _per_example
@@ -67,6 +80,13 @@ from vaeflow.models import MODELS, DensityModel
 
 SYNTHETIC_SETS: tuple[str, ...] = ("noise", "constant", "inverted", "flipped")
 COMPRESSORS: tuple[str, ...] = ("png", "zlib")
+#: the conversion of a set that needed none
+AS_IS = "as is"
+#: channel conversions (source channels, target channels) -> what :func:`to_target_form` does, in words
+CHANNEL_CONVERSIONS: dict[tuple[int, int], str] = {
+    (3, 1): "RGB→grey (ITU-R BT.601 luma)",
+    (1, 3): "grey→RGB (channel repeated)",
+}
 REQUIRED_SETTINGS: dict[str, type] = {
     "max_examples": int,
     "max_examples_slow": int,
@@ -111,18 +131,54 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+class UnconvertibleError(ValueError):
+    """Images whose channel count cannot be brought to the in-distribution data's."""
+
+
+def _check_forms(source_shape: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """Raise :class:`UnconvertibleError` unless the channels match or are grey/RGB (1/3) on both sides."""
+    if len(source_shape) != 3 or len(shape) != 3:
+        raise ValueError(f"expected image shapes (C, H, W), got {tuple(source_shape)} and {tuple(shape)}")
+    pair = (int(source_shape[0]), int(shape[0]))
+    if pair[0] != pair[1] and pair not in CHANNEL_CONVERSIONS:
+        raise UnconvertibleError(
+            f"{pair[0]}-channel images cannot be brought to the model's {pair[1]} channels: only grey (1) and "
+            f"RGB (3) are converted into each other")
+
+
+def describe_conversion(source_shape: tuple[int, ...], source_levels: int, shape: tuple[int, ...],
+                        levels: int) -> str:
+    """In words, what :func:`to_target_form` does to ``source_shape`` (C, H, W) images of ``source_levels``
+    levels to give ``shape`` with ``levels`` levels: the channel conversion, the resizing, the level mapping,
+    ``"; "``-joined (:data:`AS_IS` when nothing). :class:`UnconvertibleError` for channels it cannot convert."""
+    _check_forms(source_shape, shape)
+    steps = []
+    if source_shape[0] != shape[0]:
+        steps.append(CHANNEL_CONVERSIONS[(int(source_shape[0]), int(shape[0]))])
+    if tuple(source_shape[1:]) != tuple(shape[1:]):
+        steps.append(f"resized {source_shape[1]}×{source_shape[2]}→{shape[1]}×{shape[2]} (antialiased bilinear)")
+    if int(source_levels) != int(levels):
+        steps.append(f"{source_levels}→{levels} levels")
+    return "; ".join(steps) or AS_IS
+
+
 def to_target_form(images: np.ndarray, source_levels: int, shape: tuple[int, ...], levels: int) -> np.ndarray:
     """Images of ``source_levels`` levels as uint8 images of ``shape`` (C, H, W) with ``levels`` levels.
 
-    Intensity ``v = x/(K_src-1)``, resized by antialiased bilinear interpolation, then
-    ``round(v·(K-1))`` clipped to ``[0, K-1]``. Channels must match.
+    Channels first, on the source levels: RGB to grey by BT.601 luma (:func:`vaeflow.data.cifar_pickle.luma`,
+    as the cifar10 ``grey`` option), grey to RGB by repeating the channel; other channel counts raise
+    :class:`UnconvertibleError`. Then intensity ``v = x/(K_src-1)``, resized by antialiased bilinear
+    interpolation, and ``round(v·(K-1))`` clipped to ``[0, K-1]``. :func:`describe_conversion` says the same
+    in words.
     """
     if images.ndim != 4 or len(shape) != 3:
         raise ValueError(f"to_target_form: expected images (N, C, H, W) and a shape (C, H, W), got {images.shape} "
                          f"and {shape}")
-    if images.shape[1] != shape[0]:
-        raise ValueError(f"to_target_form: images have {images.shape[1]} channels but the in-distribution data "
-                         f"have {shape[0]}; only grey images of the same channel count can be compared")
+    _check_forms(images.shape[1:], shape)
+    if (images.shape[1], shape[0]) == (3, 1):
+        images = luma(images)  # uint8 levels, as every prepared image dataset stores them
+    elif (images.shape[1], shape[0]) == (1, 3):
+        images = np.repeat(images, 3, axis=1)
     intensity = torch.from_numpy(images.astype(np.float64)) / (source_levels - 1)
     if tuple(images.shape[2:]) != tuple(shape[1:]):
         intensity = F.interpolate(intensity, size=tuple(shape[1:]), mode="bilinear", align_corners=False,
@@ -198,19 +254,27 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any],
     rng = np.random.default_rng(int(settings["seed"]))
     train = data.train[rng.permutation(len(data.train))[:n_train]]
     test = data.test[rng.permutation(len(data.test))[:cap]]
-    sets: list[tuple[str, str, str, np.ndarray]] = [("train", "train", "split", train), ("test", "in", "split", test)]
+    sets: list[tuple[str, str, str, np.ndarray, str]] = [
+        ("train", "train", "split", train, AS_IS), ("test", "in", "split", test, AS_IS)]
+    skipped: list[tuple[str, str]] = []
     for name in sorted(others):
         other = others[name]
         if name == data.name or other.levels is None or other.train.ndim != 4:
             continue  # the in-distribution data itself, or not images
+        # drawn before any skip, so a skipped set leaves the images of the later sets unchanged
         chosen = other.test[rng.permutation(len(other.test))[: len(test)]]
-        sets.append((name, "ood", "dataset", to_target_form(chosen, int(other.levels), shape, levels)))
+        try:
+            how = describe_conversion(other.example_shape, int(other.levels), shape, levels)
+        except UnconvertibleError as err:
+            skipped.append((name, f"{name} {tuple(other.example_shape)} vs {data.name} {tuple(shape)}: {err}"))
+            continue
+        sets.append((name, "ood", "dataset", to_target_form(chosen, int(other.levels), shape, levels), how))
     for name in SYNTHETIC_SETS:
-        sets.append((name, "ood", "synthetic", synthetic_set(name, test, levels, rng)))
+        sets.append((name, "ood", "synthetic", synthetic_set(name, test, levels, rng), AS_IS))
 
     started = time.perf_counter()
     scores, index, seconds, lengths = [], [], [], []
-    for i, (_, _, _, images) in enumerate(sets):
+    for i, (_, _, _, images, _) in enumerate(sets):
         t0 = time.perf_counter()
         scores.append(_scores(model, images, levels, settings))
         seconds.append(time.perf_counter() - t0)
@@ -228,6 +292,9 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any],
         "set_roles": np.array([s[1] for s in sets]),
         "set_kinds": np.array([s[2] for s in sets]),
         "set_seconds": np.array(seconds, dtype=np.float64),
+        "set_conversions": np.array([s[4] for s in sets]),
+        "skipped_sets": np.array([name for name, _ in skipped], dtype=str),
+        "skipped_reasons": np.array([reason for _, reason in skipped], dtype=str),
         "set_index": np.concatenate(index),
         "score_names": np.array(names),
         "score_labels": np.array(labels),

@@ -2,8 +2,11 @@
 
 Spectra (numpy.fft). An image ``x`` of ``K`` levels is scaled to ``x/(K-1) ∈ [0, 1]``, its own
 mean is removed, and its power spectrum is ``P(f) = |F(f)|²/(H·W)`` with ``F`` the 2-D DFT
-(summed over channels), so that by Parseval ``Σ_f P(f) = Σ_pixels (x - x̄)²``. Frequencies
-``f = (f_y, f_x)`` are in cycles/pixel, ``|f| = sqrt(f_y² + f_x²) ∈ [0, 0.5·√2]``.
+(summed over channels, each channel with its own mean removed), so that by Parseval
+``Σ_f P(f) = Σ_channels Σ_pixels (x - x̄)²``: for RGB images the energy of the R, G and B planes
+together, so a high-frequency fraction ``Σ E_hf / Σ E`` is the channels' fractions weighted by their
+energy, and samples are only ever compared with test images of the same dataset (same channels).
+Frequencies ``f = (f_y, f_x)`` are in cycles/pixel, ``|f| = sqrt(f_y² + f_x²) ∈ [0, 0.5·√2]``.
 
 * *Radial power spectrum*: ``S(k) = mean{P(f) : round(|f|·N) = k}``, ``N = min(H, W)``,
   ``k = 0 … N/2`` (bin centres ``k/N`` cycles/pixel; the corners beyond ``|f| > (N/2 + ½)/N``
@@ -45,13 +48,14 @@ solves an ODE, Flow++ inverts mixture CDFs by bisection), ``batch_size``, ``grid
 Arrays: ``levels``, ``cutoff``, ``radial_frequency (R,)``; per set (S): ``set_name``,
 ``set_temperature`` (NaN for sets not drawn at a temperature), ``set_requested``,
 ``set_nonfinite``; per image over all sets (M): ``image_set`` (index into the sets),
-``radial (M, R)``, ``hf_power (M,)``, ``total_power (M,)``; ``grid (G, H, W)`` levels with
-``grid_set (G,)``; per completion task (Q): ``task_name``, ``task_missing (Q, H, W)``; for the
+``radial (M, R)``, ``hf_power (M,)``, ``total_power (M,)``; ``grid (G, C, H, W)`` levels with
+``grid_set (G,)`` (every channel kept: RGB grids stay in colour); per completion task (Q):
+``task_name``, ``task_missing (Q, H, W)`` (both masks hide a pixel in every channel); for the
 methods ``completion_method = [baseline, model]`` (2) and the images (n): ``completion_mse (Q, 2, n)``
 (over the missing pixels, on the ``[0, 1]`` scale), ``completion_hf_power (Q, 2, n)``,
 ``completion_residual_hf_power (Q, 2, n)`` (high-frequency power of completion − truth),
 ``completion_objective (Q, 2, n)`` (nats, named in ``objective_name``), ``truth_hf_power (n,)``,
-``completion_shown (Q, 2, E, H, W)`` and ``truth_shown (E, H, W)``. Runs outside
+``completion_shown (Q, 2, E, C, H, W)`` and ``truth_shown (E, C, H, W)``. Runs outside
 ``completion_models`` have ``Q = 0``. ``seconds (2,)``: wall time of the sampling, and of the
 spectra and completions (for the cost table). Every stored number is finite except
 ``set_temperature``.
@@ -343,14 +347,14 @@ def _completion_arrays(
     n = min(s["completion_examples"], len(data.test))
     shown = min(s["completions_shown"], n)
     if name not in s["completion_models"] or n == 0:
-        h, w = shape[1:]
+        c, h, w = shape
         return {
             "task_name": np.array([], dtype=str), "task_missing": np.zeros((0, h, w), dtype=bool),
             "completion_method": np.array(METHODS), "objective_name": np.array(""),
             **{key: np.zeros((0, 2, 0)) for key in ("completion_mse", "completion_hf_power",
                                                      "completion_residual_hf_power", "completion_objective")},
-            "truth_hf_power": np.zeros(0), "completion_shown": np.zeros((0, 2, 0, h, w)),
-            "truth_shown": np.zeros((0, h, w)),
+            "truth_hf_power": np.zeros(0), "completion_shown": np.zeros((0, 2, 0, c, h, w)),
+            "truth_shown": np.zeros((0, c, h, w)),
         }
     chosen = np.sort(np.random.default_rng(s["seed"]).choice(len(data.test), size=n, replace=False))
     truth = data.test[chosen].astype(np.float64)
@@ -368,7 +372,7 @@ def _completion_arrays(
         hf.append([spectral_summary(r, levels, s["cutoff"])["hf_power"] for r in results])
         residual_hf.append([high_frequency_power(power_spectrum(r - truth, levels), s["cutoff"]) for r in results])
         objective.append([before.double().numpy(), after.double().numpy()])
-        shown_images.append([r[:shown, 0] for r in results])
+        shown_images.append([r[:shown] for r in results])
     arrays = {
         "task_name": np.array(tasks), "task_missing": np.stack([m[0] for m in masks]),
         "completion_method": np.array(METHODS),
@@ -376,7 +380,7 @@ def _completion_arrays(
         "completion_mse": np.array(mse), "completion_hf_power": np.array(hf),
         "completion_residual_hf_power": np.array(residual_hf), "completion_objective": np.array(objective),
         "truth_hf_power": spectral_summary(truth, levels, s["cutoff"])["hf_power"],
-        "completion_shown": np.array(shown_images), "truth_shown": truth[:shown, 0],
+        "completion_shown": np.array(shown_images), "truth_shown": truth[:shown],
     }
     bad = [key for key, value in arrays.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
     if bad:
@@ -417,7 +421,7 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     summaries = [spectral_summary(images, levels, s["cutoff"]) for *_, images in sets]
     t1 = next(i for i, st in enumerate(sets) if st[0] == "samples" and st[1] == 1.0)
     grid_sets = [0, t1] + [i for i, st in enumerate(sets) if st[0] == "decoder_mean"]
-    grid = [sets[i][4][: s["grid_samples"], 0] for i in grid_sets]
+    grid = [sets[i][4][: s["grid_samples"]] for i in grid_sets]  # (g, C, H, W): RGB keeps its colour
     arrays: dict[str, np.ndarray] = {
         "levels": np.array(levels),
         "cutoff": np.array(s["cutoff"]),
