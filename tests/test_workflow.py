@@ -51,6 +51,8 @@ def test_smoke_study_writes_every_result(project):
                 assert metrics["seed"] == seed and metrics["parameters"] > 0
                 assert metrics["train_wall_time_s"] > 0 and metrics["config_hash"]
                 assert metrics["versions"]["torch"].startswith("2.13.0")
+                # the smoke study runs on the CPU in float32, and says so
+                assert (metrics["device"], metrics["train_device"], metrics["train_precision"]) == ("cpu", "cpu", "fp32")
                 k = {**config["evaluation"], **config["models"][model].get("evaluation", {})}["iwae_k"]
                 if model in ("vae", "vae_iaf"):
                     assert metrics["test"]["bound"] == f"iwae-{k}"

@@ -46,6 +46,9 @@ def evaluate_run(
         "train_wall_time_s": trained["train_wall_time_s"],
         "train_diagnostics": trained.get("diagnostics", {}),
         "trained_by": training_objective(run, model.exact, model.bound_name),
+        # where and in what precision training ran (train.json); evaluation is always float32
+        "train_device": trained.get("device"),
+        "train_precision": trained.get("precision", "fp32"),
         "eval_wall_time_s": time.perf_counter() - started,
         "device": str(dev),
         "config_hash": trained["run_key"],
