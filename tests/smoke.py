@@ -10,11 +10,11 @@ COPIED = ("Snakefile", "environment.yml", "config", "workflow", "profiles", "src
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
 
-def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(project: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900,
+        [sys.executable, "-m", "snakemake", *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
