@@ -128,8 +128,8 @@ def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[s
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Temporary download files left in ``folder``."""
-    return sorted(p.name for p in folder.glob(".*.part")) if folder.is_dir() else []
+    """Temporary (hidden) download files left in ``folder``."""
+    return sorted(p.name for p in folder.glob(".*")) if folder.is_dir() else []
 
 
 # --------------------------------------------------------------------------- IDX reader

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vaeflow.data import cifar10, digits, fashion_mnist, mnist, mnist_full, textures, toy2d
+from vaeflow.data.download import RAW_FILES
 from vaeflow.data.store import DatasetChecksumError, PreparedDataset, load_prepared, save_prepared
 
 DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
@@ -41,8 +42,8 @@ DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
 #: datasets of images (C, H, W) with integer levels; the others are real vectors
 IMAGE_DATASETS = ("digits", "mnist", "textures", "mnist_full", "fashion_mnist", "cifar10")
 
-#: datasets built from downloaded raw files (:data:`vaeflow.data.download.RAW_FILES`)
-FULL_SIZE_DATASETS = ("mnist_full", "fashion_mnist", "cifar10")
+#: datasets built from downloaded raw files: those :data:`vaeflow.data.download.RAW_FILES` lists
+FULL_SIZE_DATASETS = tuple(RAW_FILES)
 
 
 def __getattr__(name: str) -> Any:

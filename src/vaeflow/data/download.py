@@ -14,7 +14,7 @@ Every file is checked against the sha256 and size recorded here before it is use
   torchvision's ``prototype/datasets/_builtin/cifar.py`` and Keras' ``cifar10.py``.
 
 A download goes to a temporary file beside its destination, is verified, then moved in
-place with :func:`os.replace`; a failed, partial or corrupt download is deleted, so a
+place (:func:`vaeflow.io.atomic_path`); a failed, partial or corrupt download is deleted, so a
 file under ``resources/`` is always a verified one.
 """
 
@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from vaeflow.io import atomic_path
 
 #: the directory (relative to the working directory, the repository root for the workflow)
 #: that holds ``{dataset}/{file}`` when no ``path`` option is given
@@ -196,13 +197,11 @@ def download_file(dataset: str, name: str, dest_dir: str | os.PathLike | None = 
     dest = folder / entry.name
     if dest.is_file() and file_digest(dest) == (entry.sha256, entry.size):
         return dest
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{entry.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
     h = hashlib.sha256()
     size = 0
-    try:
+    with atomic_path(dest) as tmp:  # moved onto dest only if the block ends without an error; deleted otherwise
         try:
-            with _open_url(entry.url, timeout) as response, open(tmp, "xb") as out:
+            with _open_url(entry.url, timeout) as response, open(tmp, "wb") as out:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     h.update(chunk)
@@ -219,9 +218,6 @@ def download_file(dataset: str, name: str, dest_dir: str | os.PathLike | None = 
             raise DownloadError(f"the download of {entry.url} is not the official {entry.name}: "
                                 f"{_mismatch(entry, h.hexdigest(), size)}; it was deleted and nothing was written to "
                                 f"{dest}. {_how_to_fix(dataset, entry)}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
