@@ -29,11 +29,6 @@ def _check_levels(levels: int) -> int:
     return int(levels)
 
 
-def _sum_event(t: Tensor, batch_dims: int) -> Tensor:
-    """Sum ``t`` over every dimension after the first ``batch_dims``, in at least float32."""
-    return sum_per_example(t, batch_dims)
-
-
 def discretized_logistic_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor, levels: int) -> Tensor:
     """Element-wise log-mass of integer levels ``x ∈ {0, …, K-1}`` (Salimans et al. 2017, eq. 2).
 
@@ -77,7 +72,7 @@ def discretized_logistic_sample(
 def standard_normal_log_prob(z: Tensor, batch_dims: int = 1) -> Tensor:
     """``log N(z; 0, I)`` summed over all dimensions after the first ``batch_dims``, constants kept."""
     z = full_precision(z)
-    return _sum_event(-0.5 * (z.square() + LOG_2PI), batch_dims)
+    return sum_per_example(-0.5 * (z.square() + LOG_2PI), batch_dims)
 
 
 def diagonal_normal_log_prob(z: Tensor, mean: Tensor, log_std: Tensor, batch_dims: int = 1) -> Tensor:
@@ -86,4 +81,4 @@ def diagonal_normal_log_prob(z: Tensor, mean: Tensor, log_std: Tensor, batch_dim
     standardised = (z - mean) * torch.exp(-log_std)
     elementwise = -0.5 * (standardised.square() + LOG_2PI) - log_std
     elementwise = elementwise.expand(torch.broadcast_shapes(z.shape, mean.shape, log_std.shape))
-    return _sum_event(elementwise, batch_dims)
+    return sum_per_example(elementwise, batch_dims)
