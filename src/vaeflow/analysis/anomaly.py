@@ -192,54 +192,56 @@ def run_metrics(result: ProbeResult, typicality_batch: int) -> pd.DataFrame:
     train, test = roles.index("train"), roles.index("in")
     rows = []
     score_names = [str(s) for s in a["score_names"]]
+    complexity_in = a["compressed_bits"][0][index == test] / num_dims
     for s, (name, label) in enumerate(zip(score_names, a["score_labels"])):
         bpd = a["bits_per_dim"][s]
         entropy, nonfinite_train = entropy_estimate(bpd[index == train])
         in_bpd = bpd[index == test]
         in_scores = method_scores(in_bpd, a["compressed_bits"][:, index == test], compressors, num_dims, entropy,
                                   typicality_batch)
+
+        def row(set_name: str, kind: str, conversion: str, method: str, ood: dict[str, Any]) -> dict[str, Any]:
+            """One row: this score's in-distribution columns around the OOD set's (``ood``: its detection
+            metrics, counts and medians), in the table's column order."""
+            return {
+                "dataset": result.dataset, "model": result.model, "seed": result.seed,
+                "score": name, "likelihood": str(label), "primary": s == len(score_names) - 1,
+                "ood": set_name, "ood_kind": kind, "ood_conversion": conversion, "scored": ood["scored"],
+                "method": method, "auroc": ood["auroc"], "aupr": ood["aupr"],
+                "p_below_chance": ood["p_below_chance"], "aupr_chance": ood["aupr_chance"],
+                "n_in": int(len(in_bpd)), "n_ood": ood["n_ood"],
+                "nonfinite_train": nonfinite_train,
+                "nonfinite_in": int((~np.isfinite(in_bpd)).sum()),
+                "nonfinite_ood": ood["nonfinite_ood"],
+                "entropy_bpd": entropy,
+                "median_bpd_in": _median(in_bpd),
+                "median_bpd_ood": ood["median_bpd_ood"],
+                f"median_{compressors[0]}_bpd_in": float(np.median(complexity_in)),
+                f"median_{compressors[0]}_bpd_ood": ood["median_complexity_ood"],
+            }
+
         for i, set_name in enumerate(sets):
             if roles[i] != "ood":
                 continue
             ood_bpd = bpd[index == i]
             ood_scores = method_scores(ood_bpd, a["compressed_bits"][:, index == i], compressors, num_dims, entropy,
                                        typicality_batch)
-            complexity_in = a["compressed_bits"][0][index == test] / num_dims
             complexity_ood = a["compressed_bits"][0][index == i] / num_dims
             for method in method_names(compressors):
                 auroc, aupr = detection(in_scores[method], ood_scores[method])
-                rows.append({
-                    "dataset": result.dataset, "model": result.model, "seed": result.seed,
-                    "score": name, "likelihood": str(label), "primary": s == len(score_names) - 1,
-                    "ood": set_name, "ood_kind": kinds[i], "ood_conversion": conversions[i], "scored": True,
-                    "method": method, "auroc": auroc, "aupr": aupr,
+                rows.append(row(set_name, kinds[i], conversions[i], method, {
+                    "scored": True, "auroc": auroc, "aupr": aupr,
                     "p_below_chance": p_below_chance(in_scores[method], ood_scores[method]),
                     "aupr_chance": len(ood_scores[method]) / (len(ood_scores[method]) + len(in_scores[method])),
-                    "n_in": int(len(in_bpd)), "n_ood": int(len(ood_bpd)),
-                    "nonfinite_train": nonfinite_train,
-                    "nonfinite_in": int((~np.isfinite(in_bpd)).sum()),
-                    "nonfinite_ood": int((~np.isfinite(ood_bpd)).sum()),
-                    "entropy_bpd": entropy,
-                    "median_bpd_in": _median(in_bpd),
-                    "median_bpd_ood": _median(ood_bpd),
-                    f"median_{compressors[0]}_bpd_in": float(np.median(complexity_in)),
-                    f"median_{compressors[0]}_bpd_ood": float(np.median(complexity_ood)),
-                })
+                    "n_ood": int(len(ood_bpd)), "nonfinite_ood": int((~np.isfinite(ood_bpd)).sum()),
+                    "median_bpd_ood": _median(ood_bpd), "median_complexity_ood": float(np.median(complexity_ood)),
+                }))
+        skipped = {"scored": False, "auroc": math.nan, "aupr": math.nan, "p_below_chance": math.nan,
+                   "aupr_chance": math.nan, "n_ood": 0, "nonfinite_ood": 0, "median_bpd_ood": math.nan,
+                   "median_complexity_ood": math.nan}
         for set_name, reason in zip(a["skipped_sets"], a["skipped_reasons"]):
             for method in method_names(compressors):
-                rows.append({
-                    "dataset": result.dataset, "model": result.model, "seed": result.seed,
-                    "score": name, "likelihood": str(label), "primary": s == len(score_names) - 1,
-                    "ood": str(set_name), "ood_kind": "dataset", "ood_conversion": f"{SKIPPED}: {reason}",
-                    "scored": False, "method": method, "auroc": math.nan, "aupr": math.nan,
-                    "p_below_chance": math.nan, "aupr_chance": math.nan,
-                    "n_in": int(len(in_bpd)), "n_ood": 0, "nonfinite_train": nonfinite_train,
-                    "nonfinite_in": int((~np.isfinite(in_bpd)).sum()), "nonfinite_ood": 0,
-                    "entropy_bpd": entropy, "median_bpd_in": _median(in_bpd), "median_bpd_ood": math.nan,
-                    f"median_{compressors[0]}_bpd_in": float(np.median(a["compressed_bits"][0][index == test]
-                                                                       / num_dims)),
-                    f"median_{compressors[0]}_bpd_ood": math.nan,
-                })
+                rows.append(row(str(set_name), "dataset", f"{SKIPPED}: {reason}", method, skipped))
     return pd.DataFrame(rows)
 
 
