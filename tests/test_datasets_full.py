@@ -14,12 +14,17 @@ import gzip
 import hashlib
 import http.server
 import io
+import itertools
 import math
 import pickle
 import struct
 import tarfile
 import threading
-from collections.abc import Iterator
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -276,13 +281,21 @@ def test_checksum_table_holds_the_canonical_sources() -> None:
             assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0 and entry.size > 0
             assert entry.url.endswith("/" + entry.name)
     assert all(f.url.startswith("https://ossci-datasets.s3.amazonaws.com/mnist/") for f in table["mnist_full"])
-    assert all(f.url.startswith("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/")
+    # Zalando's bucket over https: its REST endpoint (the s3-website endpoint serves only http)
+    assert all(f.url.startswith("https://fashion-mnist.s3.eu-central-1.amazonaws.com/")
                for f in table["fashion_mnist"])
     assert table["cifar10"][0].url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     # 60,000 + 10,000 one-byte labels after an 8-byte header compress to these sizes; images are much larger
     sizes = {f.name: f.size for f in table["mnist_full"]}
     assert sizes["train-images-idx3-ubyte.gz"] == 9912422 and sizes["t10k-labels-idx1-ubyte.gz"] == 4542
     assert table["cifar10"][0].size == 170498071
+
+
+def test_every_url_in_the_table_is_https() -> None:
+    """The downloader takes the URL it is given (the tests serve plain http on 127.0.0.1); the policy lives here."""
+    plain = [f"{dataset}/{f.name}: {f.url}" for dataset, files in download.RAW_FILES.items() for f in files
+             if urllib.parse.urlsplit(f.url).scheme != "https"]
+    assert plain == [], f"download URLs not over https: {plain}"
 
 
 def test_registry_knows_the_full_size_image_datasets() -> None:
@@ -335,16 +348,85 @@ def test_download_over_http_lands_and_verifies(sources, http_server, monkeypatch
     np.testing.assert_array_equal(data["test"][0], sources["cifar10"]["test_x"])
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "truncated"])
-def test_bad_download_is_detected_deleted_and_explained(sources, http_server, monkeypatch, damage: str) -> None:
-    base, served = http_server
-    entry = download.RAW_FILES["mnist_full"][0]
+@dataclass
+class Reply:
+    """What :func:`scripted_server` answers to every GET: a body (pieces from ``body()``) and an optional
+    Content-Length; ``sent`` counts the bytes it got out before the client hung up."""
+
+    body: Callable[[], Iterable[bytes]] = lambda: ()
+    length: int | str | None = None
+    sent: int = 0
+
+
+@pytest.fixture()
+def scripted_server() -> Iterator[tuple[str, Reply]]:
+    """A local HTTP/1.0 server on 127.0.0.1 whose reply the test scripts: without a Content-Length the body
+    simply ends when the server closes the connection, as a misbehaving server's would."""
+    reply = Reply()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self) -> None:  # noqa: N802 (the http.server hook's name)
+            self.send_response(200)
+            if reply.length is not None:
+                self.send_header("Content-Length", str(reply.length))
+            self.end_headers()
+            try:
+                for piece in reply.body():
+                    self.wfile.write(piece)
+                    reply.sent += len(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client hung up, as the size cap makes it do
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # a handler still writing never blocks the teardown
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", reply
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def serve_entry(monkeypatch: pytest.MonkeyPatch, base: str, dataset: str = "mnist_full",
+                index: int = 0) -> tuple[RawFile, bytes, list[int]]:
+    """Point the table's ``dataset`` file ``index`` at ``base``; return the entry, its official bytes, and a list
+    that collects the length of every chunk the downloader reads from the server."""
+    entry = download.RAW_FILES[dataset][index]
     good = Path(entry.url.removeprefix("file://")).read_bytes()
+    files = list(download.RAW_FILES[dataset])
+    files[index] = RawFile(entry.name, f"{base}/{entry.name}", entry.sha256, entry.size)
+    monkeypatch.setitem(download.RAW_FILES, dataset, tuple(files))
+    reads: list[int] = []
+    open_url = download._open_url
+
+    def counting_open(url: str, timeout: float):  # type: ignore[no-untyped-def]
+        response = open_url(url, timeout)
+        read = response.read
+
+        def counted_read(*args: int) -> bytes:
+            chunk = read(*args)
+            reads.append(len(chunk))
+            return chunk
+
+        response.read = counted_read
+        return response
+
+    monkeypatch.setattr(download, "_open_url", counting_open)
+    return files[index], good, reads
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+def test_bad_download_is_detected_deleted_and_explained(sources, scripted_server, monkeypatch, damage: str) -> None:
+    base, reply = scripted_server
+    entry, good, _ = serve_entry(monkeypatch, base)
     bad = good[:100] + bytes([good[100] ^ 0xFF]) + good[101:] if damage == "corrupt" else good[: len(good) // 2]
-    (served / entry.name).write_bytes(bad)
-    monkeypatch.setitem(download.RAW_FILES, "mnist_full",
-                        (RawFile(entry.name, f"{base}/{entry.name}", entry.sha256, entry.size),
-                         *download.RAW_FILES["mnist_full"][1:]))
+    reply.body = lambda: [bad]  # no Content-Length: only the sha256 and size check can tell
     with pytest.raises(DownloadError) as info:
         download_file("mnist_full", entry.name)
     message = str(info.value)
@@ -356,6 +438,63 @@ def test_bad_download_is_detected_deleted_and_explained(sources, http_server, mo
     folder = Path("resources/mnist_full")
     assert not (folder / entry.name).exists() and leftovers(folder) == []
     assert list(folder.iterdir()) == []  # nothing landed in resources/
+
+
+@pytest.mark.parametrize("announced", ["half", "hundredfold", "not a number"])
+def test_a_content_length_other_than_the_size_is_refused_before_reading(sources, scripted_server, monkeypatch,
+                                                                       announced: str) -> None:
+    base, reply = scripted_server
+    entry, good, reads = serve_entry(monkeypatch, base)
+    reply.length = {"half": entry.size // 2, "hundredfold": 100 * entry.size, "not a number": "lots"}[announced]
+    reply.body = lambda: [good] * (100 if announced == "hundredfold" else 1)
+    seen: list[int] = []
+    with pytest.raises(DownloadError) as info:
+        download_file("mnist_full", entry.name, timeout=10, progress=lambda done, total: seen.append(done))
+    message = str(info.value)
+    assert f"the server at {entry.url} announces {str(reply.length)!r} bytes (Content-Length)" in message
+    assert f"{entry.name} of dataset 'mnist_full'" in message and f"official file is {entry.size} bytes" in message
+    assert "refused before any of it was read" in message and "Retry the download" in message
+    assert "datasets.mnist_full.path" in message
+    assert reads == [] and seen == []  # not one byte of the body was read, let alone written
+    assert list(Path("resources/mnist_full").iterdir()) == []
+
+
+@pytest.mark.parametrize("body", ["official file, then more", "endless"])
+def test_a_stream_longer_than_the_size_is_cut_off_and_deleted(sources, scripted_server, monkeypatch,
+                                                             body: str) -> None:
+    monkeypatch.setattr(download, "CHUNK", 1024)  # many reads for a small test file
+    base, reply = scripted_server
+    entry, good, reads = serve_entry(monkeypatch, base)
+    assert entry.size > 10 * download.CHUNK
+    # no Content-Length; the guard: the body is finite (100 times the size), so the test cannot hang
+    junk = bytes(range(256)) * 64
+    if body == "endless":
+        reply.body = lambda: itertools.repeat(junk, 100 * entry.size // len(junk))
+    else:
+        reply.body = lambda: itertools.chain([good], itertools.repeat(junk, 99 * entry.size // len(junk)))
+    seen: list[int] = []
+    with pytest.raises(DownloadError) as info:
+        download_file("mnist_full", entry.name, timeout=10, progress=lambda done, total: seen.append(done))
+    message = str(info.value)
+    assert f"the server at {entry.url} sent more than the {entry.size} bytes of {entry.name}" in message
+    assert "of dataset 'mnist_full'" in message and "stopped at the first byte past that size" in message and "deleted" in message
+    assert "Retry the download later" in message and "datasets.mnist_full.path" in message
+    # bytes written (progress reports each chunk written) never pass the size (tighter than size + one chunk);
+    # bytes read pass it by exactly one, the byte that shows the server sent more
+    assert 0 < max(seen) <= entry.size
+    assert sum(reads) == entry.size + 1 and max(reads) <= download.CHUNK
+    folder = Path("resources/mnist_full")
+    assert list(folder.iterdir()) == []  # neither the file nor the partial temporary file
+
+
+def test_a_redirect_from_https_to_http_is_refused() -> None:
+    handler = download._HttpsOnlyRedirects()
+    with pytest.raises(urllib.error.HTTPError, match="refused the redirect from https to http://127.0.0.1/x"):
+        handler.redirect_request(urllib.request.Request("https://127.0.0.1/x"), io.BytesIO(), 302, "Found", {},
+                                 "http://127.0.0.1/x")
+    for old, new in [("https://127.0.0.1/x", "https://127.0.0.1/y"), ("http://127.0.0.1/x", "http://127.0.0.1/y")]:
+        followed = handler.redirect_request(urllib.request.Request(old), io.BytesIO(), 302, "Found", {}, new)
+        assert followed is not None and followed.full_url == new
 
 
 def test_failed_download_leaves_nothing_and_says_what_to_do(sources, monkeypatch) -> None:

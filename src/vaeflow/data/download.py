@@ -8,14 +8,17 @@ Every file is checked against the sha256 and size recorded here before it is use
 * MNIST: the four gzip'd IDX files from the ossci-datasets S3 mirror that torchvision uses
   (yann.lecun.com no longer serves them); sha256 as listed in torchvision's
   ``prototype/datasets/_builtin/mnist.py``, sizes as on the original MNIST page.
-* Fashion-MNIST: the four gzip'd IDX files from Zalando's S3 website; sha256 as in the same
-  torchvision file (their md5 match the Fashion-MNIST README).
+* Fashion-MNIST: the four gzip'd IDX files from Zalando's S3 bucket, over https from its REST
+  endpoint (the README and torchvision link the bucket's *website* endpoint, which serves only
+  http); sha256 as in the same torchvision file (their md5 match the Fashion-MNIST README).
 * CIFAR-10: ``cifar-10-python.tar.gz`` from the University of Toronto; sha256 as in
   torchvision's ``prototype/datasets/_builtin/cifar.py`` and Keras' ``cifar10.py``.
 
-A download goes to a temporary file beside its destination, is verified, then moved in
-place (:func:`vaeflow.io.atomic_path`); a failed, partial or corrupt download is deleted, so a
-file under ``resources/`` is always a verified one.
+Every URL is https, and a redirect away from https is refused, so what arrives is what the
+host sent. A download goes to a temporary file beside its destination, is verified, then moved
+in place (:func:`vaeflow.io.atomic_path`); a failed, partial, oversized or corrupt download is
+deleted, so a file under ``resources/`` is always a verified one. The recorded size caps the
+stream: a server that announces or sends more is cut off before it can fill the disk.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vaeflow.io import atomic_path
 
@@ -47,7 +51,8 @@ class RawFile:
 
 
 _MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-_FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+# the bucket's REST endpoint: same objects as the http-only website endpoint, over https
+_FASHION_URL = "https://fashion-mnist.s3.eu-central-1.amazonaws.com/"
 
 RAW_FILES: dict[str, tuple[RawFile, ...]] = {
     "mnist_full": (
@@ -135,10 +140,10 @@ def _mismatch(expected: RawFile, sha256: str, size: int) -> str:
             + ("; the file is shorter than the official one (truncated)" if size < expected.size else ""))
 
 
-def _how_to_fix(dataset: str, entry: RawFile) -> str:
-    return (f"Retry the download (`snakemake --cores 1 --until download_data`, or `python -m vaeflow download-data "
-            f"--dataset {dataset}`), or download {entry.url} by hand, check its sha256 is {entry.sha256}, and set "
-            f"datasets.{dataset}.path to the directory that holds it.")
+def _how_to_fix(dataset: str, entry: RawFile, later: bool = False) -> str:
+    return (f"Retry the download{' later' if later else ''} (`snakemake --cores 1 --until download_data`, or "
+            f"`python -m vaeflow download-data --dataset {dataset}`), or download {entry.url} by hand, check its "
+            f"sha256 is {entry.sha256}, and set datasets.{dataset}.path to the directory that holds it.")
 
 
 def verify_raw_file(dataset: str, path: str | os.PathLike, entry: RawFile) -> None:
@@ -177,9 +182,38 @@ def locate_raw_files(dataset: str, path: str | os.PathLike | None = None) -> dic
     return found
 
 
+class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, except from https to anything else: such a downgrade would undo the table's https."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        if req.full_url.lower().startswith("https:") and not newurl.lower().startswith("https:"):
+            raise urllib.error.HTTPError(req.full_url, code, f"{msg} - refused the redirect from https to {newurl}",
+                                         headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def _open_url(url: str, timeout: float):  # type: ignore[no-untyped-def]
     request = urllib.request.Request(url, headers={"User-Agent": "vaeflow-download/1 (urllib)"})
-    return urllib.request.urlopen(request, timeout=timeout)
+    return urllib.request.build_opener(_HttpsOnlyRedirects).open(request, timeout=timeout)
+
+
+def _check_announced_size(dataset: str, entry: RawFile, dest: Path, announced: str | None) -> None:
+    """Refuse a reply whose Content-Length is not the official size, before reading any of its body."""
+    if announced is None or (announced.strip().isdigit() and int(announced) == entry.size):
+        return
+    raise DownloadError(f"the server at {entry.url} announces {announced.strip()!r} bytes (Content-Length) for "
+                        f"{entry.name} of dataset {dataset!r}, but the official file is {entry.size} bytes; the "
+                        f"download was refused before any of it was read and nothing was written to {dest}. "
+                        f"{_how_to_fix(dataset, entry)}")
+
+
+def _sent_more(dataset: str, entry: RawFile, dest: Path) -> DownloadError:
+    """The error for a stream that runs past the official size: cut off there so it cannot fill the disk."""
+    return DownloadError(f"the server at {entry.url} sent more than the {entry.size} bytes of {entry.name} of dataset "
+                         f"{dataset!r}, so it is not the official file (a misconfigured mirror or proxy, or a tampered "
+                         f"reply); the download was stopped at the first byte past that size and deleted, and nothing "
+                         f"was written to {dest}. {_how_to_fix(dataset, entry, later=True)}")
 
 
 def download_file(dataset: str, name: str, dest_dir: str | os.PathLike | None = None, timeout: float = 60.0,
@@ -188,9 +222,12 @@ def download_file(dataset: str, name: str, dest_dir: str | os.PathLike | None = 
 
     A destination that already holds the verified file is kept. Otherwise the file is
     streamed into a temporary file in ``dest_dir`` while its sha256 is computed; only if
-    sha256 and size match is it moved onto the destination (``os.replace``). On any
-    failure the temporary file is deleted and DownloadError says what happened and what
-    to do. ``progress(done, total)`` is called after each chunk when given.
+    sha256 and size match is it moved onto the destination (``os.replace``). The stream is
+    capped by the recorded size, so a bad server cannot fill the disk before the sha256
+    check: a Content-Length other than the size is refused up front, and the download
+    stops at the first byte past the size (at most size + 1 bytes are read, size written).
+    On any failure the temporary file is deleted and DownloadError says what happened and
+    what to do. ``progress(done, total)`` is called after each chunk written when given.
     """
     entry = raw_file(dataset, name)
     folder = Path(dest_dir) if dest_dir is not None else RESOURCES / dataset
@@ -202,7 +239,10 @@ def download_file(dataset: str, name: str, dest_dir: str | os.PathLike | None = 
     with atomic_path(dest) as tmp:  # moved onto dest only if the block ends without an error; deleted otherwise
         try:
             with _open_url(entry.url, timeout) as response, open(tmp, "wb") as out:
-                while chunk := response.read(CHUNK):
+                _check_announced_size(dataset, entry, dest, response.headers.get("Content-Length"))
+                while chunk := response.read(min(CHUNK, entry.size + 1 - size)):  # one byte past the size at most
+                    if size + len(chunk) > entry.size:
+                        raise _sent_more(dataset, entry, dest)
                     out.write(chunk)
                     h.update(chunk)
                     size += len(chunk)
