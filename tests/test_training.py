@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vaeflow.data import build_dataset
-from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from vaeflow.training.engine import RESUME_FILE, NonFiniteLossError, train
 
 OUTPUTS = ("checkpoint.pt", "curves.csv", "train.json")
@@ -106,3 +106,169 @@ def test_seeding_asks_for_deterministic_kernels_without_loading_inductor():
             " 'torch._inductor' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "False"]
+
+
+# --- faults a real user hits (issue 14): outdated or corrupt resume files, two trainers, bytes ---
+
+
+def test_resume_file_from_other_code_is_set_aside_and_training_restarts(tmp_path, root):
+    """Killed mid-run, the model's code edited, rerun: the old weights are never continued, and
+    train.json's code hash is that of the code that ran every step (a real edit in a copy of src/)."""
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    shutil.copytree(root / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    run = json.dumps(_run("vae", steps=24))
+    out = tmp_path / "run"
+    script = (
+        "import json, sys\nfrom vaeflow.data import build_dataset\nfrom vaeflow.training.engine import train\n"
+        "from vaeflow.hashing import training_code_hash\n"
+        "def stop(step):\n    if step == int(sys.argv[2]): raise SystemExit(3)\n"
+        "s = train(json.loads(sys.argv[1]), build_dataset('digits', {}, 0), sys.argv[3], device='cpu', progress=False,"
+        " on_step=stop)\nprint('CODE', training_code_hash('vae'), s['code_hash'])\n")
+    first = subprocess.run([sys.executable, "-c", script, run, "14", str(out)], env=env, capture_output=True, text=True)
+    assert first.returncode == 3, first.stderr
+    assert load_checkpoint(out / RESUME_FILE)["state"]["step"] == 12
+
+    vae = src / "vaeflow" / "models" / "vae.py"
+    text = vae.read_text()
+    assert "nn.ReLU()" in text
+    vae.write_text(text.replace("nn.ReLU()", "nn.Tanh()"))
+    second = subprocess.run([sys.executable, "-c", script, run, "-1", str(out)], env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "not resuming from" in second.stdout and "written by other code" in second.stdout
+    assert "resuming vae" not in second.stdout
+    now, recorded = second.stdout.split("CODE", 1)[1].split()
+    assert now == recorded, "train.json names the code that trained every step"
+    assert not (out / RESUME_FILE).exists() and not (out / "resume.outdated.pt").exists()
+
+    # the result equals a run of the edited code from scratch, bit for bit
+    fresh = subprocess.run([sys.executable, "-c", script, run, "-1", str(tmp_path / "fresh")], env=env,
+                           capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stderr
+    digest = lambda p: hashlib.sha256((p / "checkpoint.pt").read_bytes()).hexdigest()
+    assert digest(out) == digest(tmp_path / "fresh")
+    assert (out / "curves.csv").read_text().split("\n")[1].split(",")[:4] == \
+        (tmp_path / "fresh" / "curves.csv").read_text().split("\n")[1].split(",")[:4]
+
+
+def test_resume_file_for_other_data_is_set_aside(tmp_path, digits, capsys):
+    with pytest.raises(Interrupt):
+        train(_run(), digits, tmp_path, device="cpu", progress=False, on_step=_interrupt_at(5))
+    other = build_dataset("digits", {}, 1)  # another split seed: other arrays, same settings
+    train(_run(), other, tmp_path, device="cpu", progress=False)
+    out = capsys.readouterr().out
+    assert "written by other data" in out and "data_sha256" in out
+
+
+def test_truncated_resume_file_is_set_aside_not_a_dead_end(tmp_path, digits, capsys):
+    with pytest.raises(Interrupt):
+        train(_run(), digits, tmp_path / "run", device="cpu", progress=False, on_step=_interrupt_at(14))
+    resume = tmp_path / "run" / RESUME_FILE
+    resume.write_bytes(resume.read_bytes()[:500])
+    summary = train(_run(), digits, tmp_path / "run", device="cpu", progress=False)
+    assert "cannot be read" in capsys.readouterr().out
+    whole = train(_run(), digits, tmp_path / "whole", device="cpu", progress=False)
+    assert summary["best_val_bits_per_dim"] == whole["best_val_bits_per_dim"]
+    assert not resume.exists() and not resume.with_name("resume.outdated.pt").exists()
+
+
+def test_a_second_trainer_on_the_same_run_directory_is_refused(tmp_path, digits):
+    """A trainer orphaned by a killed Snakemake master still holds the run; a rerun's trainer
+    stops at once, naming its pid, and runs normally once the first has gone."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, pathlib, time\nfrom vaeflow.training.engine import run_lock\n"
+         "with run_lock(pathlib.Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(120)\n", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RuntimeError, match=rf"pid {holder.pid} .*holds .*\.train\.lock.*kill") as err:
+            train(_run(steps=8), digits, tmp_path, device="cpu", progress=False)
+        assert "another trainer is already training" in str(err.value)
+        assert not (tmp_path / RESUME_FILE).exists() and not (tmp_path / "checkpoint.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train(_run(steps=8), digits, tmp_path, device="cpu", progress=False)["steps"] == 8
+
+
+def test_identical_retrain_writes_identical_checkpoint_bytes(tmp_path, digits):
+    import hashlib
+
+    for name in ("a", "b"):
+        train(_run(steps=8), digits, tmp_path / name, device="cpu", progress=False)
+    a, b = ((tmp_path / n / "checkpoint.pt").read_bytes() for n in ("a", "b"))
+    assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
+
+
+class _RunsCode:
+    """Unpickling this would call os.system: a hostile checkpoint."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+def test_a_hostile_checkpoint_is_refused_without_advice_to_unpickle_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"state_dict": _RunsCode()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(RuntimeError) as err:
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    message = str(err.value)
+    assert "refused to load checkpoint" in message and str(tmp_path / "checkpoint.pt") in message
+    assert "posix.system" in message and "delete it" in message
+    assert "weights_only" not in message and "False" not in message
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs: writing more fails with ENOSPC, as on a full disk (needs root to mount)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root) to fill a disk")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_names_the_file_and_says_no_space(full_disk, digits):
+    from vaeflow.cli import main
+
+    (full_disk / "run").mkdir()
+    old = full_disk / "run" / "checkpoint.pt"
+    old.write_bytes(b"old")
+    with pytest.raises(OSError) as err:
+        save_checkpoint(old, {"weights": torch.zeros(200_000)})  # 800 kB
+    message = str(err.value)
+    assert f"cannot write {old}: No space left on device (ENOSPC)" in message
+    assert "free space" in message and "nothing was written there" in message
+    assert old.read_bytes() == b"old"
+    assert sorted(p.name for p in old.parent.iterdir()) == ["checkpoint.pt"], "no temporary file left behind"
+
+
+def test_the_train_command_reports_a_full_disk_in_one_line(full_disk, tmp_path, capsys):
+    from vaeflow.cli import main
+    from vaeflow.data import save_prepared
+
+    data = tmp_path / "digits.npz"
+    save_prepared(build_dataset("digits", {}, 0), data, data.with_suffix(".json"))
+    run = _run("vae", steps=8)
+    run["options"] = {"latent_dim": 2, "hidden": 512, "layers": 2}  # a checkpoint bigger than the disk
+    code = main(["train", "--run", json.dumps(run), "--data", str(data), "--out-dir", str(full_disk / "run"),
+                 "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"vaeflow train: error: cannot write {full_disk / 'run'}/") and err.count("\n") == 1
+    assert "No space left on device" in err and "free space" in err and "inline_container" not in err

@@ -48,10 +48,28 @@ def cmd_download_data(args: argparse.Namespace) -> None:
         print(f"{args.dataset}: {path} ({sizes[path.name]:,} bytes, sha256 verified)")
 
 
+def invalidate(paths: list[str]) -> None:
+    """Remove results computed from the output about to be replaced (files or folders), before any
+    work starts: if the job then fails or is interrupted, the old ones cannot pass for current,
+    and a plain rerun rebuilds them (Snakemake otherwise keeps an existing downstream file whose
+    missing input it would have to rebuild first)."""
+    import shutil
+
+    for path in map(Path, paths):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        print(f"removed {path}: computed from the run this job retrains")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from vaeflow.data import load_prepared
     from vaeflow.training.engine import train
 
+    invalidate(args.invalidate or [])
     _set_threads(args.threads)
     data = load_prepared(args.data)
     teacher = None
@@ -163,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--teacher", help="checkpoint of a trained teacher, for probability density distillation")
+    p.add_argument("--invalidate", action="append", metavar="PATH",
+                   help="a result computed from this run's checkpoint, removed before training starts (repeatable)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
@@ -231,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:
         print(f"vaeflow {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ from vaeflow.data import load_prepared
 from vaeflow.evaluation.evaluate import evaluate
 from vaeflow.evaluation.objective import training_objective
 from vaeflow.io import read_json, write_atomic, write_json_atomic
-from vaeflow.provenance import git_version, hash_files, package_versions, source_files
+from vaeflow.provenance import git_version, package_versions
 from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
 from vaeflow.training.seeding import resolve_device
 
@@ -33,7 +33,6 @@ def evaluate_run(
     run = trained["run"]
     started = time.perf_counter()
     metrics, samples, scores = evaluate(model, data, settings)
-    code = source_files(f"vaeflow.models.{run['model']}", SRC) + source_files("vaeflow.training.engine", SRC)
     metrics.update({
         "dataset": run["dataset"],
         "model": run["model"],
@@ -54,7 +53,9 @@ def evaluate_run(
         "config_hash": trained["run_key"],
         "evaluation": settings,
         "code_version": os.environ.get("VAEFLOW_CODE_VERSION") or git_version(SRC),
-        "code_hash": hash_files(code),
+        # the code that trained every step and the data it trained on (train.json, the resume key)
+        "code_hash": trained["code_hash"],
+        "data_sha256": trained["data_sha256"],
         "versions": package_versions(),
     })
     write_atomic(samples_path, lambda p: np.savez(p.open("wb"), samples=samples))

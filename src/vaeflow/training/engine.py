@@ -15,10 +15,14 @@ records the precision that actually ran (:func:`training_precision`).
 from __future__ import annotations
 
 import copy
+import fcntl
+import hashlib
 import math
+import os
 import resource
 import time
-from collections.abc import Callable
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from vaeflow.hashing import config_hash
+from vaeflow.hashing import config_hash, training_code_hash
 from vaeflow.data import PreparedDataset
 from vaeflow.data.dequantization import model_input, to_tensor
 from vaeflow.evaluation.bits import bits_per_dim
@@ -36,6 +40,10 @@ from vaeflow.training.checkpoint import load_checkpoint, save_checkpoint
 from vaeflow.training.seeding import resolve_device, seed_everything
 
 RESUME_FILE = "resume.pt"
+#: where an outdated or unreadable resume file is set aside (never continued); removed when the run ends
+OUTDATED_RESUME_FILE = "resume.outdated.pt"
+#: the lock one trainer holds on its run directory while it trains (it names the holder's pid)
+LOCK_FILE = ".train.lock"
 
 #: ``training.precision`` values and the autocast dtype of each (None: no autocast, float32).
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
@@ -43,6 +51,45 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss (or gradient)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another trainer is training in the same run directory."""
+
+
+@contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` for one trainer, or fail naming the trainer that holds it.
+
+    A Snakemake master killed mid-run leaves its training child running; after ``--unlock`` a
+    rerun would start a second trainer on the same ``resume.pt`` and log. ``flock`` is released by
+    the kernel when the holder exits, however it ends, so a stale lock file never blocks a rerun.
+    """
+    path = out_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "an unknown process"
+            raise RunLockedError(
+                f"another trainer is already training in {out_dir}: {holder} holds {path}. Two trainers "
+                f"would write the same resume file; wait for it to finish, or stop it (kill its pid), "
+                f"then rerun.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def data_digest(data: PreparedDataset) -> str:
+    """Short sha256 over every array of the prepared dataset (splits and labels): the data a run trains on."""
+    digest = hashlib.sha256()
+    for name, array in sorted(data.arrays().items()):
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(memoryview(array.tobytes()))
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -136,8 +183,10 @@ def train(
     """Train one run; write ``checkpoint.pt``, ``curves.csv`` and ``train.json`` to ``out_dir``.
 
     ``run`` is a run config (:func:`vaeflow.config.run_config`). A ``resume.pt`` left
-    in ``out_dir`` by an interrupted run with the same settings is continued from its
-    last checkpoint; one written for other settings is ignored. ``on_step(step)`` is
+    in ``out_dir`` by an interrupted run with the same settings, code
+    (:func:`vaeflow.hashing.training_code_hash`) and data is continued from its last
+    checkpoint; one written for anything else, or unreadable, is set aside and training
+    starts afresh. One trainer at a time holds ``out_dir`` (:func:`run_lock`). ``on_step(step)`` is
     called after every optimisation step (tests use it to interrupt a run).
 
     With a ``teacher`` (a trained, frozen density model) the objective is probability
@@ -152,6 +201,20 @@ def train(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):
+        return _train(run, data, out_dir, device, progress, on_step, teacher)
+
+
+def _train(
+    run: dict[str, Any],
+    data: PreparedDataset,
+    out_dir: Path,
+    device: str,
+    progress: bool,
+    on_step: Callable[[int], None] | None,
+    teacher: DensityModel | None,
+) -> dict[str, Any]:
+    """:func:`train`'s body, run while this process holds the run directory's lock."""
     settings = run["training"]
     run_key = config_hash(run)
     dev = resolve_device(device)
@@ -180,23 +243,21 @@ def train(
     cursor = 0
 
     resume_path = out_dir / RESUME_FILE
-    if resume_path.exists():
-        # on the CPU: the RNG states must be CPU tensors; load_state_dict moves the rest to ``dev``
-        saved = load_checkpoint(resume_path, map_location="cpu")
-        if saved.get("run_key") == run_key:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            batches.set_state(saved["batches_rng"])
-            noise.set_state(saved["noise_rng"])
-            torch.set_rng_state(saved["torch_rng"])
-            if dev.type == "cuda" and saved.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(saved["cuda_rng"], dev)  # the models' own draws (VAE noise, ...)
-            state = TrainState(**saved["state"])
-            permutation, cursor = saved["permutation"], saved["cursor"]
-            print(f"resuming {run['model']} on {run['dataset']} seed {run['seed']} from step {state.step}")
-        else:
-            print(f"ignoring {resume_path}: it was written for other settings")
+    identity = {"run_key": run_key, "code_hash": training_code_hash(run["model"]), "data_sha256": data_digest(data)}
+    saved = _resumable(resume_path, identity)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        batches.set_state(saved["batches_rng"])
+        noise.set_state(saved["noise_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        if dev.type == "cuda" and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], dev)  # the models' own draws (VAE noise, ...)
+        state = TrainState(**saved["state"])
+        permutation, cursor = saved["permutation"], saved["cursor"]
+        print(f"resuming {run['model']} on {run['dataset']} seed {run['seed']} from step {state.step} "
+              f"(same settings, code {identity['code_hash']} and data {identity['data_sha256']})")
 
     started = time.perf_counter() - state.elapsed
     bar = tqdm(total=settings["steps"], initial=state.step, disable=not progress,
@@ -256,7 +317,7 @@ def train(
         if state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]:
             state.elapsed = time.perf_counter() - started
             save_checkpoint(resume_path, {
-                "run_key": run_key,
+                **identity,  # run_key, code_hash, data_sha256: a resume continues only the same run
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -272,13 +333,38 @@ def train(
             on_step(state.step)
     bar.close()
     state.elapsed = time.perf_counter() - started
-    return _write_outputs(run, run_key, model, data, state, out_dir, dev, resume_path,
+    return _write_outputs(run, identity, model, data, state, out_dir, dev, resume_path,
                           {"precision": precision, "precision_requested": requested, "precision_note": precision_note})
+
+
+def _resumable(resume_path: Path, identity: dict[str, str]) -> dict[str, Any] | None:
+    """The resume file's contents if it continues this very run (same settings, code and data);
+    otherwise None, with an unreadable or outdated file set aside as ``resume.outdated.pt`` and
+    the reason printed. A run is never continued from weights that other code or data produced."""
+    if not resume_path.exists():
+        return None
+    aside = resume_path.with_name(OUTDATED_RESUME_FILE)
+    try:
+        # on the CPU: the RNG states must be CPU tensors; load_state_dict moves the rest to the device
+        saved = load_checkpoint(resume_path, map_location="cpu")
+    except RuntimeError as exc:
+        reason = f"it cannot be read ({exc})"
+    else:
+        differs = [f"{key} {saved.get(key, 'not recorded')} (now {value})"
+                   for key, value in identity.items() if saved.get(key) != value]
+        if not differs:
+            return saved
+        what = {"run_key": "settings", "code_hash": "code", "data_sha256": "data"}
+        reason = ("it was written by other " + " and ".join(what[d.split()[0]] for d in differs)
+                  + ": " + "; ".join(differs))
+    os.replace(resume_path, aside)
+    print(f"not resuming from {resume_path}: {reason}. Set aside as {aside}; training starts from step 0.")
+    return None
 
 
 def _write_outputs(
     run: dict[str, Any],
-    run_key: str,
+    identity: dict[str, str],
     model: DensityModel,
     data: PreparedDataset,
     state: TrainState,
@@ -297,14 +383,14 @@ def _write_outputs(
         "state_dict": state.best_state,
         "step": state.best_step,
         "val_bits_per_dim": state.best_val_bpd,
-        "run_key": run_key,
+        **identity,
     })
     header = ["step", "train_loss", "train_bits_per_dim", "val_bits_per_dim", "lr", "elapsed_s", "peak_rss_mib"]
     rows = [",".join(header)] + [",".join(repr(float(c[h])) if h != "step" else str(c[h]) for h in header) for c in state.curves]
     write_text_atomic(out_dir / "curves.csv", "\n".join(rows) + "\n")
     summary = {
         "run": run,
-        "run_key": run_key,
+        **identity,  # run_key (settings), code_hash (the code of every step), data_sha256
         "steps": state.step,
         "best_step": state.best_step,
         "best_val_bits_per_dim": state.best_val_bpd,
@@ -318,4 +404,5 @@ def _write_outputs(
     }
     write_json_atomic(out_dir / "train.json", summary)
     resume_path.unlink(missing_ok=True)
+    resume_path.with_name(OUTDATED_RESUME_FILE).unlink(missing_ok=True)
     return summary
