@@ -53,6 +53,7 @@ rule all:
 
 
 onstart:
+    check_outputs_writable(workflow.dag.needrun_jobs())
     announce_site()
 
 

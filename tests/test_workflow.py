@@ -192,6 +192,118 @@ def test_rebuild_one_result_by_its_path(project):
     assert plan == {"train": 1, "evaluate": 1}
 
 
+def test_a_failed_forced_retrain_leaves_no_stale_result_and_a_plain_rerun_repairs_it(project):
+    """A forced retrain that fails (here: another trainer holds the run, as one orphaned by a
+    killed Snakemake master would) removes the run's evaluation and probes before it trains, so
+    the old metrics never pass for current and a plain rerun of the metrics rebuilds them."""
+    import subprocess
+    import sys
+
+    run = project / "results/digits/vae/seed0"
+    assert (run / "metrics.json").is_file() and (run / "probes").is_dir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, pathlib, time\nfrom vaeflow.training.engine import run_lock\n"
+         "with run_lock(pathlib.Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(300)\n", str(run)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(project / "src")})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = snakemake(project, "--cores", "1", f"{run.relative_to(project)}/metrics.json", "--forcerun", "train",
+                         *SMOKE, check=False)
+        assert proc.returncode != 0
+        log = (project / "results/logs/train/digits/vae/seed0.log").read_text()
+        assert f"pid {holder.pid}" in log and "another trainer is already training" in log
+    finally:
+        holder.kill()
+        holder.wait()
+    for name in ("checkpoint.pt", "metrics.json", "samples.npz", "test_scores.npz", "probes"):
+        assert not (run / name).exists(), name
+    assert planned_jobs(project, f"{run.relative_to(project)}/metrics.json") == {"train": 1, "evaluate": 1}
+    snakemake(project, "--cores", "2", *SMOKE)  # bring the study up to date for the tests after this one
+    assert planned_jobs(project) == {}
+
+
+def test_an_unwritable_results_folder_stops_the_run_before_anything_is_removed(project):
+    """A folder a planned job writes to is read-only: one message names it, and no output of any
+    job (here the analysis's figures, in a writable sibling folder) has been removed."""
+    import subprocess
+
+    tables, figure = project / "results/tables", project / "results/figures/learning_curves.svg"
+    md = tables / "likelihood.md"
+    saved = md.read_bytes()
+    md.unlink()  # the likelihood analysis is now planned
+    # a read-only view of the folder (chmod does not stop root, a read-only bind mount does)
+    mounted = subprocess.run(["mount", "--bind", str(tables), str(tables)], capture_output=True).returncode == 0
+    if mounted:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(tables)], check=True)
+    else:
+        tables.chmod(0o555)
+    try:
+        if os.access(tables, os.W_OK):
+            pytest.skip("cannot make a folder unwritable here (root without mount)")
+        proc = snakemake(project, "--cores", "1", *SMOKE, check=False)
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(tables)], check=True)
+        else:
+            tables.chmod(0o755)
+        md.write_bytes(saved)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "cannot write results" in output and "results/tables" in output and "Nothing was run or removed" in output
+    assert "Traceback" not in output
+    assert figure.is_file(), "a sibling output was removed"
+    snakemake(project, "--cores", "2", *SMOKE)
+    assert planned_jobs(project) == {}
+
+
+def test_an_identical_retrain_reruns_no_probe(project):
+    """Retraining a run with nothing changed writes the same checkpoint bytes, so nothing computed
+    from the checkpoint alone (its probes) reruns. Its evaluation and the pages that show training
+    time do: the retrain measured a new wall time (train.json)."""
+    import hashlib
+
+    run = "results/digits/vae/seed0"
+    before = hashlib.sha256((project / run / "checkpoint.pt").read_bytes()).hexdigest()
+    snakemake(project, "--cores", "1", f"{run}/checkpoint.pt", "--forcerun", "train", *SMOKE)
+    assert hashlib.sha256((project / run / "checkpoint.pt").read_bytes()).hexdigest() == before
+    plan = planned_jobs(project)
+    assert "train" not in plan and "probe" not in plan, plan
+    snakemake(project, "--cores", "2", *SMOKE)
+    assert planned_jobs(project) == {}
+
+
+def test_a_deleted_prepared_dataset_is_rebuilt_without_rerunning_what_reads_it(project):
+    """Rebuilt byte for byte, a prepared dataset reruns nothing that reads it: Snakemake sees an input
+    newer than the outputs but with the checksum it recorded (see the next test for large files)."""
+    data = project / "results/data/mnist.npz"
+    before = data.read_bytes()
+    data.unlink()
+    proc = snakemake(project, "--cores", "2", str(data.relative_to(project)), *SMOKE)
+    assert data.read_bytes() == before
+    assert re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M) == ["prepare_data"]
+    assert planned_jobs(project) == {}
+
+
+def test_snakemake_compares_checksums_of_the_default_studys_largest_inputs(root, tmp_path):
+    """Snakemake compares a rewritten input's checksum only up to --max-checksum-file-size (1 MB by
+    default); above it a byte-identical rebuild reruns everything downstream (every MNIST job of the
+    default study, whose MNIST arrays are just over 1 MB). The profiles raise the limit above the
+    default study's largest file, its textures dataset."""
+    from vaeflow.config import load_config
+    from vaeflow.data import build_dataset, save_prepared
+
+    config = load_config(root / "config/config.yaml", root / "config/schema.yaml")
+    largest = 0
+    for name in ("mnist", "textures"):
+        path = tmp_path / f"{name}.npz"
+        save_prepared(build_dataset(name, config["datasets"][name], config["data_seed"]), path, path.with_suffix(".json"))
+        largest = max(largest, path.stat().st_size)
+    assert largest > 1_000_000
+    for profile in ("profiles/default/config.yaml", "profiles/slurm/config.yaml"):
+        limit = yaml.safe_load((root / profile).read_text()).get("max-checksum-file-size", 1_000_000)
+        assert limit >= 10 * largest, (profile, limit, largest)
+
+
 def test_lint_reports_nothing(project):
     proc = snakemake(project, "--lint", *SMOKE, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

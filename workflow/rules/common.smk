@@ -177,6 +177,22 @@ def all_targets():
     return targets
 
 
+def check_outputs_writable(jobs):
+    """Stop before any job runs (and before Snakemake removes a job's old outputs) when a folder
+    that a planned job writes to is not writable, naming each one once."""
+    from vaeflow.io import unwritable_folders
+
+    paths = [path for job in jobs for path in (*job.output, *job.log, *([job.benchmark] if job.benchmark else []))]
+    folders = unwritable_folders(paths)
+    if folders:
+        shown = "\n  ".join(map(os.path.relpath, folders[:20])) + ("\n  ..." if len(folders) > 20 else "")
+        raise SystemExit(
+            f"vaeflow: cannot write results: {len(folders)} folder(s) that planned jobs write to are not writable "
+            f"by this user (permissions or a read-only file system):\n  {shown}\nNothing was run or removed. Make them "
+            f"writable (e.g. chmod -R u+w results) or run the study from a checkout you can write to, then rerun."
+        )
+
+
 def announce_site():
     if not quarto_available():
         print("\n" + "=" * 78 + f"\nvaeflow: SITE NOT RENDERED. {QUARTO_MISSING}\n" + "=" * 78 + "\n", file=sys.stderr)

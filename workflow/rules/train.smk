@@ -1,6 +1,14 @@
 # Stage 2: train every (dataset, model, seed). The inputs include the source files the
 # model and the engine run, so editing one model's module reruns only that model. A
 # model trained by density distillation (IAF on images) also takes its teacher's checkpoint.
+# Before it trains, a job removes the run's results computed from its old checkpoint (rules
+# evaluate and probe), so an interrupted retrain never leaves them looking current.
+
+
+def computed_from_checkpoint(wildcards):
+    """The run's evaluation outputs and its probes folder, as ``--invalidate`` arguments."""
+    paths = [*rules.evaluate.output, os.path.dirname(rules.probe.output[0])]
+    return " ".join(f"--invalidate {p.format(**wildcards)}" for p in paths)
 
 
 rule train:
@@ -18,6 +26,7 @@ rule train:
         out_dir=lambda wc, output: os.path.dirname(output.checkpoint),
         device=config["device"],
         teacher=lambda wc, input: f"--teacher {input.teacher}" if input.teacher else "",
+        invalidate=computed_from_checkpoint,
     threads: config["threads"]
     resources:
         **job_resources("train"),
@@ -27,4 +36,4 @@ rule train:
         "results/logs/train/{dataset}/{model}/seed{seed}.log",
     shell:
         "python -m vaeflow train --run {params.run:q} --data {input.data} --out-dir {params.out_dir} "
-        "{params.teacher} --device {params.device} --threads {threads} > {log} 2>&1"
+        "{params.teacher} {params.invalidate} --device {params.device} --threads {threads} > {log} 2>&1"
