@@ -272,3 +272,42 @@ def test_the_train_command_reports_a_full_disk_in_one_line(full_disk, tmp_path, 
     assert code == 1
     assert err.startswith(f"vaeflow train: error: cannot write {full_disk / 'run'}/") and err.count("\n") == 1
     assert "No space left on device" in err and "free space" in err and "inline_container" not in err
+
+
+# --- early stopping (patience on validation bits/dim; steps is the ceiling) ---
+
+
+def test_training_stops_once_validation_stops_improving(tmp_path, digits):
+    """With lr 0 the weights never move, so validation bits/dim is the same at every evaluation
+    (fixed noise): the first evaluation is the best, and `patience` evaluations later it stops."""
+    summary = train(_run("vae", steps=400, lr=0.0, patience=2, min_delta=0.001), digits, tmp_path,
+                    device="cpu", progress=False)
+    assert summary["steps"] == 8 * 3 and summary["best_step"] == 8  # evaluations at 8, 16, 24
+    assert summary["converged"] is True and summary["stopped_by"] == "patience"
+    curves = np.genfromtxt(tmp_path / "curves.csv", delimiter=",", names=True)
+    assert list(curves["step"]) == [8, 16, 24]
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 8
+
+
+def test_improvements_smaller_than_min_delta_do_not_reset_patience(tmp_path, digits):
+    run = _run("realnvp", steps=48, patience=2, min_delta=100.0)  # no improvement is that large
+    summary = train(run, digits, tmp_path, device="cpu", progress=False)
+    assert summary["steps"] == 24 and summary["converged"] is True
+    curves = np.genfromtxt(tmp_path / "curves.csv", delimiter=",", names=True)
+    assert summary["best_step"] == int(curves["step"][np.argmin(curves["val_bits_per_dim"])])
+
+
+def test_a_run_that_reaches_the_ceiling_is_not_converged(tmp_path, digits):
+    summary = train(_run("realnvp", steps=16, patience=50), digits, tmp_path, device="cpu", progress=False)
+    assert summary["steps"] == 16 and summary["converged"] is False and summary["stopped_by"] == "ceiling"
+    summary = train(_run("realnvp", steps=16), digits, tmp_path / "no_patience", device="cpu", progress=False)
+    assert summary["converged"] is False and summary["stopped_by"] == "ceiling"
+
+
+def test_early_stopping_resumes_exactly(tmp_path, digits):
+    run = _run("vae", steps=400, lr=0.0, patience=3, min_delta=0.001)
+    whole = train(run, digits, tmp_path / "whole", device="cpu", progress=False)
+    with pytest.raises(Interrupt):
+        train(run, digits, tmp_path / "resumed", device="cpu", progress=False, on_step=_interrupt_at(18))
+    resumed = train(run, digits, tmp_path / "resumed", device="cpu", progress=False)
+    assert (resumed["steps"], resumed["best_step"], resumed["converged"]) == (whole["steps"], whole["best_step"], True)

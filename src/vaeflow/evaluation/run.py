@@ -42,6 +42,8 @@ def evaluate_run(
         "parameters": trained["parameters"],
         "steps": trained["steps"],
         "best_step": trained["best_step"],
+        "converged": trained.get("converged", False),
+        "stopped_by": trained.get("stopped_by", "ceiling"),
         "train_wall_time_s": trained["train_wall_time_s"],
         "train_diagnostics": trained.get("diagnostics", {}),
         "trained_by": training_objective(run, model.exact, model.bound_name),

@@ -104,6 +104,18 @@ class TrainState:
     window: list[float] = field(default_factory=list)  # training losses since the last evaluation
     elapsed: float = 0.0
     peak_rss_mib: float = 0.0  # process peak carried over a resume (a resumed job is a new process)
+    plateau_bpd: float = math.inf  # validation bits/dim at the last improvement by at least min_delta
+    stale_evaluations: int = 0  # evaluations since then
+    stopped_by: str = ""  # "patience" (validation stopped improving) or "ceiling" (the step budget ran out)
+
+
+def early_stopping(settings: dict[str, Any]) -> tuple[int | None, float]:
+    """``(patience, min_delta)`` of ``training``: stop once ``patience`` evaluations in a row have not
+    lowered validation bits/dim by at least ``min_delta`` below the last such improvement (Prechelt
+    1998, "Early stopping — but when?"); ``patience`` None (absent) trains the whole ``steps`` budget,
+    which is otherwise the ceiling. The checkpoint is always the best validation step's weights."""
+    patience = settings.get("patience")
+    return (None if patience is None else int(patience)), float(settings.get("min_delta", 0.0))
 
 
 def peak_memory_mib(device: torch.device, carried: float = 0.0) -> dict[str, float]:
@@ -194,6 +206,10 @@ def train(
     draws its own samples; the data serve only for validation), as Parallel WaveNet
     trains an IAF from a MAF.
 
+    ``training.patience`` (with ``min_delta``, :func:`early_stopping`) stops training once validation
+    bits/dim stops improving; ``steps`` is then the ceiling. ``train.json`` records ``converged`` (True
+    only when patience stopped it), ``stopped_by``, the steps run and the best step.
+
     ``training.precision`` (absent: ``fp32``) ``bf16`` runs each step's forward pass under
     bfloat16 autocast on CUDA; where it cannot, training runs in float32 and ``train.json`` says
     so (:func:`training_precision`): it records ``precision`` (what ran), ``precision_requested``
@@ -259,11 +275,12 @@ def _train(
         print(f"resuming {run['model']} on {run['dataset']} seed {run['seed']} from step {state.step} "
               f"(same settings, code {identity['code_hash']} and data {identity['data_sha256']})")
 
+    patience, min_delta = early_stopping(settings)
     started = time.perf_counter() - state.elapsed
     bar = tqdm(total=settings["steps"], initial=state.step, disable=not progress,
                desc=f"{run['model']}/{run['dataset']}/seed{run['seed']}", mininterval=2.0)
     model.train()
-    while state.step < settings["steps"]:
+    while state.step < settings["steps"] and not state.stopped_by:
         if permutation is None or cursor + settings["batch_size"] > len(permutation):
             permutation = torch.randperm(len(x_train), generator=batches)
             cursor = 0
@@ -314,7 +331,15 @@ def _train(
             if val_bpd < state.best_val_bpd:
                 state.best_val_bpd, state.best_step = val_bpd, state.step
                 state.best_state = copy.deepcopy(model.state_dict())
-        if state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]:
+            if val_bpd < state.plateau_bpd - min_delta:
+                state.plateau_bpd, state.stale_evaluations = val_bpd, 0
+            else:
+                state.stale_evaluations += 1
+            if patience is not None and state.stale_evaluations >= patience:
+                state.stopped_by = "patience"
+                print(f"stopping at step {state.step}: validation bits/dim has not improved by {min_delta} in "
+                      f"{patience} evaluations; best {state.best_val_bpd:.4f} at step {state.best_step}")
+        if state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"] and not state.stopped_by:
             state.elapsed = time.perf_counter() - started
             save_checkpoint(resume_path, {
                 **identity,  # run_key, code_hash, data_sha256: a resume continues only the same run
@@ -333,6 +358,7 @@ def _train(
             on_step(state.step)
     bar.close()
     state.elapsed = time.perf_counter() - started
+    state.stopped_by = state.stopped_by or "ceiling"
     return _write_outputs(run, identity, model, data, state, out_dir, dev, resume_path,
                           {"precision": precision, "precision_requested": requested, "precision_note": precision_note})
 
@@ -394,6 +420,9 @@ def _write_outputs(
         "steps": state.step,
         "best_step": state.best_step,
         "best_val_bits_per_dim": state.best_val_bpd,
+        # converged: stopped because validation stopped improving, not because the step ceiling ran out
+        "converged": state.stopped_by == "patience",
+        "stopped_by": state.stopped_by,
         "train_wall_time_s": state.elapsed,
         "parameters": model.num_parameters(),
         "device": str(device),
