@@ -29,15 +29,18 @@ from vaeflow.data import cifar10, digits, fashion_mnist, mnist, mnist_full, text
 from vaeflow.data.download import RAW_FILES
 from vaeflow.data.store import DatasetChecksumError, PreparedDataset, load_prepared, save_prepared
 
-DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {
-    "digits": digits.build,
-    "mnist": mnist.build,
-    "textures": textures.build,
-    "toy2d": toy2d.build,
-    "mnist_full": mnist_full.build,
-    "fashion_mnist": fashion_mnist.build,
-    "cifar10": cifar10.build,
+# each dataset's module: build(options, seed), and example_shape(options) and split_sizes(options),
+# which the study-configuration check asks while planning, without loading any data
+_MODULES = {
+    "digits": digits,
+    "mnist": mnist,
+    "textures": textures,
+    "toy2d": toy2d,
+    "mnist_full": mnist_full,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
 }
+DATASETS: dict[str, Callable[[dict, int], PreparedDataset]] = {name: module.build for name, module in _MODULES.items()}
 
 #: datasets of images (C, H, W) with integer levels; the others are real vectors
 IMAGE_DATASETS = ("digits", "mnist", "textures", "mnist_full", "fashion_mnist", "cifar10")
@@ -60,14 +63,33 @@ class UnknownDatasetError(ValueError):
     """A dataset name that is not a key of :data:`DATASETS`."""
 
 
-def build_dataset(name: str, options: dict[str, Any] | None, seed: int) -> PreparedDataset:
-    """Build dataset ``name`` with ``options`` (missing keys take their defaults) and ``seed``."""
+def _known(name: str) -> None:
     if name not in DATASETS:
         raise UnknownDatasetError(
             f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}. "
             f"Fix the datasets block of the config."
         )
+
+
+def build_dataset(name: str, options: dict[str, Any] | None, seed: int) -> PreparedDataset:
+    """Build dataset ``name`` with ``options`` (missing keys take their defaults) and ``seed``."""
+    _known(name)
     return DATASETS[name](options, seed)
+
+
+def example_shape(name: str, options: dict[str, Any] | None) -> tuple[int, ...]:
+    """The shape of one example of dataset ``name`` with ``options``: ``(C, H, W)`` or ``(D,)``, without loading it.
+
+    Raises ValueError naming a bad option, as :func:`build_dataset` would.
+    """
+    _known(name)
+    return _MODULES[name].example_shape(options)
+
+
+def split_sizes(name: str, options: dict[str, Any] | None) -> dict[str, int]:
+    """The sizes of the train/val/test splits of dataset ``name`` with ``options``, without loading it."""
+    _known(name)
+    return _MODULES[name].split_sizes(options)
 
 
 __all__ = [
@@ -78,8 +100,10 @@ __all__ = [
     "PreparedDataset",
     "UnknownDatasetError",
     "build_dataset",
+    "example_shape",
     "load_prepared",
     "model_input",
     "save_prepared",
+    "split_sizes",
     "to_tensor",
 ]

@@ -13,19 +13,37 @@ from typing import Any
 
 from vaeflow.data.cifar_pickle import luma, read_cifar10_archive
 from vaeflow.data.download import locate_raw_files
-from vaeflow.data.fullsize import LEVELS, path_option, provenance, split_official
+from vaeflow.data.fullsize import LEVELS, official_split_sizes, path_option, provenance, split_official
 from vaeflow.data.store import PreparedDataset, fill_options
 
 NAME = "cifar10"
 ARCHIVE = "cifar-10-python.tar.gz"
 DEFAULTS: dict[str, Any] = {"val_fraction": 0.1, "grey": False, "path": None}
+#: the official split sizes and the height and width of an image (fixed by the archive's sha256)
+OFFICIAL_SIZES = {"train": 50000, "test": 10000}
+SIZE = (32, 32)
+
+
+def _checked_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    opts = fill_options(NAME, options, DEFAULTS)
+    if not isinstance(opts["grey"], bool):
+        raise ValueError(f"dataset {NAME!r}: option grey must be true or false, got {opts['grey']!r}")
+    return opts
+
+
+def example_shape(options: dict[str, Any] | None) -> tuple[int, ...]:
+    """The shape of one image, ``(3, 32, 32)``, or ``(1, 32, 32)`` with ``grey``, known without the archive."""
+    return (1 if _checked_options(options)["grey"] else 3, *SIZE)
+
+
+def split_sizes(options: dict[str, Any] | None) -> dict[str, int]:
+    """The sizes of the train/val/test splits :func:`build` makes, known without the archive."""
+    return official_split_sizes(NAME, OFFICIAL_SIZES, _checked_options(options))
 
 
 def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
     """CIFAR-10 (RGB, or BT.601 luma with ``grey``) with its official split and a seeded val set from train."""
-    opts = fill_options(NAME, options, DEFAULTS)
-    if not isinstance(opts["grey"], bool):
-        raise ValueError(f"dataset {NAME!r}: option grey must be true or false, got {opts['grey']!r}")
+    opts = _checked_options(options)
     files = locate_raw_files(NAME, path_option(NAME, opts["path"]))
     splits = read_cifar10_archive(files[ARCHIVE])
     if opts["grey"]:

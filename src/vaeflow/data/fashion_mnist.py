@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from vaeflow.data.fullsize import build_idx
+from vaeflow.data.fullsize import build_idx, idx_example_shape, idx_split_sizes
 from vaeflow.data.store import PreparedDataset
 
 NAME = "fashion_mnist"
+
+
+def example_shape(options: dict[str, Any] | None) -> tuple[int, ...]:
+    """The shape of one image, ``(1, 28, 28)``, known without the raw files."""
+    return idx_example_shape(NAME, options)
+
+
+def split_sizes(options: dict[str, Any] | None) -> dict[str, int]:
+    """The sizes of the train/val/test splits :func:`build` makes, known without the raw files."""
+    return idx_split_sizes(NAME, options)
 
 
 def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:

@@ -16,6 +16,7 @@ import numpy as np
 
 from vaeflow.data.download import locate_raw_files, raw_file
 from vaeflow.data.idx import read_idx_images, read_idx_labels
+from vaeflow.data.splits import holdout_size
 from vaeflow.data.store import PreparedDataset, fill_options
 
 LEVELS = 256
@@ -24,18 +25,36 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+#: the shape of an MNIST-format image and the official split sizes (fixed by the files' sha256)
+IDX_SHAPE = (1, 28, 28)
+IDX_OFFICIAL_SIZES = {"train": 60000, "test": 10000}
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(kept, held_out)`` of a seeded split that holds out ``fraction`` of the examples per class.
 
-    The held-out part takes ``ceil(fraction·N)`` examples (scikit-learn's ``train_test_split``
-    rounding, the call :func:`~vaeflow.data.splits.stratified_split` makes); both in shuffled order.
+    The held-out part takes :func:`~vaeflow.data.splits.holdout_size` examples, ``ceil(fraction·N)``
+    (the rounding of :func:`~vaeflow.data.splits.stratified_split`); both in shuffled order.
     """
     from sklearn.model_selection import train_test_split  # deferred: keeps `import vaeflow.data` light
 
-    kept, held_out = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
+    kept, held_out = train_test_split(
+        np.arange(len(labels)), test_size=holdout_size(len(labels), fraction), stratify=labels, random_state=seed
+    )
     return kept.astype(np.int64), held_out.astype(np.int64)
+
+
+def val_fraction_option(name: str, value: Any) -> float:
+    """The ``val_fraction`` option: a number in (0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"dataset {name!r}: option val_fraction must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def official_split_sizes(name: str, official: dict[str, int], options: dict[str, Any]) -> dict[str, int]:
+    """The sizes of the splits :func:`split_official` makes of official train/test sets of ``official`` sizes."""
+    n_val = holdout_size(official["train"], val_fraction_option(name, options["val_fraction"]))
+    return {"train": official["train"] - n_val, "val": n_val, "test": official["test"]}
 
 
 def split_official(
@@ -52,11 +71,8 @@ def split_official(
     ``train`` and ``test`` are ``(images, labels)``; val takes ``ceil(options["val_fraction"]·N_train)``
     training images (:func:`stratified_holdout`); the test set is kept whole, in its official order.
     """
-    value = options["val_fraction"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"dataset {name!r}: option val_fraction must be a number in (0, 1), got {value!r}")
     (x, y), (x_test, y_test) = train, test
-    kept, val = stratified_holdout(y, float(value), seed)
+    kept, val = stratified_holdout(y, val_fraction_option(name, options["val_fraction"]), seed)
     return PreparedDataset(
         name=name,
         levels=levels,
@@ -98,6 +114,17 @@ def load_idx(dataset: str, files: dict[str, Path]) -> dict[str, tuple[np.ndarray
                              f"{files[labels_name]} holds {len(labels)} labels; the files do not belong together")
         out[split] = (images, labels)
     return out
+
+
+def idx_example_shape(dataset: str, options: dict[str, Any] | None) -> tuple[int, ...]:
+    """The shape of one image of an MNIST-format dataset, known without its files."""
+    fill_options(dataset, options, IDX_DEFAULTS)
+    return IDX_SHAPE
+
+
+def idx_split_sizes(dataset: str, options: dict[str, Any] | None) -> dict[str, int]:
+    """The sizes of the splits :func:`build_idx` makes, known without its files."""
+    return official_split_sizes(dataset, IDX_OFFICIAL_SIZES, fill_options(dataset, options, IDX_DEFAULTS))
 
 
 def build_idx(dataset: str, title: str, options: dict[str, Any] | None, seed: int) -> PreparedDataset:

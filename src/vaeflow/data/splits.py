@@ -25,21 +25,35 @@ def check_fractions(dataset: str, val_fraction: float, test_fraction: float) -> 
     return float(val_fraction), float(test_fraction)
 
 
+def holdout_size(n: int, fraction: float) -> int:
+    """Examples a ``fraction`` of ``n`` holds out: ``ceil(fraction·n)``, scikit-learn's ``train_test_split`` rounding."""
+    return math.ceil(fraction * n)
+
+
+def stratified_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    """Sizes of the train/val/test splits :func:`stratified_split` makes of ``n`` examples (known without the data).
+
+    The test set takes ``ceil(test_fraction·N)`` examples, val ``val_fraction·N`` of the rest
+    (``ceil(val_fraction/(1 - test_fraction)·rest)``), train what is left.
+    """
+    n_test = holdout_size(n, test_fraction)
+    n_val = holdout_size(n - n_test, val_fraction / (1.0 - test_fraction))
+    return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
+
+
 def stratified_split(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices ``(train, val, test)`` of a seeded split that keeps class proportions in every split.
 
-    The test set takes ``ceil(test_fraction·N)`` examples, val ``val_fraction·N`` of the
-    rest (scikit-learn's ``train_test_split`` rounding); each index array is in shuffled order.
+    The splits have the sizes :func:`stratified_sizes` gives; each index array is in shuffled order.
     """
     from sklearn.model_selection import train_test_split  # deferred: keeps `import vaeflow.data` light
 
+    sizes = stratified_sizes(len(labels), val_fraction, test_fraction)
     index = np.arange(len(labels))
-    rest, test = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
-    train, val = train_test_split(
-        rest, test_size=val_fraction / (1.0 - test_fraction), stratify=labels[rest], random_state=seed
-    )
+    rest, test = train_test_split(index, test_size=sizes["test"], stratify=labels, random_state=seed)
+    train, val = train_test_split(rest, test_size=sizes["val"], stratify=labels[rest], random_state=seed)
     return train.astype(np.int64), val.astype(np.int64), test.astype(np.int64)
 
 

@@ -21,6 +21,10 @@ from vaeflow.data.store import SPLITS, PreparedDataset, fill_options, int_option
 NAME = "textures"
 LEVELS = 256
 IMAGES: tuple[str, ...] = ("brick", "grass", "gravel", "camera", "coins", "moon")
+#: (height, width) of each photograph (checked when it is loaded), so split sizes are known without loading
+IMAGE_SHAPES: dict[str, tuple[int, int]] = {
+    "brick": (512, 512), "grass": (512, 512), "gravel": (512, 512), "camera": (512, 512), "coins": (303, 384), "moon": (512, 512),
+}
 DEFAULTS: dict[str, Any] = {
     "patch": 16,
     "stride": 8,
@@ -53,8 +57,9 @@ def load_image(name: str) -> np.ndarray:
 
     check_images([name])
     image = getattr(skimage.data, name)()
-    if image.dtype != np.uint8 or image.ndim != 2:
-        raise ValueError(f"skimage.data.{name}() returned {image.dtype} {image.shape}, expected a uint8 grey image")
+    if image.dtype != np.uint8 or image.shape != IMAGE_SHAPES[name]:
+        raise ValueError(f"skimage.data.{name}() returned {image.dtype} {image.shape}, expected a uint8 grey image "
+                         f"of shape {IMAGE_SHAPES[name]}; update IMAGE_SHAPES in {__name__}")
     return image
 
 
@@ -74,8 +79,8 @@ def patch_origins(
             raise ValueError(
                 f"dataset {NAME!r}: the {split} band of image {name!r} is rows {start}..{stop} "
                 f"({stop - start} x {width} pixels), too small for patch={patch}; "
-                f"lower patch or raise {split}_fraction"
-                + (" (train gets what val and test leave)" if split == "train" else "")
+                + ("lower patch, or lower val_fraction and test_fraction (train gets the rows they leave)"
+                   if split == "train" else f"lower patch or raise {split}_fraction")
             )
         origins[split] = grid_origins(start, stop, width, patch, stride if split == "train" else patch)
     return origins
@@ -87,13 +92,37 @@ def cut_patches(image: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarra
     return np.ascontiguousarray(windows[origins[:, 0], origins[:, 1]][:, None, :, :])
 
 
+def _checked_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    opts = fill_options(NAME, options, DEFAULTS)
+    opts["patch"] = int_option(NAME, "patch", opts["patch"], 2)
+    opts["stride"] = int_option(NAME, "stride", opts["stride"], 1)
+    opts["images"] = check_images(opts["images"])
+    opts["val_fraction"], opts["test_fraction"] = check_fractions(NAME, opts["val_fraction"], opts["test_fraction"])
+    return opts
+
+
+def example_shape(options: dict[str, Any] | None) -> tuple[int, ...]:
+    """The shape of one example, ``(1, patch, patch)``, known without loading the data."""
+    patch = _checked_options(options)["patch"]
+    return (1, patch, patch)
+
+
+def split_sizes(options: dict[str, Any] | None) -> dict[str, int]:
+    """The sizes of the train/val/test splits :func:`build` makes, known without loading the data."""
+    opts = _checked_options(options)
+    sizes = dict.fromkeys(SPLITS, 0)
+    for name in opts["images"]:
+        origins = patch_origins(name, IMAGE_SHAPES[name], opts["patch"], opts["stride"], opts["val_fraction"], opts["test_fraction"])
+        for split, found in origins.items():
+            sizes[split] += len(found)
+    return sizes
+
+
 def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
     """Patches from disjoint row bands of each image; each split is shuffled with ``seed``."""
-    opts = fill_options(NAME, options, DEFAULTS)
-    patch = opts["patch"] = int_option(NAME, "patch", opts["patch"], 2)
-    stride = opts["stride"] = int_option(NAME, "stride", opts["stride"], 1)
-    images = opts["images"] = check_images(opts["images"])
-    val_fraction, test_fraction = check_fractions(NAME, opts["val_fraction"], opts["test_fraction"])
+    opts = _checked_options(options)
+    patch, stride, images = opts["patch"], opts["stride"], opts["images"]
+    val_fraction, test_fraction = opts["val_fraction"], opts["test_fraction"]
 
     parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
     labels: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}

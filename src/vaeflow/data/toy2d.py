@@ -107,20 +107,37 @@ DENSITIES: dict[str, Sampler] = {
 }
 
 
+def _checked_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    opts = fill_options(NAME, options, DEFAULTS)
+    if opts["density"] not in DENSITIES:
+        raise ValueError(
+            f"dataset {NAME!r}: unknown density {opts['density']!r}; option density must be one of {', '.join(DENSITIES)}"
+        )
+    opts.update({f"n_{split}": int_option(NAME, f"n_{split}", opts[f"n_{split}"], 1) for split in SPLITS})
+    return opts
+
+
+def example_shape(options: dict[str, Any] | None) -> tuple[int, ...]:
+    """The shape of one example, a point of the plane: ``(2,)``."""
+    _checked_options(options)
+    return (2,)
+
+
+def split_sizes(options: dict[str, Any] | None) -> dict[str, int]:
+    """The sizes of the train/val/test splits: the options ``n_train``, ``n_val``, ``n_test``."""
+    opts = _checked_options(options)
+    return {split: opts[f"n_{split}"] for split in SPLITS}
+
+
 def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
     """Independent train/val/test samples of ``density``; each split has its own seeded stream.
 
     The streams come from ``SeedSequence(seed).spawn(3)``, so changing ``n_test``
     leaves the train and val samples unchanged.
     """
-    opts = fill_options(NAME, options, DEFAULTS)
+    opts = _checked_options(options)
     density = opts["density"]
-    if density not in DENSITIES:
-        raise ValueError(
-            f"dataset {NAME!r}: unknown density {density!r}; option density must be one of {', '.join(DENSITIES)}"
-        )
-    sizes = {split: int_option(NAME, f"n_{split}", opts[f"n_{split}"], 1) for split in SPLITS}
-    opts.update({f"n_{split}": size for split, size in sizes.items()})
+    sizes = split_sizes(opts)
 
     streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
     arrays: dict[str, np.ndarray] = {}

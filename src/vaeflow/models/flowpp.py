@@ -45,6 +45,7 @@ from vaeflow.models.mixture_coupling import (
     checkerboard_mixture_coupling,
     vector_mixture_coupling,
 )
+from vaeflow.models.multiscale import FLOWPP_SCALES
 from vaeflow.models.precision import sum_per_example
 from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
 
@@ -57,14 +58,6 @@ def _check_int(name: str, value: int, minimum: int = 1) -> None:
     if int(value) != value or value < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"FlowPP option {name!r} must be {kind}, got {value!r}")
-
-
-def max_scales(height: int, width: int) -> int:
-    """Largest ``n_scales`` for an ``H x W`` image: ``H, W`` divisible by ``2^(n-1)``, at least 2 pixels left."""
-    n = 1
-    while height % 2**n == 0 and width % 2**n == 0 and (height // 2**n) * (width // 2**n) >= 2:
-        n += 1
-    return n
 
 
 class VariationalDequantizer(nn.Module):
@@ -157,7 +150,7 @@ class FlowPP(DensityModel):
         res_blocks: int = 1,
         components: int = 4,
         steps: int = 4,
-        n_scales: int = 2,
+        n_scales: int = FLOWPP_SCALES.default,
         dequant_steps: int = 2,
         logit_alpha: float = 0.05,
         coupling_layers: int = 6,
@@ -205,14 +198,7 @@ class FlowPP(DensityModel):
         channels, height, width = self.data_shape
         if height * width < 2:
             raise ValueError(f"FlowPP: images need at least 2 pixels for checkerboard couplings, got data_shape {self.data_shape}")
-        limit = max_scales(height, width)
-        if n_scales > limit:
-            factor = 2 ** (n_scales - 1)
-            raise ValueError(
-                f"FlowPP option n_scales={n_scales} does not fit data_shape {self.data_shape}: height and width must be "
-                f"divisible by 2^(n_scales-1) = {factor} and leave at least 2 pixels for the last scale; "
-                f"use n_scales <= {limit} for this shape"
-            )
+        FLOWPP_SCALES.check(n_scales, self.data_shape)  # the rule the study configuration is checked with
         assert self.levels is not None
         self.preprocess = LogitPreprocess(self.levels, logit_alpha)
         self.dequantizer = VariationalDequantizer(

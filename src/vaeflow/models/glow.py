@@ -41,6 +41,7 @@ from vaeflow.models.base import DensityModel
 from vaeflow.models.coupling import MLP
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.invertible_conv import InvertibleConv1x1
+from vaeflow.models.multiscale import GLOW_LEVELS
 from vaeflow.models.precision import full_precision, sum_per_example
 from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
 
@@ -144,13 +145,6 @@ def _check_positive_int(name: str, value: int) -> None:
         raise ValueError(f"Glow option {name!r} must be a positive integer, got {value!r}")
 
 
-def _max_squeezes(height: int, width: int) -> int:
-    count = 0
-    while height % 2 == 0 and width % 2 == 0:
-        height, width, count = height // 2, width // 2, count + 1
-    return count
-
-
 class Glow(DensityModel):
     """Glow density model; ``exact = True`` (the log-likelihood is exact), ``discrete = False``.
 
@@ -172,7 +166,7 @@ class Glow(DensityModel):
         *,
         hidden_channels: int = 32,
         steps: int = 4,
-        n_levels: int = 2,
+        n_levels: int = GLOW_LEVELS.default,
         logit_alpha: float | None = None,
         hidden: int = 64,
         mlp_layers: int = 2,
@@ -200,18 +194,7 @@ class Glow(DensityModel):
         for name, value in (("hidden_channels", hidden_channels), ("steps", steps), ("n_levels", n_levels)):
             _check_positive_int(name, value)
         channels, height, width = self.data_shape
-        if height % 2**n_levels or width % 2**n_levels:
-            max_levels = _max_squeezes(height, width)
-            advice = (
-                f"use n_levels <= {max_levels} for this shape"
-                if max_levels
-                else "Glow needs an even height and width; pad or crop the images"
-            )
-            raise ValueError(
-                f"Glow option n_levels={n_levels} does not fit data_shape {self.data_shape}: every level squeezes "
-                f"2x2 pixels into channels, so height and width must be divisible by 2^n_levels = {2**n_levels}; "
-                f"{advice}"
-            )
+        GLOW_LEVELS.check(n_levels, self.data_shape)  # the rule the study configuration is checked with
         for level in range(n_levels):
             channels, height, width = 4 * channels, height // 2, width // 2
             half = channels // 2

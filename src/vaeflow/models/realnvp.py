@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from vaeflow.models.base import DensityModel
 from vaeflow.models.coupling import channel_coupling, checkerboard_coupling, vector_coupling
 from vaeflow.models.distributions import standard_normal_log_prob
+from vaeflow.models.multiscale import REALNVP_SCALES
 from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
 
 
@@ -50,7 +51,7 @@ class RealNVP(DensityModel):
         *,
         hidden_channels: int = 32,
         res_blocks: int = 2,
-        n_scales: int = 2,
+        n_scales: int = REALNVP_SCALES.default,
         logit_alpha: float = 0.05,
         coupling_layers: int = 8,
         hidden: int = 64,
@@ -85,16 +86,7 @@ class RealNVP(DensityModel):
         channels, height, width = self.data_shape
         if min(height, width) < 2:
             raise ValueError(f"RealNVP: images must be at least 2x2 for checkerboard couplings, got data_shape {self.data_shape}")
-        factor = 2 ** (n_scales - 1)
-        if height % factor or width % factor or min(height, width) // factor < 2:
-            max_scales = 1
-            while height % (2**max_scales) == 0 and width % (2**max_scales) == 0 and min(height, width) // 2**max_scales >= 2:
-                max_scales += 1
-            raise ValueError(
-                f"RealNVP option n_scales={n_scales} does not fit data_shape {self.data_shape}: height and width "
-                f"must be divisible by 2^(n_scales-1) = {factor} and leave at least 2x2 pixels for the last "
-                f"scale; use n_scales <= {max_scales} for this shape"
-            )
+        REALNVP_SCALES.check(n_scales, self.data_shape)  # the rule the study configuration is checked with
         for _ in range(n_scales - 1):
             layers: list[Bijection] = [
                 checkerboard_coupling(channels, height, width, i % 2, hidden_channels, res_blocks) for i in range(3)
