@@ -1,5 +1,6 @@
 """The likelihood probe and analysis: IWAE-k curves against brute force, tables on the smoke study."""
 
+import json
 import math
 
 import numpy as np
@@ -90,6 +91,134 @@ def test_variables_count_the_runs_still_improving_at_their_last_step() -> None:
     assert values["d"]["vae"] == {"test_bpd": "2.100 ± 0.141", "bound": "iwae-10"}
 
 
+def _baselines_json(tmp_path, dataset: str, levels, entries: list[tuple[str, bool, dict]], num_dims: int = 4,
+                    scores: dict | None = None):
+    """A results/<dataset>/baselines.json as rule baselines writes it (the fields the analysis reads)."""
+    folder = tmp_path / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    if scores is not None:
+        np.savez(folder / "baselines_test_scores.npz", **scores)
+    found = {"dataset": dataset, "levels": levels, "num_dims": num_dims, "test_scores": "baselines_test_scores.npz",
+             "baselines": [{"name": name, "label": name.replace("_", " "), "quantity": "exact discrete likelihood",
+                            "description": name, "parameters": 3, "reference": reference, "bits_per_dim": bpd}
+                           for name, reference, bpd in entries]}
+    path = folder / "baselines.json"
+    path.write_text(json.dumps(found))
+    return path
+
+
+def _split(test, val=None, train=None):
+    return {"train": test if train is None else train, "val": test if val is None else val, "test": test}
+
+
+def _runs(rows) -> pd.DataFrame:
+    """Runs as load_runs makes them, from (dataset, model, seed, test_bpd, exact, trained_by, best_step)."""
+    frame = pd.DataFrame(rows, columns=["dataset", "model", "seed", "test_bpd", "exact", "trained_by", "best_step"])
+    return frame.assign(bound=np.where(frame["exact"], "exact", "iwae-10"), test_elbo_bpd=np.nan, val_bpd=1.0,
+                        train_bpd=1.0, parameters=10, steps=100)
+
+
+@pytest.fixture
+def study_baselines(tmp_path) -> pd.DataFrame:
+    images = _baselines_json(tmp_path, "mnist", 256, [("uniform", False, _split(8.0)),
+                                                      ("independent_pixels", True, _split(3.0, 2.9, 2.8))])
+    toy = _baselines_json(tmp_path, "toy2d", None, [("gaussian", True, _split(2.5))], num_dims=2)
+    return likelihood.load_baselines([images, toy])
+
+
+def test_margins_and_table_rows_against_hand_computed_values(study_baselines) -> None:
+    runs = _runs([("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 100),
+                  ("mnist", "realnvp", 1, 3.0, True, "maximum likelihood", 50),
+                  ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
+                  ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50)])
+    margins = likelihood.baseline_margins(runs, study_baselines).set_index(["dataset", "model"])
+    assert margins.loc[("mnist", "realnvp"), "margin"] == pytest.approx(3.1 - 3.0)  # mean over seeds - reference
+    assert margins.loc[("mnist", "vae"), "margin"] == pytest.approx(-1.0)
+    assert margins.loc[("toy2d", "maf"), "margin"] == pytest.approx(-0.1)  # against the Gaussian
+    assert list(margins["beats"]) == [False, True, True]
+    assert margins.loc[("mnist", "realnvp"), "baseline"] == "independent pixels"
+
+    table = likelihood.likelihood_table(runs, study_baselines).set_index(["dataset", "model"])
+    assert table.loc[("mnist", "realnvp"), "margin vs baseline (bits/dim)"] == "+0.100"
+    assert table.loc[("mnist", "realnvp"), "beats baseline"] == "no"
+    assert table.loc[("mnist", "vae"), "margin vs baseline (bits/dim)"] == "-1.000"
+    assert table.loc[("mnist", "vae"), "beats baseline"] == "yes"
+    # the baselines are rows, marked, with their quantity; the reference one says so
+    assert table.loc[("mnist", "independent pixels (baseline)"), "test bits/dim"] == "3.000"
+    assert table.loc[("mnist", "independent pixels (baseline)"), "beats baseline"] == "reference"
+    assert table.loc[("mnist", "uniform (baseline)"), "beats baseline"] == "–"
+    assert table.loc[("mnist", "uniform (baseline)"), "test quantity"] == "exact discrete likelihood"
+    assert table.loc[("toy2d", "gaussian (baseline)"), "test bits/dim"] == "2.500"
+    assert len(table) == 3 + 3  # three (dataset, model) pairs, three baselines
+
+
+def test_findings_explain_only_the_causes_that_apply(study_baselines) -> None:
+    every = _runs([("mnist", "vae", 0, 2.0, False, "its ELBO", 50), ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50)])
+    found = likelihood.baseline_findings(likelihood.baseline_margins(every, study_baselines))
+    assert found["summary"].startswith("Every model beat") and "maf on toy2d, at -0.100" in found["summary"]
+
+    runs = _runs([("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 50),
+                  ("mnist", "iaf", 0, 9.0, True, "density distillation from maf", 100),
+                  ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
+                  ("toy2d", "maf", 0, 2.6, True, "maximum likelihood", 50)])
+    margins = likelihood.baseline_margins(runs, study_baselines)
+    found = likelihood.baseline_findings(margins)
+    assert found["summary"].startswith("3 of 4 model-dataset pairs did not beat")
+    assert "on mnist, 2 of 3 (iaf +6.000, realnvp +0.200 bits/dim against independent pixels)" in found["summary"]
+    assert "on toy2d, 1 of 1 (maf +0.100 bits/dim against gaussian)" in found["summary"]
+    assert "vae" not in found["summary"]
+    why = found["explanation"]
+    assert likelihood.WHY_NOT["dequantised"] + " (here: iaf, realnvp on mnist)." in why
+    assert likelihood.WHY_NOT["distilled"] + " (here: iaf on mnist)." in why
+    assert likelihood.WHY_NOT["continuous"] + " (here: maf on toy2d)." in why
+    assert likelihood.WHY_NOT["last_step"] + " (here: iaf on mnist)." in why
+    assert likelihood.WHY_NOT["bound"] not in why  # the one bound model beat its baseline
+
+    values = likelihood.baseline_variables(margins, study_baselines)["baselines"]
+    assert values["models_compared"] == 4 and values["models_not_beating"] == 3
+    assert values["mnist"]["independent_pixels"]["val_bpd"] == "2.900" and values["mnist"]["reference"] == "independent pixels"
+    assert values["mnist"]["uniform"]["test_bpd"] == "8.000"
+    assert values["mnist"]["not_beating"] == "iaf, realnvp" and values["toy2d"]["not_beating"] == "maf"
+    assert values["mnist"]["margins"]["vae"] == {"margin_bpd": "-1.000", "beats": True}
+    assert values["summary"] == found["summary"] and values["explanation"] == why
+
+
+def test_missing_or_ambiguous_baselines_are_named(tmp_path, study_baselines) -> None:
+    runs = _runs([("digits", "vae", 0, 2.0, False, "its ELBO", 50)])
+    with pytest.raises(ValueError, match="no baselines for dataset.*digits.*snakemake results/digits/baselines.json"):
+        likelihood.baseline_margins(runs, study_baselines)
+    two = _baselines_json(tmp_path / "two", "digits", 17, [("uniform", True, _split(4.0)), ("independent_pixels", True,
+                                                                                             _split(2.0))])
+    with pytest.raises(ValueError, match="baselines of digits: each dataset needs exactly one reference"):
+        likelihood.load_baselines([two])
+    with pytest.raises(ValueError, match="no baselines given"):
+        likelihood.load_baselines([])
+
+
+def test_reference_baseline_on_the_probes_examples(tmp_path) -> None:
+    from vaeflow.analysis.runs import ProbeResult
+
+    nats = np.array([-4.0, -8.0, -100.0])  # the probe scored the first two test examples only
+    path = _baselines_json(tmp_path, "digits", 17, [("uniform", False, _split(4.0)), ("independent_pixels", True, _split(2.0))],
+                           num_dims=4, scores={"uniform": np.full(3, -4 * math.log(17)), "independent_pixels": nats})
+    baselines = likelihood.load_baselines([path])
+    probe = ProbeResult("digits", "vae", 0, "likelihood", tmp_path, {"k": np.array([1]), "iwae_nats": np.zeros((1, 2))})
+    references = likelihood.baselines_on_examples(baselines, [probe])
+    assert references.to_dict("records") == [
+        {"dataset": "digits", "label": "independent pixels", "bits_per_dim": pytest.approx(6.0 / (4 * math.log(2)))}]
+
+
+def test_figures_draw_every_baseline_as_a_labelled_rule(study_baselines) -> None:
+    curves = pd.DataFrame({"step": [0, 10, 0, 10], "split": ["train", "train", "val", "val"],
+                           "bits_per_dim": [9.0, 4.0, 9.1, 4.2], "dataset": "mnist", "model": "vae", "seed": 0})
+    spec = likelihood.learning_curves_chart(curves, study_baselines).to_dict()
+    rows = spec["datasets"][spec["data"]["name"]] if "datasets" in spec else spec["data"]["values"]
+    drawn = {(r["label"], r["bits_per_dim"]) for r in rows if r.get("layer") == "baseline"}
+    assert drawn == {("uniform (baseline)", 8.0), ("independent pixels (baseline)", 2.9)}  # validation bits/dim
+    marks = [layer["mark"]["type"] for layer in spec["spec"]["layer"]]
+    assert marks == ["line", "rule", "text"]
+
+
 # --- on the smoke study's results -------------------------------------------------------------
 
 
@@ -106,6 +235,32 @@ def test_smoke_likelihood_tables_are_sane(smoke_study) -> None:
     assert set(per_class["dataset"]) == {"digits", "mnist"}
     assert per_class.filter(like="class ").notna().all().all()
     assert (per_class.filter(like="class ").to_numpy() > 0).all()
+
+
+@pytest.mark.workflow
+def test_smoke_likelihood_table_has_the_baselines_and_the_margins(smoke_study) -> None:
+    import yaml
+
+    config = yaml.safe_load((smoke_study / "config/smoke.yaml").read_text())
+    table = pd.read_csv(smoke_study / "results/tables/likelihood.csv", dtype=str, keep_default_na=False)
+    is_baseline = table["model"].str.endswith("(baseline)")
+    assert set(table.loc[~is_baseline, "model"]) == set(config["models"])
+    for dataset in config["datasets"]:
+        found = json.loads((smoke_study / f"results/{dataset}/baselines.json").read_text())
+        rows = table[is_baseline & (table["dataset"] == dataset)].set_index("model")
+        assert len(rows) == len(found["baselines"]) == (1 if dataset == "toy2d" else 2)
+        reference = next(entry for entry in found["baselines"] if entry["reference"])
+        assert rows.loc[f"{reference['label']} (baseline)", "beats baseline"] == "reference"
+        models = table[~is_baseline & (table["dataset"] == dataset)]
+        for row in models.itertuples(index=False):
+            test = float(row[table.columns.get_loc("test bits/dim")].split(" ")[0])
+            margin = float(row[table.columns.get_loc("margin vs baseline (bits/dim)")])
+            assert margin == pytest.approx(test - reference["bits_per_dim"]["test"], abs=2e-3)
+            assert row[table.columns.get_loc("beats baseline")] == ("yes" if margin < 0 else "no")
+        if found["levels"] is not None:
+            uniform = next(entry for entry in found["baselines"] if entry["name"] == "uniform")
+            assert uniform["bits_per_dim"]["test"] == math.log2(found["levels"])
+            assert reference["bits_per_dim"]["train"] <= uniform["bits_per_dim"]["train"]
 
 
 @pytest.mark.workflow

@@ -56,3 +56,24 @@ rule probe:
         "python -m vaeflow probe {wildcards.probe} --checkpoint {input.checkpoint} --data {input.data} "
         "--settings {params.settings:q} --out {output} {params.others} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
+
+
+rule baselines:
+    # Sanity baselines of one dataset (uniform and independent pixels on images, a fitted
+    # Gaussian on real vectors), on the models' splits and in their units (vaeflow.evaluation.baselines).
+    input:
+        data="results/data/{dataset}.npz",
+        manifest="results/data/{dataset}.json",
+        code=code("vaeflow.evaluation.baselines"),
+    output:
+        baselines="results/{dataset}/baselines.json",
+        scores="results/{dataset}/baselines_test_scores.npz",
+    threads: 1
+    resources:
+        **job_resources("data"),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/baselines/{dataset}.log",
+    shell:
+        "python -m vaeflow baselines --data {input.data} --out {output.baselines} --scores {output.scores} > {log} 2>&1"

@@ -4,6 +4,12 @@ Test bits/dim per model and dataset; the ELBO → IWAE-k curve of the bound mode
 flows' exact values on the same test examples; train/val/test gaps; per-class bits/dim on the
 labelled datasets; learning curves. Flows give the exact density of dequantised data; VAEs
 (and Flow++ on images) give bounds. Every number carries the name of the quantity it is.
+
+Every model is measured against its dataset's sanity baselines (``results/{dataset}/baselines.json``,
+:mod:`vaeflow.evaluation.baselines`): they are rows of the likelihood table, reference lines on
+the figures, and each model's margin over the dataset's *reference* baseline (independent pixels
+on images, the fitted Gaussian on real vectors) is reported, with the reasons a model may not
+beat it written from the results.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ FIGURES = ("learning_curves", "likelihood_iwae_curve", "likelihood_per_class")
 
 
 def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
-    """One row per trained run, from its metrics.json."""
+    """One row per trained run, from its metrics.json (training time and memory are the cost analysis's:
+    this analysis reads nothing that a byte-identical retrain changes)."""
     rows = []
     for path in metrics_paths:
         m: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -40,7 +47,6 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             "val_bpd": m["val"]["bits_per_dim"],
             "train_bpd": m["train"]["bits_per_dim"],
             "parameters": m["parameters"],
-            "train_wall_time_s": m["train_wall_time_s"],
             "steps": m["steps"],
             "best_step": m.get("best_step", math.nan),
             "trained_by": m.get("trained_by", ""),
@@ -66,22 +72,190 @@ def _mean_sd(values: pd.Series) -> str:
     return f"{values.mean():.3f} ± {sd:.3f}" if pd.notna(sd) else f"{values.mean():.3f}"
 
 
-def likelihood_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Test bits/dim per dataset × model: mean ± sd over seeds, with the quantity named."""
+def load_baselines(paths: list[str | Path]) -> pd.DataFrame:
+    """One row per (dataset, baseline) from each dataset's baselines.json (rule ``baselines``):
+    bits/dim per split, parameters, the quantity, whether it is the dataset's reference, and the
+    file of its per-example test log-likelihoods."""
+    rows = []
+    for path in map(Path, paths):
+        found: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        for entry in found["baselines"]:
+            bpd = entry["bits_per_dim"]
+            rows.append({
+                "dataset": found["dataset"], "baseline": entry["name"], "label": entry["label"],
+                "quantity": entry["quantity"], "parameters": int(entry["parameters"]),
+                "reference": bool(entry["reference"]), "discrete": found["levels"] is not None,
+                "train_bpd": bpd["train"], "val_bpd": bpd["val"], "test_bpd": bpd["test"],
+                "scores": str(path.parent / found["test_scores"]), "num_dims": int(found["num_dims"]),
+            })
+    baselines = pd.DataFrame(rows)
+    if baselines.empty:
+        raise ValueError("no baselines given to the likelihood analysis: pass every dataset's "
+                         "results/<dataset>/baselines.json (rule baselines) as the notebook parameter `baselines`")
+    references = baselines.groupby("dataset")["reference"].sum()
+    if (references != 1).any():
+        bad = ", ".join(references[references != 1].index)
+        raise ValueError(f"baselines of {bad}: each dataset needs exactly one reference baseline; "
+                         f"rerun rule baselines for it (snakemake --forcerun baselines)")
+    return baselines.reset_index(drop=True)
+
+
+def baseline_margins(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model): the mean test bits/dim over seeds, the dataset's reference baseline
+    and the margin model − baseline (negative: the model is better), whether the model beats it,
+    and what the reasons it might not depend on (exact or bound, how it was trained, whether its
+    kept checkpoint is its last step, discrete or real-valued data)."""
+    references = baselines[baselines["reference"]].set_index("dataset")
+    missing = sorted(set(runs["dataset"]) - set(references.index))
+    if missing:
+        raise ValueError(f"no baselines for dataset(s) {', '.join(missing)}: add results/<dataset>/baselines.json "
+                         f"(snakemake results/{missing[0]}/baselines.json) to the likelihood analysis's `baselines`")
     rows = []
     for (dataset, model), group in runs.groupby(["dataset", "model"], sort=True):
+        reference = references.loc[dataset]
+        test = float(group["test_bpd"].mean())
+        margin = test - float(reference["test_bpd"])
         rows.append({
-            "dataset": dataset,
-            "model": model,
-            "likelihood": "exact" if group["exact"].all() else "bound",
-            "test quantity": ", ".join(sorted(group["bound"].unique())),
-            "test bits/dim": _mean_sd(group["test_bpd"]),
-            "test single-draw bound bits/dim": _mean_sd(group["test_elbo_bpd"].astype(float)),
-            "seeds": int(group["seed"].nunique()),
-            "parameters": int(group["parameters"].iloc[0]),
-            "train time (s)": f"{group['train_wall_time_s'].mean():.0f}",
+            "dataset": dataset, "model": model, "test_bpd": test, "baseline": reference["label"],
+            "baseline_bpd": float(reference["test_bpd"]), "margin": margin, "beats": bool(margin < 0),
+            "exact": bool(group["exact"].all()), "discrete": bool(reference["discrete"]),
+            "distilled": bool(group["trained_by"].str.startswith("density distillation").any()),
+            "last_step": bool((group["best_step"] == group["steps"]).all()),
         })
     return pd.DataFrame(rows)
+
+
+def likelihood_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Test bits/dim per dataset × model: mean ± sd over seeds, with the quantity named, the
+    margin over the dataset's reference baseline and whether the model beats it; then the
+    dataset's baselines as rows marked "(baseline)", the reference one marked as such."""
+    margins = baseline_margins(runs, baselines).set_index(["dataset", "model"])
+    rows = []
+    for dataset, runs_of in runs.groupby("dataset", sort=True):
+        for model, group in runs_of.groupby("model", sort=True):
+            margin = margins.loc[(dataset, model)]
+            rows.append({
+                "dataset": dataset,
+                "model": model,
+                "likelihood": "exact" if group["exact"].all() else "bound",
+                "test quantity": ", ".join(sorted(group["bound"].unique())),
+                "test bits/dim": _mean_sd(group["test_bpd"]),
+                "test single-draw bound bits/dim": _mean_sd(group["test_elbo_bpd"].astype(float)),
+                "margin vs baseline (bits/dim)": f"{margin['margin']:+.3f}",
+                "beats baseline": "yes" if margin["beats"] else "no",
+                "seeds": int(group["seed"].nunique()),
+                "parameters": int(group["parameters"].iloc[0]),
+            })
+        for baseline in baselines[baselines["dataset"] == dataset].itertuples(index=False):
+            rows.append({
+                "dataset": dataset,
+                "model": f"{baseline.label} (baseline)",
+                "likelihood": "exact",
+                "test quantity": baseline.quantity,
+                "test bits/dim": f"{baseline.test_bpd:.3f}",
+                "test single-draw bound bits/dim": "–",
+                "margin vs baseline (bits/dim)": "–",
+                "beats baseline": "reference" if baseline.reference else "–",
+                "seeds": "–",
+                "parameters": int(baseline.parameters),
+            })
+    return pd.DataFrame(rows)
+
+
+# Why a model may not beat its dataset's reference baseline, in the order the page gives them;
+# each applies to the (model, dataset) pairs that :func:`_causes` finds.
+WHY_NOT = {
+    "dequantised": (
+        "A flow on images is trained and scored on uniformly dequantised data x + u, so its bits/dim are those of "
+        "a density of dequantised data: log P(x) ≥ E_u[log p(x + u)], the density bounds the flow's discrete "
+        "log-likelihood from below, and its bits/dim exceed its discrete cost by a gap (the dequantisation gap) "
+        "that the baselines, exact discrete likelihoods, never pay; Flow++ learns its dequantisation noise "
+        "q(u | x) to narrow that gap"),
+    "bound": (
+        "A bound model (the VAEs, and Flow++ on images) reports an importance-weighted lower bound on log P(x), "
+        "not log P(x) itself, so its bits/dim lie above its own exact value by whatever gap the bound leaves"),
+    "distilled": (
+        "A student trained by density distillation minimises the reverse KL divergence to its teacher on its own "
+        "samples; nothing in that objective asks it to give the test data any density"),
+    "continuous": (
+        "On real-valued data the flows and the Gaussian are both exact densities, with no accounting gap between "
+        "them: a flow above the fitted Gaussian has not yet captured more than the data's mean and covariance"),
+    "last_step": (
+        "A run whose kept checkpoint is its last training step was still improving when training stopped, so the "
+        "study's training budget, not only the model family, limits it"),
+}
+
+
+def _causes(row: pd.Series) -> list[str]:
+    causes = []
+    if row["discrete"] and row["exact"]:
+        causes.append("dequantised")
+    if not row["exact"]:
+        causes.append("bound")
+    if row["distilled"]:
+        causes.append("distilled")
+    if not row["discrete"] and row["exact"]:
+        causes.append("continuous")
+    if row["last_step"]:
+        causes.append("last_step")
+    return causes
+
+
+def _pairs(frame: pd.DataFrame) -> str:
+    """``"glow, maf on mnist; vae on toy2d"``: the models of ``frame``, by dataset."""
+    return "; ".join(f"{', '.join(group['model'])} on {dataset}" for dataset, group in frame.groupby("dataset", sort=True))
+
+
+def baseline_findings(margins: pd.DataFrame) -> dict[str, str]:
+    """In words: which models do not beat their dataset's reference baseline (``summary``), and
+    why, one reason per cause that applies to one of them (``explanation``)."""
+    losing = margins[~margins["beats"]]
+    if losing.empty:
+        closest = margins.loc[margins["margin"].idxmax()]
+        return {
+            "summary": (f"Every model beat the reference baseline of its dataset ({len(margins)} model-dataset pairs); "
+                        f"the closest was {closest['model']} on {closest['dataset']}, at {closest['margin']:+.3f} "
+                        f"bits/dim against {closest['baseline']}."),
+            "explanation": ("Each has learned dependencies between pixels (on the 2-D data: more than a mean and a "
+                            "covariance), which the baselines lack by construction."),
+        }
+    listed = "; ".join(
+        f"on {dataset}, {len(group)} of {int((margins['dataset'] == dataset).sum())} "
+        f"({', '.join(f'{row.model} {row.margin:+.3f}' for row in group.itertuples(index=False))} bits/dim "
+        f"against {group['baseline'].iloc[0]})"
+        for dataset, group in losing.groupby("dataset", sort=True))
+    causes = losing.apply(_causes, axis=1)
+    reasons = []
+    for key, text in WHY_NOT.items():
+        applies = causes.map(lambda found, key=key: key in found)
+        if applies.any():
+            reasons.append(f"{text} (here: {_pairs(losing[applies])}).")
+    return {
+        "summary": (f"{len(losing)} of {len(margins)} model-dataset pairs did not beat the reference baseline of "
+                    f"their dataset: {listed}."),
+        "explanation": " ".join(reasons),
+    }
+
+
+def baseline_variables(margins: pd.DataFrame, baselines: pd.DataFrame) -> dict[str, Any]:
+    """Numbers and sentences the prose quotes about the baselines, under ``baselines``: each
+    baseline's bits/dim per split and parameters by dataset, each model's margin over the
+    reference, the counts, and :func:`baseline_findings`."""
+    out: dict[str, Any] = {"models_compared": int(len(margins)), "models_not_beating": int((~margins["beats"]).sum()),
+                           **baseline_findings(margins)}
+    for row in baselines[baselines["dataset"].isin(set(margins["dataset"]))].itertuples(index=False):
+        entry = out.setdefault(row.dataset, {})
+        entry[row.baseline] = {"train_bpd": f"{row.train_bpd:.3f}", "val_bpd": f"{row.val_bpd:.3f}",
+                               "test_bpd": f"{row.test_bpd:.3f}", "parameters": int(row.parameters),
+                               "quantity": row.quantity}
+        if row.reference:
+            entry["reference"] = row.label
+    for dataset, group in margins.groupby("dataset", sort=True):
+        losing = group[~group["beats"]]
+        out[dataset]["not_beating"] = ", ".join(losing["model"]) if len(losing) else "none"
+        out[dataset]["margins"] = {row.model: {"margin_bpd": f"{row.margin:+.3f}", "beats": bool(row.beats)}
+                                   for row in group.itertuples(index=False)}
+    return {"baselines": out}
 
 
 def models_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +268,6 @@ def models_table(runs: pd.DataFrame) -> pd.DataFrame:
             "parameters": int(group["parameters"].iloc[0]),
             "trained by": ", ".join(sorted(group["trained_by"].unique())),
             "steps": int(group["steps"].iloc[0]),
-            "train time (s)": round(float(group["train_wall_time_s"].mean()), 1),
             "test bits/dim": _mean_sd(group["test_bpd"]),
             "test quantity": ", ".join(sorted(group["bound"].unique())),
             "samples/s": f"{group['samples_per_s'].mean():.3g}",
@@ -116,9 +289,29 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def learning_curves_chart(curves: pd.DataFrame) -> alt.FacetChart:
-    """Bits/dim against training step, one panel per dataset (independent y)."""
-    base = alt.Chart(curves).mark_line(point=False, opacity=0.85).encode(
+def _reference_lines(width: int) -> tuple[alt.Chart, alt.Chart]:
+    """A grey dotted horizontal rule per baseline row (``layer == "baseline"``) and its label at the
+    right edge of the panel."""
+    baseline = alt.datum.layer == "baseline"
+    y = alt.Y("bits_per_dim:Q", scale=alt.Scale(zero=False))  # the panel's scale, shared with the models' layers
+    rules = alt.Chart().mark_rule(color="gray", strokeDash=[2, 2]).encode(
+        y=y, tooltip=["dataset", alt.Tooltip("label:N", title="baseline"), alt.Tooltip("bits_per_dim:Q", format=".3f")],
+    ).transform_filter(baseline)
+    labels = alt.Chart().mark_text(align="right", baseline="bottom", dx=-2, dy=-1, fontSize=9, color="gray").encode(
+        x=alt.value(width), y=y, text="label:N",
+    ).transform_filter(baseline)
+    return rules, labels
+
+
+def learning_curves_chart(curves: pd.DataFrame, baselines: pd.DataFrame) -> alt.FacetChart:
+    """Bits/dim against training step, one panel per dataset (independent y), with each of the
+    dataset's baselines at its validation bits/dim as a labelled horizontal rule."""
+    shown = baselines[baselines["dataset"].isin(set(curves["dataset"]))]
+    lines_of_baselines = pd.DataFrame({"dataset": shown["dataset"], "label": shown["label"] + " (baseline)",
+                                       "bits_per_dim": shown["val_bpd"], "layer": "baseline"})
+    data = pd.concat([curves.assign(layer="run"), lines_of_baselines], ignore_index=True)
+    width = 220
+    runs = alt.Chart().mark_line(point=False, opacity=0.85).encode(
         x=alt.X("step:Q", title="training step"),
         y=alt.Y("bits_per_dim:Q", title="bits/dim", scale=alt.Scale(zero=False)),
         color=alt.Color("model:N", title="model"),
@@ -126,8 +319,10 @@ def learning_curves_chart(curves: pd.DataFrame) -> alt.FacetChart:
                                   scale=alt.Scale(domain=["train", "val"], range=[[1, 0], [5, 3]])),
         detail="seed:N",
         tooltip=["dataset", "model", "seed", "split", "step", alt.Tooltip("bits_per_dim:Q", format=".3f")],
-    ).properties(width=220, height=160)
-    return base.facet(facet=alt.Facet("dataset:N", title=None), columns=2).resolve_scale(y="independent")
+    ).transform_filter(alt.datum.layer == "run")
+    rules, labels = _reference_lines(width)
+    return alt.layer(runs, rules, labels, data=data).properties(width=width, height=160).facet(
+        facet=alt.Facet("dataset:N", title=None), columns=2).resolve_scale(y="independent")
 
 
 def variables(runs: pd.DataFrame) -> dict[str, Any]:
@@ -167,15 +362,22 @@ def gaps_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def probe_examples(probes: list[ProbeResult]) -> dict[str, int]:
+    """Per dataset, how many of its first test examples every likelihood probe scored."""
+    examples: dict[str, int] = {}
+    for p in probes:
+        n = p.arrays["iwae_nats"].shape[1]
+        examples[p.dataset] = min(examples.get(p.dataset, n), n)
+    return examples
+
+
 def iwae_curves(probes: list[ProbeResult], runs: pd.DataFrame) -> pd.DataFrame:
     """Long form: bits/dim of IWAE-k per (dataset, model, seed, k), on the probe's test examples,
     plus one row per exact model and seed (``k`` = NaN) scored on the same examples."""
     dims = runs.groupby("dataset")["num_dims"].first().to_dict()
     rows = []
-    examples: dict[str, int] = {}
+    examples = probe_examples(probes)
     for p in probes:
-        n = p.arrays["iwae_nats"].shape[1]
-        examples[p.dataset] = min(examples.get(p.dataset, n), n)
         for k, values in zip(p.arrays["k"], p.arrays["iwae_nats"]):
             rows.append({"dataset": p.dataset, "model": p.model, "seed": p.seed, "k": int(k),
                          "bits_per_dim": float(_bpd(values.mean(), dims[p.dataset])), "exact": False})
@@ -187,8 +389,22 @@ def iwae_curves(probes: list[ProbeResult], runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def iwae_table(curves: pd.DataFrame) -> pd.DataFrame:
-    """Bits/dim per (dataset, model) at each k (mean ± sd over seeds); exact models in one column."""
+def baselines_on_examples(baselines: pd.DataFrame, probes: list[ProbeResult]) -> pd.DataFrame:
+    """Each probed dataset's reference baseline scored on the probe's test examples (the first
+    ones of the test split, as :func:`iwae_curves`): dataset, label, bits_per_dim."""
+    rows = []
+    for dataset, n in probe_examples(probes).items():
+        for row in baselines[(baselines["dataset"] == dataset) & baselines["reference"]].itertuples(index=False):
+            with np.load(row.scores) as scores:
+                values = scores[row.baseline][:n]
+            rows.append({"dataset": dataset, "label": row.label,
+                         "bits_per_dim": float(_bpd(values.mean(), row.num_dims))})
+    return pd.DataFrame(rows, columns=["dataset", "label", "bits_per_dim"])
+
+
+def iwae_table(curves: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
+    """Bits/dim per (dataset, model) at each k (mean ± sd over seeds); exact models in one column;
+    the dataset's reference baseline on the same examples in another."""
     bound = curves[~curves["exact"]]
     table = bound.groupby(["dataset", "model", "k"])["bits_per_dim"].apply(_mean_sd).unstack("k")
     table.columns = [f"k={int(k)}" for k in table.columns]
@@ -196,25 +412,33 @@ def iwae_table(curves: pd.DataFrame) -> pd.DataFrame:
     best_exact = curves[curves["exact"]].groupby(["dataset", "model"])["bits_per_dim"].mean().groupby("dataset")
     table["best exact flow (same examples)"] = table["dataset"].map(
         {d: f"{g.min():.3f} ({g.idxmin()[1]})" for d, g in best_exact})
+    table["reference baseline (same examples)"] = table["dataset"].map(
+        {row.dataset: f"{row.bits_per_dim:.3f} ({row.label})" for row in references.itertuples(index=False)})
     return table
 
 
-def iwae_chart(curves: pd.DataFrame) -> alt.FacetChart:
+def iwae_chart(curves: pd.DataFrame, references: pd.DataFrame) -> alt.FacetChart:
     """IWAE-k bits/dim against k (log scale) for the bound models, with each exact flow's value
-    on the same examples as a horizontal rule; one panel per dataset."""
+    on the same examples as a horizontal rule, and the dataset's reference baseline on the same
+    examples as a labelled grey rule; one panel per dataset."""
     means = curves.groupby(["dataset", "model", "k", "exact"], dropna=False)["bits_per_dim"].mean().reset_index()
+    means["layer"] = np.where(means["exact"], "exact", "bound")
+    shown = references[references["dataset"].isin(set(means["dataset"]))]
+    data = pd.concat([means, shown.assign(label=shown["label"] + " (baseline)", layer="baseline")], ignore_index=True)
+    width = 230
     lines = alt.Chart().mark_line(point=True).encode(
         x=alt.X("k:Q", scale=alt.Scale(type="log"), title="k (importance samples)"),
         y=alt.Y("bits_per_dim:Q", scale=alt.Scale(zero=False), title="bits/dim (lower is better)"),
         color=alt.Color("model:N"),
         tooltip=["dataset", "model", "k", alt.Tooltip("bits_per_dim:Q", format=".4f")],
-    ).transform_filter("!datum.exact")
+    ).transform_filter(alt.datum.layer == "bound")
     rules = alt.Chart().mark_rule(strokeDash=[4, 3]).encode(
         y="bits_per_dim:Q", color=alt.Color("model:N"),
         tooltip=["dataset", "model", alt.Tooltip("bits_per_dim:Q", format=".4f")],
-    ).transform_filter("datum.exact")
-    return alt.layer(lines, rules, data=means).properties(width=230, height=170).facet(
-        facet=alt.Facet("dataset:N", title=None), columns=2).resolve_scale(y="independent")
+    ).transform_filter(alt.datum.layer == "exact")
+    baseline_rules, baseline_labels = _reference_lines(width)
+    return alt.layer(lines, rules, baseline_rules, baseline_labels, data=data).properties(
+        width=width, height=170).facet(facet=alt.Facet("dataset:N", title=None), columns=2).resolve_scale(y="independent")
 
 
 def per_class(runs: pd.DataFrame) -> pd.DataFrame:
