@@ -118,7 +118,7 @@ def _write_run(root: Path, dataset, model, seed, *, wall, steps, samples, densit
     d.mkdir(parents=True)
     metrics = {
         "dataset": dataset, "model": model, "seed": seed, "parameters": 1000, "steps": steps,
-        "train_wall_time_s": wall, "eval_wall_time_s": 1.0, "device": "cpu",
+        "eval_wall_time_s": 1.0, "device": "cpu",
         "trained_by": "maximum likelihood" if teacher is None else f"density distillation from {teacher}",
         "throughput": {"samples_per_s": samples, "density_evals_per_s": density},
         "val": {"bits_per_dim": 3.0}, "test": {"bits_per_dim": 3.0},
@@ -127,12 +127,16 @@ def _write_run(root: Path, dataset, model, seed, *, wall, steps, samples, densit
     (d / "metrics.json").write_text(json.dumps(metrics))
     if train_json:
         training = {"batch_size": 64, "lr": 0.001, **({"teacher": teacher} if teacher else {})}
-        summary = {"run": {"training": training, "options": {"latent_dim": 4, "hidden": 32}}, "device": "cpu", "parameters": 1000, "steps": steps,
-                   "train_wall_time_s": wall, **({"peak_rss_mib": peak} if peak is not None else {})}
+        summary = {"run": {"training": training, "options": {"latent_dim": 4, "hidden": 32}}, "device": "cpu",
+                   "parameters": 1000, "steps": steps}
         (d / "train.json").write_text(json.dumps(summary))
+    timing = {"train_wall_time_s": wall, **({"peak_rss_mib": peak} if peak is not None else {}),
+              "evaluations": [{"step": s, "elapsed_s": e, "peak_rss_mib": peak if peak is not None else math.nan}
+                              for s, e, _ in curve or []]}
+    (d / "timing.json").write_text(json.dumps(timing))
     if curve is not None:
-        lines = ["step,train_loss,train_bits_per_dim,val_bits_per_dim,lr,elapsed_s"]
-        lines += [f"{s},1.0,1.0,{b!r},0.001,{e!r}" for s, e, b in curve]
+        lines = ["step,train_loss,train_bits_per_dim,val_bits_per_dim,lr"]
+        lines += [f"{s},1.0,1.0,{b!r},0.001" for s, e, b in curve]
         (d / "curves.csv").write_text("\n".join(lines) + "\n")
     return d / "metrics.json"
 
@@ -311,12 +315,12 @@ def test_engine_records_peak_memory(tmp_path):
 
     summary = train(run, build_dataset("digits", {}, 0), tmp_path, device="cpu", progress=False, on_step=allocate)
     hwm_after = _status_mib("VmHWM")
-    saved = json.loads((tmp_path / "train.json").read_text())
+    saved = json.loads((tmp_path / "timing.json").read_text())
     assert saved["peak_rss_mib"] == summary["peak_rss_mib"]
     assert "peak_cuda_mib" not in saved  # CPU run
     assert rss_before + 0.9 * 256 <= saved["peak_rss_mib"] <= hwm_after + 1e-6  # MiB, not KiB
     assert saved["peak_rss_mib"] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + 1e-6
-    curves = pd.read_csv(tmp_path / "curves.csv")
+    curves = pd.DataFrame(saved["evaluations"])
     assert list(curves["step"]) == [8, 16]
     peaks = curves["peak_rss_mib"].to_numpy()
     assert peaks[0] <= peaks[1] <= saved["peak_rss_mib"]
@@ -334,7 +338,7 @@ def test_engine_records_peak_cuda_memory(tmp_path):
 
     torch.cuda.reset_peak_memory_stats()
     summary = train(TINY_RUN, build_dataset("digits", {}, 0), tmp_path, device="cuda", progress=False)
-    saved = json.loads((tmp_path / "train.json").read_text())
+    saved = json.loads((tmp_path / "timing.json").read_text())
     assert saved["peak_cuda_mib"] == summary["peak_cuda_mib"]
     assert 0 < saved["peak_cuda_mib"] == pytest.approx(torch.cuda.max_memory_allocated() / 2**20)
 
@@ -384,5 +388,5 @@ def test_smoke_cost_tables(smoke_study):
     values = yaml.safe_load((smoke_study / "results" / "variables" / "cost.yml").read_text())["cost"]
     assert values["runs"] == len(pairs)
     for run_dir in (smoke_study / "results").glob("*/*/seed0"):
-        if (run_dir / "train.json").exists():
-            assert json.loads((run_dir / "train.json").read_text())["peak_rss_mib"] > 0
+        if (run_dir / "timing.json").exists():
+            assert json.loads((run_dir / "timing.json").read_text())["peak_rss_mib"] > 0

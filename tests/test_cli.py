@@ -37,3 +37,75 @@ def test_bad_json_argument_is_a_usage_error(capsys):
         main(["prepare-data", "--dataset", "digits", "--options", "{bad", "--out", "x.npz"])
     assert exc.value.code == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+# --- a retrain and the results computed from the run (vaeflow.training.superseded) ---
+
+EVALUATION = {"iwae_k": 4, "dequantization_draws": 1, "batch_size": 100, "samples": 4, "seed": 0, "train_examples": 50}
+
+
+@pytest.fixture
+def evaluated_run(tmp_path):
+    """A tiny VAE trained and evaluated by the CLI, with a probe file beside it: the run folder,
+    the data, the run config and the train command's arguments that name its results."""
+    npz = tmp_path / "digits.npz"
+    assert main(["prepare-data", "--dataset", "digits", "--out", str(npz)]) == 0
+    run = {"dataset": "digits", "dataset_options": {}, "data_seed": 0, "model": "vae",
+           "options": {"latent_dim": 2, "hidden": 16, "layers": 1}, "seed": 0,
+           "training": {"batch_size": 32, "lr": 1e-3, "warmup_steps": 2, "grad_clip": 100.0, "eval_every": 5,
+                        "checkpoint_every": 5, "val_examples": 64, "steps": 10}}
+    d = tmp_path / "run"
+    results = [d / "metrics.json", d / "samples.npz", d / "test_scores.npz", d / "probes"]
+    assert main(["train", "--run", json.dumps(run), "--data", str(npz), "--out-dir", str(d), "--quiet"]) == 0
+    assert main(["evaluate", "--checkpoint", str(d / "checkpoint.pt"), "--train-summary", str(d / "train.json"),
+                 "--data", str(npz), "--settings", json.dumps(EVALUATION), "--metrics", str(results[0]),
+                 "--samples", str(results[1]), "--scores", str(results[2])]) == 0
+    (d / "probes").mkdir()
+    (d / "probes" / "likelihood.npz").write_bytes(b"a probe")
+    args = [a for path in results for a in ("--computed-from-run", str(path))]
+    return d, npz, run, results, args
+
+
+def _retrain(d, npz, run, args):
+    return main(["train", "--run", json.dumps(run), "--data", str(npz), "--out-dir", str(d), "--quiet", *args])
+
+
+def test_an_identical_retrain_restores_the_runs_results_untouched(evaluated_run, capsys):
+    d, npz, run, results, args = evaluated_run
+    metrics = json.loads(results[0].read_text())
+    from vaeflow.training.superseded import file_sha256
+
+    assert metrics["computed_from"]["checkpoint_sha256"] == file_sha256(d / "checkpoint.pt")
+    stamps = {p: (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns) for p in results}
+    (d / "checkpoint.pt").unlink()  # as Snakemake removes a job's outputs before it reruns it
+    assert _retrain(d, npz, run, args) == 0
+    assert "restored the results" in capsys.readouterr().out
+    for path, (data, mtime) in stamps.items():
+        assert path.exists() and path.stat().st_mtime_ns == mtime, path  # older than the new checkpoint, as before
+        assert data is None or path.read_bytes() == data
+    assert not (d / ".superseded").exists()
+
+
+def test_a_different_retrain_deletes_the_runs_old_results(evaluated_run, capsys):
+    d, npz, run, results, args = evaluated_run
+    run["training"]["lr"] = 2e-3
+    assert _retrain(d, npz, run, args) == 0
+    assert "deleted the superseded results" in capsys.readouterr().out
+    assert not any(p.exists() for p in results) and not (d / ".superseded").exists()
+
+
+def test_a_failed_retrain_leaves_no_result_looking_current(evaluated_run, capsys):
+    """The retrain fails (another trainer holds the run): the old results are out of place, so the
+    workflow would rebuild them; the next retrain, identical, brings them back."""
+    from vaeflow.training.engine import run_lock
+
+    d, npz, run, results, args = evaluated_run
+    with run_lock(d):
+        assert _retrain(d, npz, run, args) == 1
+    assert "another trainer is already training" in capsys.readouterr().err
+    assert not any(p.exists() for p in results)
+    assert (d / ".superseded" / "metrics.json").is_file()
+    (d / "checkpoint.pt").unlink()
+    assert _retrain(d, npz, run, args) == 0
+    assert "restored the results" in capsys.readouterr().out
+    assert all(p.exists() for p in results) and not (d / ".superseded").exists()

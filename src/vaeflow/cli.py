@@ -48,28 +48,12 @@ def cmd_download_data(args: argparse.Namespace) -> None:
         print(f"{args.dataset}: {path} ({sizes[path.name]:,} bytes, sha256 verified)")
 
 
-def invalidate(paths: list[str]) -> None:
-    """Remove results computed from the output about to be replaced (files or folders), before any
-    work starts: if the job then fails or is interrupted, the old ones cannot pass for current,
-    and a plain rerun rebuilds them (Snakemake otherwise keeps an existing downstream file whose
-    missing input it would have to rebuild first)."""
-    import shutil
-
-    for path in map(Path, paths):
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        else:
-            continue
-        print(f"removed {path}: computed from the run this job retrains")
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from vaeflow.data import load_prepared
     from vaeflow.training.engine import train
+    from vaeflow.training.superseded import set_aside, settle
 
-    invalidate(args.invalidate or [])
+    set_aside(args.out_dir, args.computed_from_run or [])
     _set_threads(args.threads)
     data = load_prepared(args.data)
     teacher = None
@@ -79,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         teacher = model_from_checkpoint(load_checkpoint(args.teacher), resolve_device(args.device))
     summary = train(args.run, data, args.out_dir, device=args.device, progress=not args.quiet, teacher=teacher)
+    settle(args.out_dir, Path(args.out_dir) / "checkpoint.pt", Path(args.out_dir) / "train.json")
     print(f"best validation bits/dim {summary['best_val_bits_per_dim']:.4f} at step {summary['best_step']} "
           f"({summary['train_wall_time_s']:.1f} s)")
 
@@ -91,6 +76,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                            args.metrics, args.samples, args.scores, device=args.device)
     test = metrics["test"]
     print(f"{metrics['model']} on {metrics['dataset']} seed {metrics['seed']}: test {test['bits_per_dim']:.4f} bits/dim ({test['bound']})")
+
+
+def cmd_baselines(args: argparse.Namespace) -> None:
+    from vaeflow.evaluation.baselines import write_baselines
+
+    result = write_baselines(args.data, args.out, args.scores)
+    for entry in result["baselines"]:
+        bpd = entry["bits_per_dim"]
+        print(f"{result['dataset']} baseline {entry['label']} ({entry['quantity']}): "
+              + ", ".join(f"{split} {bpd[split]:.4f}" for split in ("train", "val", "test")) + " bits/dim")
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -181,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--teacher", help="checkpoint of a trained teacher, for probability density distillation")
-    p.add_argument("--invalidate", action="append", metavar="PATH",
-                   help="a result computed from this run's checkpoint, removed before training starts (repeatable)")
+    p.add_argument("--computed-from-run", action="append", metavar="PATH",
+                   help="a result in the run folder computed from its training outputs: set aside while it retrains, "
+                        "restored only if the retrain writes the same bytes (repeatable; vaeflow.training.superseded)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
@@ -199,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("baselines", help="sanity baselines of one prepared dataset (see vaeflow.evaluation.baselines)")
+    p.add_argument("--data", required=True, help="the prepared .npz (its manifest .json beside it)")
+    p.add_argument("--out", required=True, help="the baselines .json to write")
+    p.add_argument("--scores", required=True, help="the .npz of per-example test log-likelihoods to write")
+    p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("probe", help="run one analysis probe on a trained run (see vaeflow.probes)")
     p.add_argument("probe")

@@ -11,12 +11,16 @@ rule likelihood_analysis:
         scores=all_runs(f"{RUN}/test_scores.npz"),
         curves=all_runs(f"{RUN}/curves.csv"),
         probes=probe_runs("likelihood"),
+        # every dataset's sanity baselines (rule baselines) and their per-example test scores
+        baselines=expand("results/{dataset}/baselines.json", dataset=DATASETS),
+        baseline_scores=expand("results/{dataset}/baselines_test_scores.npz", dataset=DATASETS),
         code=code("vaeflow.analysis.likelihood", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),
     output:
         **analysis_outputs("likelihood"),
     params:
         metrics=lambda wc, input: json.dumps(list(input.metrics)),
         probes=lambda wc, input: json.dumps(list(input.probes)),
+        baselines=lambda wc, input: json.dumps(list(input.baselines)),
         settings=json.dumps(analysis_settings(config, "likelihood"), sort_keys=True),
     threads: 1
     resources:
@@ -29,7 +33,7 @@ rule likelihood_analysis:
     benchmark:
         "results/benchmarks/rules/likelihood_analysis.tsv"
     shell:
-        notebook_command("likelihood")
+        notebook_command("likelihood", extra="-p baselines={params.baselines:q} ")
 
 
 rule high_frequency_analysis:
@@ -116,6 +120,7 @@ rule cost_analysis:
         notebook="workflow/notebooks/cost.ipynb",
         metrics=all_runs(f"{RUN}/metrics.json"),
         summaries=all_runs(f"{RUN}/train.json"),
+        timings=all_runs(f"{RUN}/timing.json"),  # read beside each metrics.json: wall time and memory
         curves=all_runs(f"{RUN}/curves.csv"),
         speed=rules.speed_summary.output.json,
         code=code("vaeflow.analysis.cost", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),

@@ -50,6 +50,12 @@ def teacher_checkpoint(wildcards):
     return [f"results/{wildcards.dataset}/{teacher}/seed{wildcards.seed}/checkpoint.pt"] if teacher else []
 
 
+def computed_from_run(wildcards):
+    """The run's evaluation outputs and its probes folder, as ``--computed-from-run`` arguments."""
+    paths = [*rules.evaluate.output, os.path.dirname(rules.probe.output[0])]
+    return " ".join(f"--computed-from-run {p.format(**wildcards)}" for p in paths)
+
+
 # What one job of each stage asks of the machine or of a scheduler (SLURM, profiles/slurm):
 # memory in MB, run time in minutes and GPUs. Sized for the default study; a config's
 # `job_resources` block overrides any of them per stage (config/paper.yaml: hours and one GPU

@@ -40,6 +40,7 @@ rule environment_page:
     input:
         metrics=all_runs(f"{RUN}/metrics.json"),
         summaries=all_runs(f"{RUN}/train.json"),
+        timings=all_runs(f"{RUN}/timing.json"),  # read beside each train.json
         jobs=[f for probe in PROBES for f in probe_runs(probe)] + [f"results/notebooks/{a}.ipynb" for a in ANALYSES],
         code=code("vaeflow.site.environment"),
     output:

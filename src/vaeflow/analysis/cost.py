@@ -1,8 +1,9 @@
 """The cost analysis: what each model costs to train, to sample from and to evaluate.
 
-Reads, per run, ``metrics.json`` (parameters, wall time, steps, sampling and density-evaluation
-throughput, FFJORD's function evaluations), the ``train.json`` beside it (peak memory, batch size,
-teacher) and ``curves.csv`` (validation bits/dim against elapsed seconds). Three comparisons:
+Reads, per run, ``metrics.json`` (parameters, steps, sampling and density-evaluation throughput,
+FFJORD's function evaluations), the ``train.json`` beside it (batch size, teacher), ``timing.json``
+(training wall time and peak memory, overall and at every evaluation) and ``curves.csv``
+(validation bits/dim per evaluation, timed through ``timing.json``). Three comparisons:
 
 * the bill per model (:func:`summary_table`): time per step, wall time, peak memory, throughput, NFE;
 * time to a common target (:func:`time_to_target`): the first elapsed second at which a run's
@@ -103,6 +104,11 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
         m: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         train_path = path.with_name("train.json")
         t: dict[str, Any] = json.loads(train_path.read_text(encoding="utf-8")) if train_path.exists() else {}
+        timing_path = path.with_name("timing.json")
+        if not timing_path.exists():
+            raise FileNotFoundError(f"cost analysis: {timing_path} does not exist; retrain that run with the "
+                                    "current engine (it writes the run's wall time and memory there)")
+        cost: dict[str, Any] = json.loads(timing_path.read_text(encoding="utf-8"))
         training = t.get("run", {}).get("training", {})
         options = t.get("run", {}).get("options")
         curves = path.with_name("curves.csv")
@@ -118,12 +124,12 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             "batch_size": float(training["batch_size"]) if "batch_size" in training else math.nan,
             "lr": float(training["lr"]) if "lr" in training else math.nan,
             "options": format_options(options) if options is not None else None,
-            "train_wall_time_s": float(m["train_wall_time_s"]),
+            "train_wall_time_s": float(cost["train_wall_time_s"]),
             "eval_wall_time_s": float(m.get("eval_wall_time_s", math.nan)),
             "samples_per_s": float(m["throughput"]["samples_per_s"]),
             "density_evals_per_s": float(m["throughput"]["density_evals_per_s"]),
-            "peak_rss_mib": float(t["peak_rss_mib"]) if "peak_rss_mib" in t else math.nan,
-            "peak_cuda_mib": float(t["peak_cuda_mib"]) if "peak_cuda_mib" in t else math.nan,
+            "peak_rss_mib": float(cost["peak_rss_mib"]) if "peak_rss_mib" in cost else math.nan,
+            "peak_cuda_mib": float(cost["peak_cuda_mib"]) if "peak_cuda_mib" in cost else math.nan,
             # FFJORD (any model that reports solver function evaluations)
             "nfe_train": _nfe(m.get("train_diagnostics", {}), "nfe_forward_mean"),
             "nfe_train_backward": _nfe(m.get("train_diagnostics", {}), "nfe_backward"),
@@ -131,6 +137,7 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             "val_bpd": float(m["val"]["bits_per_dim"]),
             "test_bpd": float(m["test"]["bits_per_dim"]),
             "curves": str(curves) if curves.exists() else None,
+            "timing": str(timing_path),
         })
     runs = pd.DataFrame(rows)
     if runs.empty:
@@ -145,20 +152,27 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
 
 def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Validation curves of every run that has a ``curves.csv``: columns dataset, model, seed, step,
-    elapsed_s, val_bpd (and peak_rss_mib where the engine recorded it, NaN before)."""
+    elapsed_s, val_bpd, peak_rss_mib. The seconds and memory at each evaluation come from the run's
+    ``timing.json`` (the engine keeps what training cost apart from what it computed)."""
     frames = []
-    for dataset, model, seed, path in runs[["dataset", "model", "seed", "curves"]].itertuples(index=False):
+    for dataset, model, seed, path, timing in runs[["dataset", "model", "seed", "curves", "timing"]].itertuples(index=False):
         if not isinstance(path, str):  # no curves.csv (None, read back as a missing value)
             continue
         df = pd.read_csv(path)
-        missing = {"step", "elapsed_s", "val_bits_per_dim"} - set(df.columns)
+        missing = {"step", "val_bits_per_dim"} - set(df.columns)
         if missing:
             raise ValueError(f"{path} lacks column(s) {sorted(missing)}; retrain that run with the current engine")
+        evaluations = pd.DataFrame(json.loads(Path(timing).read_text(encoding="utf-8"))["evaluations"],
+                                   columns=["step", "elapsed_s", "peak_rss_mib"])
+        df = df.merge(evaluations, on="step", how="left", validate="one_to_one")
+        if df["elapsed_s"].isna().any():
+            raise ValueError(f"{timing} has no time for step(s) {df.loc[df['elapsed_s'].isna(), 'step'].tolist()} "
+                             f"of {path}; retrain that run")
         frames.append(pd.DataFrame({
             "dataset": dataset, "model": model, "seed": seed,
             "step": df["step"].astype(int), "elapsed_s": df["elapsed_s"].astype(float),
             "val_bpd": df["val_bits_per_dim"].astype(float),
-            "peak_rss_mib": df["peak_rss_mib"].astype(float) if "peak_rss_mib" in df else math.nan,
+            "peak_rss_mib": df["peak_rss_mib"].astype(float),
         }))
     columns = ["dataset", "model", "seed", "step", "elapsed_s", "val_bpd", "peak_rss_mib"]
     if not frames:

@@ -15,6 +15,7 @@ from vaeflow.evaluation.objective import training_objective
 from vaeflow.io import read_json, write_atomic, write_json_atomic
 from vaeflow.provenance import git_version, package_versions
 from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeflow.training.superseded import file_sha256
 from vaeflow.training.seeding import resolve_device
 
 SRC = Path(__file__).resolve().parents[2]
@@ -44,7 +45,6 @@ def evaluate_run(
         "best_step": trained["best_step"],
         "converged": trained.get("converged", False),
         "stopped_by": trained.get("stopped_by", "ceiling"),
-        "train_wall_time_s": trained["train_wall_time_s"],
         "train_diagnostics": trained.get("diagnostics", {}),
         "trained_by": training_objective(run, model.exact, model.bound_name),
         # where and in what precision training ran (train.json); evaluation is always float32
@@ -56,6 +56,8 @@ def evaluate_run(
         "evaluation": settings,
         "code_version": os.environ.get("VAEFLOW_CODE_VERSION") or git_version(SRC),
         # the code that trained every step and the data it trained on (train.json, the resume key)
+        # the exact training outputs these results come from (a retrain that rewrites the same bytes keeps them)
+        "computed_from": {"checkpoint_sha256": file_sha256(checkpoint), "train_summary_sha256": file_sha256(train_summary)},
         "code_hash": trained["code_hash"],
         "data_sha256": trained["data_sha256"],
         "versions": package_versions(),

@@ -36,12 +36,15 @@ from vaeflow.data.dequantization import model_input, to_tensor
 from vaeflow.evaluation.bits import bits_per_dim
 from vaeflow.io import write_json_atomic, write_text_atomic
 from vaeflow.models import DensityModel, build_model
+from vaeflow.models.capacity import fit_to_budget
 from vaeflow.training.checkpoint import load_checkpoint, save_checkpoint
 from vaeflow.training.seeding import resolve_device, seed_everything
 
 RESUME_FILE = "resume.pt"
 #: where an outdated or unreadable resume file is set aside (never continued); removed when the run ends
 OUTDATED_RESUME_FILE = "resume.outdated.pt"
+#: what a run's training cost (wall time, peak memory), apart from what it computed (see _write_outputs)
+TIMING_FILE = "timing.json"
 #: the lock one trainer holds on its run directory while it trains (it names the holder's pid)
 LOCK_FILE = ".train.lock"
 
@@ -192,7 +195,7 @@ def train(
     on_step: Callable[[int], None] | None = None,
     teacher: DensityModel | None = None,
 ) -> dict[str, Any]:
-    """Train one run; write ``checkpoint.pt``, ``curves.csv`` and ``train.json`` to ``out_dir``.
+    """Train one run; write ``checkpoint.pt``, ``curves.csv``, ``train.json`` and ``timing.json`` to ``out_dir``.
 
     ``run`` is a run config (:func:`vaeflow.config.run_config`). A ``resume.pt`` left
     in ``out_dir`` by an interrupted run with the same settings, code
@@ -236,7 +239,10 @@ def _train(
     dev = resolve_device(device)
     seed_everything(run["seed"])
 
-    model = build_model(run["model"], data.example_shape, data.levels, run["options"]).to(dev)
+    options = run["options"]
+    if run.get("parameter_budget"):  # matched capacity: the width whose parameter count is nearest the budget
+        options = fit_to_budget(run["model"], data.example_shape, data.levels, options, run["parameter_budget"])
+    model = build_model(run["model"], data.example_shape, data.levels, options).to(dev)
     if ("teacher" in settings) != (teacher is not None):
         raise ValueError(f"run of {run['model']!r} on {run['dataset']!r}: the config names teacher "
                          f"{settings.get('teacher')!r} but the trainer got {'one' if teacher else 'none'}")
@@ -359,7 +365,7 @@ def _train(
     bar.close()
     state.elapsed = time.perf_counter() - started
     state.stopped_by = state.stopped_by or "ceiling"
-    return _write_outputs(run, identity, model, data, state, out_dir, dev, resume_path,
+    return _write_outputs(run, options, identity, model, data, state, out_dir, dev, resume_path,
                           {"precision": precision, "precision_requested": requested, "precision_note": precision_note})
 
 
@@ -390,6 +396,7 @@ def _resumable(resume_path: Path, identity: dict[str, str]) -> dict[str, Any] | 
 
 def _write_outputs(
     run: dict[str, Any],
+    options: dict[str, Any],
     identity: dict[str, str],
     model: DensityModel,
     data: PreparedDataset,
@@ -399,11 +406,17 @@ def _write_outputs(
     resume_path: Path,
     precision: dict[str, str],
 ) -> dict[str, Any]:
-    """Write the best checkpoint, the learning curves and the training summary; drop the resume file."""
+    """Write the best checkpoint, the learning curves, the training summary and its timing; drop the resume file.
+
+    What training computed (``checkpoint.pt``, ``curves.csv``, ``train.json``) is kept apart from what
+    it cost (``timing.json``: wall time and peak memory, overall and at every evaluation), so that a
+    retrain that computes the same thing rewrites the first three byte for byte and only the results
+    that report time and memory rerun downstream. Returns the summary with the timing merged in.
+    """
     assert state.best_state is not None, "the final step always evaluates"
     save_checkpoint(out_dir / "checkpoint.pt", {
         "model": run["model"],
-        "options": run["options"],
+        "options": options,  # as built: the config's, with the width fitted to a parameter budget
         "data_shape": list(data.example_shape),
         "levels": data.levels,
         "state_dict": state.best_state,
@@ -411,11 +424,12 @@ def _write_outputs(
         "val_bits_per_dim": state.best_val_bpd,
         **identity,
     })
-    header = ["step", "train_loss", "train_bits_per_dim", "val_bits_per_dim", "lr", "elapsed_s", "peak_rss_mib"]
+    header = ["step", "train_loss", "train_bits_per_dim", "val_bits_per_dim", "lr"]
     rows = [",".join(header)] + [",".join(repr(float(c[h])) if h != "step" else str(c[h]) for h in header) for c in state.curves]
     write_text_atomic(out_dir / "curves.csv", "\n".join(rows) + "\n")
     summary = {
         "run": run,
+        "options": options,  # the model's options as built (run["options"] with a fitted width)
         **identity,  # run_key (settings), code_hash (the code of every step), data_sha256
         "steps": state.step,
         "best_step": state.best_step,
@@ -423,15 +437,20 @@ def _write_outputs(
         # converged: stopped because validation stopped improving, not because the step ceiling ran out
         "converged": state.stopped_by == "patience",
         "stopped_by": state.stopped_by,
-        "train_wall_time_s": state.elapsed,
         "parameters": model.num_parameters(),
         "device": str(device),
         **precision,  # precision (what ran), precision_requested, precision_note (why they differ)
         "threads": torch.get_num_threads(),
         "diagnostics": model.diagnostics(),  # e.g. FFJORD's function evaluations during training
-        **peak_memory_mib(device, state.peak_rss_mib),  # peak_rss_mib; peak_cuda_mib on CUDA
     }
+    timing = {
+        "train_wall_time_s": state.elapsed,
+        **peak_memory_mib(device, state.peak_rss_mib),  # peak_rss_mib; peak_cuda_mib on CUDA
+        "evaluations": [{"step": c["step"], "elapsed_s": c["elapsed_s"], "peak_rss_mib": c["peak_rss_mib"]}
+                        for c in state.curves],
+    }
+    write_json_atomic(out_dir / TIMING_FILE, timing)
     write_json_atomic(out_dir / "train.json", summary)
     resume_path.unlink(missing_ok=True)
     resume_path.with_name(OUTDATED_RESUME_FILE).unlink(missing_ok=True)
-    return summary
+    return {**summary, **timing}
