@@ -33,6 +33,7 @@ from vaeflow.data.dequantization import model_input, to_tensor
 from vaeflow.evaluation.bits import bits_per_dim
 from vaeflow.io import write_json_atomic, write_text_atomic
 from vaeflow.models import build_model
+from vaeflow.models.capacity import nearest_width
 from vaeflow.models.transforms import LogitPreprocess
 
 
@@ -132,19 +133,6 @@ def match_size(builder: Callable[..., PeerDensity], features: int, levels: int |
         return count_parameters(builder(features, levels, **{**size, "hidden": hidden}))
 
     return {**size, "hidden": nearest_width(params, target, size["hidden"])}
-
-
-def nearest_width(params: Callable[[int], int], target: int, start: int) -> int:
-    """The width in [4, 4·start] whose parameter count ``params(width)`` is nearest ``target``
-    (bisection: the count grows with the width)."""
-    low, high = 4, 4 * start
-    while low < high:  # the smallest width reaching the target
-        mid = (low + high) // 2
-        if params(mid) < target:
-            low = mid + 1
-        else:
-            high = mid
-    return min((low - 1, low), key=lambda h: abs(params(h) - target)) if low > 4 else low
 
 
 def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: int | None, steps: int,

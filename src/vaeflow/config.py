@@ -441,7 +441,9 @@ def run_config(config: dict[str, Any], dataset: str, model: str, seed: int) -> d
         if teacher not in config["models"]:
             raise ConfigError(f"models.{model}.distill.teacher is {teacher!r}, which is not a model of this study")
         training["teacher"] = teacher
+    budget = config.get("parameter_budget", {}).get(dataset)
     return {
+        **({"parameter_budget": int(budget)} if budget else {}),  # absent without one: old run keys stay valid
         "dataset": dataset,
         "dataset_options": dict(config["datasets"][dataset] or {}),
         "data_seed": config.get("data_seed", 0),

@@ -46,6 +46,15 @@ class DensityModel(nn.Module, ABC):
     #: log-dets and log-densities stay float32, :mod:`vaeflow.models.precision`). False where the
     #: numerics need float32 throughout; the engine then trains in float32 and says so.
     mixed_precision: bool = True
+    #: the constructor option that sets the model's width, on images (C, H, W) and on vectors (D,):
+    #: what a study's parameter budget scales (:mod:`vaeflow.models.capacity`)
+    width_option_images: str = "hidden"
+    width_option_vectors: str = "hidden"
+
+    @classmethod
+    def width_option(cls, data_shape: tuple[int, ...]) -> str:
+        """The option that sets this model's width on data of ``data_shape``."""
+        return cls.width_option_images if len(data_shape) == 3 else cls.width_option_vectors
 
     def __init__(self, data_shape: tuple[int, ...], levels: int | None) -> None:
         super().__init__()

@@ -313,6 +313,8 @@ class FFJORD(DensityModel):
       docstring), Hutchinson (stochastic, unbiased) otherwise.
     """
 
+    width_option_images = "hidden_channels"  # the dynamics network's convolutions
+
     exact = True
     discrete = False
     #: float32 throughout, autocast or not: the adaptive solver's error control (tolerances 1e-5)

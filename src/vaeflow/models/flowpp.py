@@ -136,6 +136,8 @@ class FlowPP(DensityModel):
     ``exact = True``, ``discrete = False``.
     """
 
+    width_option_images = "hidden_channels"  # the coupling networks' convolutions
+
     exact = False  # the instance overrides both: True / False on real vectors
     discrete = True
     bound_name = "variational-dequantisation bound"

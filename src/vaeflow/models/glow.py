@@ -156,6 +156,8 @@ class Glow(DensityModel):
     Options of the other data kind are ignored.
     """
 
+    width_option_images = "hidden_channels"  # the coupling networks' convolutions
+
     exact = True
     discrete = False
 
