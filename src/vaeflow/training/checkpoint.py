@@ -17,6 +17,14 @@ from vaeflow.io import write_atomic
 from vaeflow.models import DensityModel, build_model
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read (``reason`` says why), or that holds more than tensors and plain values."""
+
+    def __init__(self, path: str | Path, reason: str, advice: str) -> None:
+        super().__init__(f"{reason}. {advice}")
+        self.path, self.reason = Path(path), reason
+
+
 def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
     """``torch.save`` of ``payload`` as bytes: the same tensors and values give the same bytes.
 
@@ -45,16 +53,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         # torch's message advises retrying with weights_only=False; keep only what it refused
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         refused = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "an unsupported object")
-        raise RuntimeError(
-            f"refused to load checkpoint {path}: it holds something other than tensors and plain values "
-            f"({refused}), which vaeflow never unpickles because loading it could run code. The study "
-            f"writes no such file: delete it and rerun the rule that writes it."
-        ) from None
+        raise CheckpointError(
+            path, f"refused to load checkpoint {path}: it holds something other than tensors and plain values "
+            f"({refused}), which vaeflow never unpickles because loading it could run code",
+            "The study writes no such file: delete it and rerun the rule that writes it.") from None
     except Exception as exc:  # torch raises several types for corrupt or truncated files
-        raise RuntimeError(
-            f"cannot read checkpoint {path}: it is corrupt or incomplete ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). Delete it and rerun the rule that writes it."
-        ) from None
+        detail = str(exc).split(". ")[0] if str(exc) else "no detail"
+        raise CheckpointError(path, f"cannot read checkpoint {path}: it is corrupt or incomplete ({type(exc).__name__}: "
+                              f"{detail})", "Delete it and rerun the rule that writes it.") from None
 
 
 def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> DensityModel:

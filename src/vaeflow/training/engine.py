@@ -37,7 +37,7 @@ from vaeflow.evaluation.bits import bits_per_dim
 from vaeflow.io import write_json_atomic, write_text_atomic
 from vaeflow.models import DensityModel, build_model
 from vaeflow.models.capacity import fit_to_budget
-from vaeflow.training.checkpoint import load_checkpoint, save_checkpoint
+from vaeflow.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vaeflow.training.seeding import resolve_device, seed_everything
 
 RESUME_FILE = "resume.pt"
@@ -379,8 +379,8 @@ def _resumable(resume_path: Path, identity: dict[str, str]) -> dict[str, Any] | 
     try:
         # on the CPU: the RNG states must be CPU tensors; load_state_dict moves the rest to the device
         saved = load_checkpoint(resume_path, map_location="cpu")
-    except RuntimeError as exc:
-        reason = f"it cannot be read ({exc})"
+    except CheckpointError as exc:
+        reason = f"it cannot be read ({exc.reason})"
     else:
         differs = [f"{key} {saved.get(key, 'not recorded')} (now {value})"
                    for key, value in identity.items() if saved.get(key) != value]
