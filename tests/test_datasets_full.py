@@ -8,6 +8,7 @@ downloads come from ``file://`` URLs or a local HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import gzip
@@ -317,6 +318,20 @@ def test_download_from_file_url_lands_verified_files(sources, dataset: str) -> N
     assert leftovers(folder) == []
 
 
+@contextlib.contextmanager
+def _serving(handler) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 in a thread; yield the base URL, stop on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True  # a handler still writing never blocks the teardown
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture()
 def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A local HTTP server on 127.0.0.1 serving tmp/served/."""
@@ -324,14 +339,8 @@ def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     served.mkdir()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", served
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(handler) as url:
+        yield url, served
 
 
 def test_download_over_http_lands_and_verifies(sources, http_server, monkeypatch) -> None:
@@ -382,15 +391,8 @@ def scripted_server() -> Iterator[tuple[str, Reply]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True  # a handler still writing never blocks the teardown
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", reply
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as url:
+        yield url, reply
 
 
 def serve_entry(monkeypatch: pytest.MonkeyPatch, base: str, dataset: str = "mnist_full",
