@@ -67,8 +67,6 @@ def markdown(metrics: list[str], summaries: list[str], jobs: list[str], metadata
              configfiles: list[str], seeds: list[int], data_seed: int) -> str:
     runs = [read_json(p) for p in metrics]
     trained = {Path(p).parent: read_json(p) for p in summaries}
-    # what each run's training cost lies beside its train.json (the engine keeps it apart)
-    timing = {folder: read_json(folder / "timing.json") for folder in trained}
     versions: dict[str, Counter] = defaultdict(Counter)
     for run in runs:
         for name, version in run.get("versions", {}).items():
@@ -97,8 +95,8 @@ def markdown(metrics: list[str], summaries: list[str], jobs: list[str], metadata
 
     lines += ["## Wall times", "", "Training and evaluation of every run, in seconds (mean over seeds; from `timing.json` and "
               "`metrics.json`).", ""]
-    for run in runs:
-        run["train_wall_time_s"] = timing[_run_folder(run, trained)]["train_wall_time_s"]
+    for path, run in zip(metrics, runs):  # what training cost lies beside the run's metrics (timing.json)
+        run["train_wall_time_s"] = read_json(Path(path).with_name("timing.json"))["train_wall_time_s"]
     by_pair: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
         by_pair[(run["dataset"], run["model"])].append(run)
@@ -119,16 +117,6 @@ def markdown(metrics: list[str], summaries: list[str], jobs: list[str], metadata
     total = total_train + total_eval + sum(sum(t) for t in job_times.values())
     lines += ["", f"Total job time: {total:.0f} s ({total / 60:.1f} min).", ""]
     return "\n".join(lines)
-
-
-def _run_folder(run: dict, trained: dict[Path, dict]) -> Path:
-    """The folder of the train.json that belongs to an evaluated run (same dataset, model and seed)."""
-    for folder, summary in trained.items():
-        r = summary["run"]
-        if (r["dataset"], r["model"], r["seed"]) == (run["dataset"], run["model"], run["seed"]):
-            return folder
-    raise ValueError(f"no train.json given for {run['model']} on {run['dataset']} seed {run['seed']}; "
-                     "pass every run's train.json with --summaries")
 
 
 def write_environment(out: Path, **kwargs) -> None:
