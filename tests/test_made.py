@@ -40,3 +40,24 @@ def test_every_input_but_the_last_in_order_reaches_an_output(features, hidden):
     used = (reach > 0).any(dim=0)
     assert used.sum() == features - 1, f"{features - int(used.sum())} of {features} inputs never reach an output"
     assert not used[features - 1], "the last input in the order conditions nothing"
+
+
+def _longest_chain(made: MADE) -> int:
+    """Brute force: the passes needed, from the product of the binary masks (output i reads input j)."""
+    reach = made.output.mask
+    for layer in reversed(made.hidden_layers):
+        reach = reach @ layer.mask
+    reads = (reach.reshape(made.outputs_per_dim, made.features, made.features) > 0).any(dim=0)
+    depth = [0] * made.features
+    for i in sorted(range(made.features), key=lambda d: int(made.degrees_in[d])):  # in autoregressive order
+        depth[i] = 1 + max((depth[j] for j in range(made.features) if reads[i, j]), default=0)
+    return max(depth)
+
+
+@pytest.mark.parametrize(("features", "hidden", "layers"), [(6, 17, 2), (6, 5, 2), (64, 74, 2), (196, 32, 2),
+                                                             (256, 25, 3), (30, 4, 1), (2, 1, 2)])
+def test_inversion_passes_is_the_longest_dependency_chain(features, hidden, layers):
+    order = torch.randperm(features, generator=torch.Generator().manual_seed(features))
+    made = MADE(features, hidden=hidden, layers=layers, order=order)
+    assert made.inversion_passes == _longest_chain(made)
+    assert (made.inversion_passes == features) == (hidden >= features - 1)

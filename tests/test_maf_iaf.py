@@ -118,6 +118,25 @@ def test_one_step_equations_and_pass_counts(step_class: type[MaskedAffineAutoreg
     torch.testing.assert_close(inverse_logdet, -logdet)
 
 
+@pytest.mark.parametrize("step_class", [MaskedAffineAutoregressive, InverseAutoregressiveAffine])
+def test_narrow_made_inverts_exactly_in_fewer_passes(step_class: type[MaskedAffineAutoregressive]) -> None:
+    """A MADE narrower than D − 1 reads its inputs in groups: the inverse is exact after the
+    dependency chain's length in passes (here 5 of 40), and one pass fewer is not."""
+    torch.manual_seed(0)
+    step = randomise(step_class(40, hidden=4, order=torch.randperm(40)).to(F64), std=0.3)
+    with torch.no_grad():  # every hidden unit active, so each structural dependency is a real one
+        for layer in step.made.hidden_layers:
+            layer.bias.add_(3.0)
+    assert step.made.inversion_passes == 5
+    v = torch.randn(6, 40, dtype=F64)
+    w, logdet = step(v)
+    v_back, inverse_logdet = step.inverse_and_logdet(w)
+    torch.testing.assert_close(v_back, v, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(inverse_logdet, -logdet)
+    step.made.inversion_passes -= 1
+    assert not torch.allclose(step.inverse_and_logdet(w)[0], v, rtol=1e-6, atol=1e-6)
+
+
 def test_iaf_sample_log_prob_matches_sequential_inversion() -> None:
     """Two code paths: one pass per block (sampling) and D passes per block (density)."""
     for data_shape, levels in CASES:

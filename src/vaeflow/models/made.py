@@ -25,6 +25,27 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
+def inversion_passes(hidden_degrees: Tensor, features: int) -> int:
+    """How many sequential passes make ``v ← solve(w, MADE(v))`` exact, from any start: at most ``D``.
+
+    With every hidden layer on the same degrees ``H``, output ``i`` (degree ``p``) reads input ``j``
+    exactly when some ``d ∈ H`` has ``m(x_j) ≤ d < p``: it reads every input of degree up to
+    ``m(p) = max{d ∈ H : d < p}`` and nothing else. Inputs of degree ``≤ min H`` are read by no
+    output, so the first pass makes every output whose ``m(p)`` is undefined exact; after pass ``t``
+    the degrees whose inputs were exact after pass ``t − 1`` are exact. The count is the length of
+    the chain ``D → m(D) → m(m(D)) → …``: ``D`` when ``H`` holds every degree ``1..D−1`` (a MADE
+    at least ``D − 1`` wide), far fewer for a narrow one, whose hidden units see inputs only in
+    coarse groups (14×14 images with 32 hidden units: 33 passes instead of 196).
+    """
+    degrees = sorted(set(int(d) for d in hidden_degrees.tolist()))
+    passes, p = 1, int(features)
+    while True:
+        below = [d for d in degrees if d < p]
+        if not below:
+            return passes
+        p, passes = below[-1], passes + 1
+
+
 class MADE(nn.Module):
     """Autoregressive MLP: ``forward(x, context) → (B, outputs_per_dim, D)``.
 
@@ -67,6 +88,7 @@ class MADE(nn.Module):
             blocks.append(MaskedLinear(features if layer == 0 else hidden, hidden, mask))
             previous = hidden_degrees
         self.hidden_layers = nn.ModuleList(blocks)
+        self.inversion_passes = inversion_passes(hidden_degrees, features)
         output_degrees = degrees_in.repeat(outputs_per_dim)
         out_mask = (output_degrees[:, None] > previous[None, :]).float()
         self.output = MaskedLinear(hidden, features * outputs_per_dim, out_mask)

@@ -111,17 +111,18 @@ class MaskedAffineAutoregressive(Bijection):
         return self.affine(v, mu, alpha), sum_per_example(self.log_scale(alpha))
 
     def inverse_and_logdet(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        """``(v, log|det ∂v/∂w|)`` by ``D`` sequential MADE passes, differentiable throughout.
+        """``(v, log|det ∂v/∂w|)`` by at most ``D`` sequential MADE passes, differentiable throughout.
 
-        Every pass updates all coordinates from the current ``v``; the coordinate at position ``k``
-        of the order is exact (as a function of ``w`` and the parameters) after ``k + 1`` passes,
-        so after ``D`` passes ``v`` is the exact inverse and autograd through the unrolled passes
-        gives its exact gradient. The last pass read a ``v`` whose first ``D − 1`` positions were
-        exact, which is all ``α`` depends on, so its ``α`` gives the exact log-det.
+        Every pass updates all coordinates from the current ``v``. A coordinate is exact (as a
+        function of ``w`` and the parameters) one pass after every input its ``μ, α`` read is exact,
+        so after :func:`vaeflow.models.made.inversion_passes` passes (``D`` for a MADE at least
+        ``D − 1`` wide, fewer for a narrower one) ``v`` is the exact inverse and autograd through the
+        unrolled passes gives its exact gradient. The last pass read a ``v`` whose every input to
+        ``α`` was already exact, so its ``α`` gives the exact log-det.
         """
         v = torch.zeros_like(w)
         alpha = w.new_zeros(w.shape)
-        for _ in range(self.features):
+        for _ in range(self.made.inversion_passes):
             mu, alpha = self.conditioner(v)
             v = self.solve(w, mu, alpha)
         return v, -sum_per_example(self.log_scale(alpha))
