@@ -57,6 +57,7 @@ from vaeflow.data import load_prepared  # noqa: E402
 from vaeflow.data.dequantization import model_input, to_tensor  # noqa: E402
 from vaeflow.io import write_json_atomic, write_text_atomic  # noqa: E402
 from vaeflow.models import build_model  # noqa: E402
+from vaeflow.models.capacity import fit_to_budget  # noqa: E402
 from vaeflow.models.vae import _mlp as mlp  # noqa: E402  (the VAE's encoder/decoder MLP)
 from vaeflow.training.engine import adam  # noqa: E402
 
@@ -277,6 +278,8 @@ def benchmark_pair(model_name: str, dataset: str, shape: str, config: dict, data
         options = {**options, **run_config(config, "toy2d", model_name, 0)["options"]}
         train, test = train.reshape(len(train), -1), test.reshape(len(test), -1)
     data_shape = tuple(train.shape[1:])
+    if shape == "native" and run.get("parameter_budget"):  # the width the study trains it at
+        options = fit_to_budget(model_name, data_shape, levels, options, run["parameter_budget"])
     batch = int(run["training"]["batch_size"])
     torch.manual_seed(0)
     our = ours(model_name, data_shape, levels, options)
@@ -346,6 +349,34 @@ def benchmark_pair(model_name: str, dataset: str, shape: str, config: dict, data
     return result
 
 
+def left_out_step(model_name: str, dataset: str, config: dict, data_dir: Path, reps: int, min_time: float) -> dict:
+    """One training step of a model on a dataset the study leaves it out of (``models.<m>.left_out``),
+    at the width the study would train it at there: what leaving it out saved, per step."""
+    block = config["models"][model_name]
+    data = load_prepared(data_dir / f"{dataset}.npz")
+    options = {**block.get("options", {}), **(block.get("dataset_options") or {}).get(dataset, {})}
+    budget = (config.get("parameter_budget") or {}).get(dataset)
+    if budget:
+        options = fit_to_budget(model_name, data.example_shape, data.levels, options, budget)
+    batch = int({**config["training"], **block.get("training", {})}["batch_size"])
+    torch.manual_seed(0)
+    our = ours(model_name, tuple(data.example_shape), data.levels, options)
+    order = torch.Generator().manual_seed(0)
+    x_train = to_tensor(data.train)
+    raw = [x_train[torch.randint(len(x_train), (batch,), generator=order)] for _ in range(2)]
+    batches = [our.prepare(x) for x in raw]
+    if hasattr(our.module, "initialize"):
+        with torch.no_grad():
+            our.module.initialize(batches[0])
+    our.module.train()
+    step = train_step(our, batches, fused=True)
+    step()  # warm-up
+    times = [per_call(step, min_time, min_calls=1, max_calls=3) for _ in range(reps)]
+    return {"model": model_name, "dataset": dataset, "parameters": peers.count_parameters(our.module),
+            "batch_size": batch, "step_time_s": statistics.median(times), "step_time_reps_s": times,
+            "reason": " ".join(block["left_out"][dataset].split())}
+
+
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
@@ -386,8 +417,19 @@ def main(argv: list[str] | None = None) -> int:
         row["ours"]["fraction_of_peak"] = row["ours"]["achieved_flop_per_s"] / peak
         rows.append(row)
         print(_line(row), flush=True)
+    left_out = []
+    for model_name, block in config.get("models", {}).items():
+        if args.only and model_name not in args.only:
+            continue
+        for dataset in block.get("left_out") or {}:
+            if (Path(args.data_dir) / f"{dataset}.npz").exists():
+                left_out.append(left_out_step(model_name, dataset, config, Path(args.data_dir), args.reps, args.min_time))
+                print(f"{model_name} on {dataset} (left out of the study): "
+                      f"{left_out[-1]['step_time_s']:.3f} s per training step", flush=True)
+            else:
+                skipped.append(f"{model_name} on {dataset} (left out of the study): no prepared {dataset}.npz in {args.data_dir}")
     result = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("config", "merge")}, "torch": torch.__version__, "machine": platform.processor() or platform.machine()},
-              "matmul_peak_flop_per_s": peak, "results": rows, "skipped": skipped}
+              "matmul_peak_flop_per_s": peak, "results": rows, "left_out": left_out, "skipped": skipped}
     if args.json:
         write_json_atomic(Path(args.json), result)
         print(f"wrote {args.json}")
@@ -417,7 +459,8 @@ def merge(parts: list[Path], out: Path) -> int:
     settings = {**{k: v for k, v in loaded[0]["settings"].items() if k not in ("only", "json")}, "parts": [str(p) for p in parts]}
     result = {"settings": settings, "matmul_peak_flop_per_s": peak,
               "matmul_peak_per_part_flop_per_s": [part["matmul_peak_flop_per_s"] for part in loaded],
-              "results": rows, "skipped": [line for part in loaded for line in part["skipped"]]}
+              "results": rows, "left_out": [r for part in loaded for r in part.get("left_out", [])],
+              "skipped": [line for part in loaded for line in part["skipped"]]}
     write_json_atomic(out / "speed.json", result)
     write_text_atomic(out / "speed.md", summary(result))
     print(f"wrote {out / 'speed.json'} and {out / 'speed.md'} from {len(parts)} part(s)")
@@ -456,6 +499,9 @@ def summary(result: dict) -> str:
             _ratio(r.get("sample_time_ratio")), f"{o['density_evals_per_s']:.0f}", f"{p['density_evals_per_s']:.0f}" if p else "–",
             _ratio(r.get("density_time_ratio")), f"{o['achieved_flop_per_s'] / 1e9:.2f}", f"{100 * o['fraction_of_peak']:.1f}",
         ]) + " |")
+    for r in result.get("left_out", []):
+        lines.append(f"\nLeft out of the study: {r['model']} on {r['dataset']}, {r['parameters']:,} parameters: "
+                     f"{r['step_time_s']:.3f} s per training step of {r['batch_size']} examples.")
     for line in result["skipped"]:
         lines.append(f"\nNot benchmarked: {line}")
     return "\n".join(lines) + "\n"

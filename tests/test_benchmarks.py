@@ -114,3 +114,29 @@ def test_cost_speed_input_errors_say_how_to_rebuild(tmp_path):
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="not a benchmarks/speed.py result"):
         cost.load_speed(tmp_path / "other.json")
+
+
+def test_a_left_out_model_is_timed_at_its_budget_width_and_merged(speed, root, tmp_path):
+    """What leaving FFJORD out of a dataset saved, per step: measured at the width the budget gives."""
+    from vaeflow.config import load_config
+    from vaeflow.data import build_dataset, save_prepared
+    from vaeflow.models.capacity import TOLERANCE
+
+    config = load_config(root / "config/smoke.yaml", root / "config/schema.yaml")
+    config["parameter_budget"] = {"textures": 2000}
+    data = build_dataset("textures", config["datasets"]["textures"], 0)
+    save_prepared(data, tmp_path / "textures.npz", tmp_path / "textures.json")
+    row = speed.left_out_step("ffjord", "textures", config, tmp_path, reps=2, min_time=0.0)
+    assert row["model"] == "ffjord" and row["dataset"] == "textures" and row["batch_size"] == 32
+    assert 2000 / TOLERANCE <= row["parameters"] <= 2000 * TOLERANCE
+    assert len(row["step_time_reps_s"]) == 2 and row["step_time_s"] > 0
+    assert row["reason"] == "left out to exercise the left_out setting in the tests"
+    parts = []
+    for i, model in enumerate(("maf", "ffjord")):
+        part = speed_part(model, 1e9, 1e8, 0.5)
+        part["left_out"] = [row] if model == "ffjord" else []
+        parts.append(tmp_path / f"{i}.json")
+        parts[-1].write_text(json.dumps(part))
+    speed.merge(parts, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "speed.json").read_text())["left_out"] == [row]
+    assert "Left out of the study: ffjord on textures" in (tmp_path / "out" / "speed.md").read_text()

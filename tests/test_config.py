@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from vaeflow.config import ConfigError, load_config, run_config, validate_config
+from vaeflow.config import ConfigError, load_config, run_config, trains_on, validate_config
 from vaeflow.hashing import config_hash
 
 
@@ -18,6 +18,8 @@ def test_shipped_configs_are_valid(root, name):
     cfg = load_config(root / "config" / name, root / "config/schema.yaml")
     for dataset in cfg["datasets"]:
         for model in cfg["models"]:
+            if not trains_on(cfg, model, dataset):
+                continue
             run = run_config(cfg, dataset, model, cfg["seeds"][0])
             assert run["training"]["steps"] >= 1
 
@@ -78,7 +80,10 @@ def test_defaults_are_filled(config):
 def test_training_objective_names_how_each_run_learned(config):
     from vaeflow.evaluation.objective import training_objective
 
-    assert training_objective(run_config(config, "mnist", "iaf", 0), exact=True) == "density distillation from maf"
+    distilled = copy.deepcopy(config)
+    distilled["models"]["iaf"]["distill"] = {"teacher": "maf", "datasets": ["mnist"]}
+    assert training_objective(run_config(distilled, "mnist", "iaf", 0), exact=True) == "density distillation from maf"
+    assert training_objective(run_config(config, "mnist", "iaf", 0), exact=True) == "maximum likelihood"
     assert training_objective(run_config(config, "toy2d", "iaf", 0), exact=True) == "maximum likelihood"
     assert training_objective(run_config(config, "mnist", "vae", 0), exact=False) == "its ELBO"
     flowpp = run_config(config, "mnist", "flowpp", 0)
@@ -251,7 +256,7 @@ def test_a_misspelt_required_key_is_named_with_the_key_it_resembles(root, tmp_pa
         ("distill: {teacher: maf", "distill: {teacher: mfa", ["at 'models.iaf.distill.teacher': 'mfa'", "did you mean 'maf'?"]),
         ("steps: {digits: 30, mnist: 30, textures: 30, toy2d: 30}\n    options: {latent_dim: 4",
          "steps: {digits: 30, mnist: 30, textures: 30}\n    options: {latent_dim: 4",
-         ["at 'models.vae.steps': no training steps for dataset(s) 'toy2d'", "Add toy2d: <steps> there"]),
+         ["at 'models.vae.steps': no training steps for dataset(s) 'toy2d'", "Add toy2d: <steps> there", "models.vae.left_out: {toy2d:"]),
         ("patch: 8, stride: 16", "patch: 400, stride: 16", ["at 'datasets.textures'", "too small for patch=400"]),
         ("  digits: {}", "  digits: {val_fraction: 0.5, test_fraction: 0.6}",
          ["at 'datasets.digits'", "val_fraction + test_fraction = 1.1", "make their sum smaller than 1"]),
@@ -280,7 +285,8 @@ def test_messages_name_the_file_that_holds_the_key(root, tmp_path):
     files = read_config_files([base])
     bad = merged(files)
     bad["training"].pop("lr")
-    with pytest.raises(ConfigError, match=rf"configuration {shown_path(base)}, line 51: at 'training': 'lr' is a required property"):
+    line = base.read_text().splitlines().index("training:") + 1
+    with pytest.raises(ConfigError, match=rf"configuration {shown_path(base)}, line {line}: at 'training': 'lr' is a required property"):
         validate_config(bad, root / "config/schema.yaml", files=files)
 
 
@@ -319,3 +325,46 @@ def test_python_m_vaeflow_config_checks_a_file(root, tmp_path):
     assert proc.returncode == 1 and f"{broken} is not valid YAML: at line 2, column 1" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "vaeflow.config", "config/smoke.yaml"], cwd=root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and "config/smoke.yaml: a valid study configuration" in proc.stdout
+
+
+def test_a_model_left_out_of_a_dataset_has_no_runs_there_and_its_reason_is_kept(root, tmp_path):
+    from vaeflow.config import left_out_runs, run_config, trains_on
+
+    path, _ = _edited_smoke(root, tmp_path, "    steps: {digits: 3, mnist: 3, toy2d: 10}", "    steps: {digits: 3, toy2d: 10}",
+                            "    left_out: {textures: left out to exercise the left_out setting in the tests}",
+                            "    left_out: {mnist: too slow here, textures: too slow\n      here}")
+    config = load_config(path, root / "config/schema.yaml")
+    assert [trains_on(config, "ffjord", d) for d in ("digits", "mnist", "textures", "toy2d")] == [True, False, False, True]
+    assert trains_on(config, "vae", "mnist")
+    assert left_out_runs(config) == [{"model": "ffjord", "dataset": "mnist", "reason": "too slow here"},
+                                     {"model": "ffjord", "dataset": "textures", "reason": "too slow here"}]
+    with pytest.raises(ConfigError, match=r"models.ffjord is left out of dataset 'mnist'.*too slow here"):
+        run_config(config, "mnist", "ffjord", 0)
+
+
+def test_a_dataset_both_trained_on_and_left_out_is_rejected(root, tmp_path):
+    path, _ = _edited_smoke(root, tmp_path, "    steps: {digits: 3, mnist: 3, toy2d: 10}",
+                            "    steps: {digits: 3, mnist: 3, textures: 3, toy2d: 10}")
+    message = _message(path, root)
+    for part in ("at 'models.ffjord.left_out': 'textures' is also in models.ffjord.steps", "Remove it from one of the two"):
+        assert part in message, (part, message)
+
+
+def test_the_studys_logit_alpha_reaches_every_model_that_takes_one(root, tmp_path):
+    from vaeflow.config import run_config
+
+    path, _ = _edited_smoke(root, tmp_path, "models:\n", "logit_alpha: {mnist: 0.01}\n\nmodels:\n",
+                            "logit_alpha: 0.05, hidden: 16", "hidden: 16")
+    config = load_config(path, root / "config/schema.yaml")
+    for model in ("realnvp", "glow", "maf", "iaf", "ffjord", "flowpp"):
+        assert run_config(config, "mnist", model, 0)["options"]["logit_alpha"] == 0.01, model
+        assert "logit_alpha" not in run_config(config, "digits", model, 0)["options"], model
+    for model in ("vae", "vae_iaf"):  # no logit pre-processing
+        assert "logit_alpha" not in run_config(config, "mnist", model, 0)["options"], model
+
+
+def test_logit_alpha_set_both_by_the_study_and_by_a_model_is_rejected(root, tmp_path):
+    path, _ = _edited_smoke(root, tmp_path, "models:\n", "logit_alpha: {mnist: 0.01}\n\nmodels:\n")
+    message = _message(path, root)
+    for part in ("models.glow sets logit_alpha and so does 'logit_alpha.mnist'", "remove logit_alpha from models.glow"):
+        assert part in message, (part, message)

@@ -139,6 +139,12 @@ def cmd_provenance(args: argparse.Namespace) -> None:
                           data_seed=args.data_seed)
 
 
+def cmd_design(args: argparse.Namespace) -> None:
+    from vaeflow.site.design import write_design
+
+    write_design(Path(args.out), args.configfile, args.schema, args.sweep, args.speed)
+
+
 def _param(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep:
@@ -246,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="*", type=int, default=[])
     p.add_argument("--data-seed", type=int, default=0)
     p.set_defaults(func=cmd_provenance)
+
+    p = sub.add_parser("design", help="write the models page's account of the budgets, logit alpha and left-out runs")
+    p.add_argument("--configfile", action="append", required=True, help="the study's config file(s)")
+    p.add_argument("--schema", default="config/schema.yaml")
+    p.add_argument("--sweep", help="the logit-alpha sweep's result (benchmarks/logit_alpha.py)")
+    p.add_argument("--speed", help="the speed benchmark's result (its left-out models' measured training step)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_design)
     return parser
 
 

@@ -304,9 +304,33 @@ def validate_config(
     if errors:
         raise ConfigError(_schema_error(errors, where))
     _check_against_data(config, where)
+    _apply_logit_alpha(config, schema, where)
     if check_device:
         _check_device(config, where)
     return config
+
+
+def _apply_logit_alpha(config: dict[str, Any], schema: dict[str, Any], where: _Sources) -> None:
+    """Give the study's per-dataset ``logit_alpha`` to every model whose options take one.
+
+    The value lands in ``models.<m>.dataset_options.<dataset>.logit_alpha`` (so each run's settings,
+    and its run key, carry it); a model whose own options already set it for that dataset is an
+    error, so the value lives in one place.
+    """
+    models = schema["properties"]["models"]["properties"]
+    for dataset, alpha in (config.get("logit_alpha") or {}).items():
+        for model, block in config["models"].items():
+            options_ref = models[model]["properties"]["options"]["$ref"]
+            if "logit_alpha" not in schema["$defs"][options_ref.rsplit("/", 1)[-1]]["properties"]:
+                continue
+            own = {**block.get("options", {}), **(block.get("dataset_options") or {}).get(dataset, {})}
+            if "logit_alpha" in own:
+                path = ("models", model, "options", "logit_alpha")
+                raise ConfigError(
+                    f"invalid study configuration {where(path)}: models.{model} sets logit_alpha and so does "
+                    f"'logit_alpha.{dataset}'; the study's per-dataset value applies to every flow, so remove "
+                    f"logit_alpha from models.{model}")
+            block.setdefault("dataset_options", {}).setdefault(dataset, {})["logit_alpha"] = float(alpha)
 
 
 def _check_against_data(config: dict[str, Any], where: _Sources) -> None:
@@ -323,12 +347,19 @@ def _check_against_data(config: dict[str, Any], where: _Sources) -> None:
                               f"{' '.join(str(exc).split())}") from None
 
     for model, block in config["models"].items():
-        missing = [d for d in config["datasets"] if d not in block["steps"]]
+        left_out = block.get("left_out") or {}
+        missing = [d for d in config["datasets"] if d not in block["steps"] and d not in left_out]
         if missing:
             raise ConfigError(
                 f"invalid study configuration {where(('models', model, 'steps'))}: at 'models.{model}.steps': no "
-                f"training steps for dataset(s) {', '.join(map(repr, missing))}, and every model of the study trains on "
-                f"every dataset. Add {missing[0]}: <steps> there.")
+                f"training steps for dataset(s) {', '.join(map(repr, missing))}. Add {missing[0]}: <steps> there, or "
+                f"leave the model out of it with models.{model}.left_out: {{{missing[0]}: <the reason the site gives>}}.")
+        both = [d for d in left_out if d in block["steps"]]
+        if both:
+            raise ConfigError(
+                f"invalid study configuration {where(('models', model, 'left_out', both[0]))}: at "
+                f"'models.{model}.left_out': {both[0]!r} is also in models.{model}.steps; a model either trains on a "
+                f"dataset or is left out of it. Remove it from one of the two.")
         teacher = (block.get("distill") or {}).get("teacher")
         if teacher is not None and teacher not in config["models"]:
             guess = _closest(teacher, list(config["models"]))
@@ -424,6 +455,18 @@ def load_config(path: str | Path, schema_path: str | Path, *, check_device: bool
     return validate_config(merged([file]), schema_path, files=[file], check_device=check_device)
 
 
+def trains_on(config: dict[str, Any], model: str, dataset: str) -> bool:
+    """Whether the study trains ``model`` on ``dataset`` (not in the model's ``left_out``)."""
+    return dataset in config["datasets"] and dataset not in (config["models"][model].get("left_out") or {})
+
+
+def left_out_runs(config: dict[str, Any]) -> list[dict[str, str]]:
+    """Every (model, dataset) the study leaves out, with the config's reason."""
+    return [{"model": model, "dataset": dataset, "reason": " ".join(reason.split())}
+            for model, block in config["models"].items()
+            for dataset, reason in (block.get("left_out") or {}).items() if dataset in config["datasets"]]
+
+
 def run_config(config: dict[str, Any], dataset: str, model: str, seed: int) -> dict[str, Any]:
     """The resolved settings of one training run (JSON-serialisable)."""
     if dataset not in config["datasets"]:
@@ -431,6 +474,9 @@ def run_config(config: dict[str, Any], dataset: str, model: str, seed: int) -> d
     if model not in config["models"]:
         raise ConfigError(f"model {model!r} is not in the study configuration (has: {', '.join(config['models'])})")
     block = config["models"][model]
+    if not trains_on(config, model, dataset):
+        raise ConfigError(f"models.{model} is left out of dataset {dataset!r} (models.{model}.left_out): "
+                          f"{(block.get('left_out') or {}).get(dataset)}; it has no run there")
     if dataset not in block["steps"]:
         raise ConfigError(f"models.{model}.steps has no budget for dataset {dataset!r}; add one")
     options = {**block.get("options", {}), **block.get("dataset_options", {}).get(dataset, {})}

@@ -8,13 +8,16 @@ rule likelihood_analysis:
     input:
         notebook="workflow/notebooks/likelihood.ipynb",
         metrics=all_runs(f"{RUN}/metrics.json"),
+        # read beside each metrics.json: the step ceiling and the dataset's parameter budget
+        summaries=all_runs(f"{RUN}/train.json"),
         scores=all_runs(f"{RUN}/test_scores.npz"),
         curves=all_runs(f"{RUN}/curves.csv"),
         probes=probe_runs("likelihood"),
         # every dataset's sanity baselines (rule baselines) and their per-example test scores
         baselines=expand("results/{dataset}/baselines.json", dataset=DATASETS),
         baseline_scores=expand("results/{dataset}/baselines_test_scores.npz", dataset=DATASETS),
-        code=code("vaeflow.analysis.likelihood", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),
+        code=code("vaeflow.analysis.likelihood", "vaeflow.analysis.comparisons", "vaeflow.analysis.figures",
+                  "vaeflow.analysis.variables"),
     output:
         **analysis_outputs("likelihood"),
     params:

@@ -6,10 +6,11 @@
 
 rule speed_benchmark:
     input:
-        data=expand("results/data/{dataset}.npz", dataset=BENCHMARK_DATASETS),
+        data=lambda wc: expand("results/data/{dataset}.npz", dataset=benchmark_datasets(wc.model)),
         runner="benchmarks/speed.py",
         peers="benchmarks/peers.py",
-        code=lambda wc: code(f"vaeflow.models.{wc.model}", "vaeflow.training.engine", "vaeflow.config", "vaeflow.data.store"),
+        code=lambda wc: code(f"vaeflow.models.{wc.model}", "vaeflow.training.engine", "vaeflow.config", "vaeflow.data.store",
+                             "vaeflow.models.capacity"),
     output:
         "results/benchmarks/speed/{model}.json",
     params:

@@ -3,7 +3,7 @@ import functools
 import json
 
 from vaeflow.analysis import declared_outputs
-from vaeflow.config import analysis_settings, evaluation_settings, probe_settings, run_config
+from vaeflow.config import analysis_settings, evaluation_settings, probe_settings, run_config, trains_on
 from vaeflow.data import IMAGE_DATASETS
 from vaeflow.probes import NEEDS_OTHER_DATASETS, NOTEBOOK_KEYS, PROBES, applies
 from vaeflow.provenance import source_files
@@ -83,7 +83,14 @@ def all_cores():
 
 
 def all_runs(pattern):
-    return expand(pattern, dataset=DATASETS, model=MODELS_IN_STUDY, seed=SEEDS)
+    """``pattern`` for every run of the study: each model on each dataset it is not left out of, each seed."""
+    return [
+        pattern.format(dataset=dataset, model=model, seed=seed)
+        for dataset in DATASETS
+        for model in MODELS_IN_STUDY
+        if trains_on(config, model, dataset)
+        for seed in SEEDS
+    ]
 
 
 def probe_runs(probe):
@@ -93,7 +100,7 @@ def probe_runs(probe):
         for dataset in DATASETS
         for model in MODELS_IN_STUDY
         for seed in SEEDS
-        if applies(probe, model, dataset, image=dataset in IMAGE_DATASETS)
+        if trains_on(config, model, dataset) and applies(probe, model, dataset, image=dataset in IMAGE_DATASETS)
     ]
 
 
@@ -108,13 +115,22 @@ def other_datasets(wildcards):
 BENCHMARK_DATASETS = [d for d in ("mnist", "toy2d", "digits") if d in DATASETS]
 
 
+def benchmark_datasets(model):
+    """The datasets one model's benchmark reads: the benchmark's own, and those the study leaves it
+    out of (their training step is timed, to show what leaving it out saved)."""
+    left_out = [d for d in (config["models"][model].get("left_out") or {}) if d in DATASETS]
+    return BENCHMARK_DATASETS + [d for d in left_out if d not in BENCHMARK_DATASETS]
+
+
 def benchmark_study(model):
     """What one model's benchmark reads from the config, as JSON: a change reruns it."""
+    datasets = benchmark_datasets(model)
     return json.dumps(
         {
-            "datasets": {d: config["datasets"][d] for d in BENCHMARK_DATASETS},
+            "datasets": {d: config["datasets"][d] for d in datasets},
             "models": {model: config["models"][model]},
             "training": {"batch_size": config["training"]["batch_size"]},
+            "parameter_budget": {d: n for d, n in (config.get("parameter_budget") or {}).items() if d in datasets},
         },
         sort_keys=True,
     )

@@ -62,6 +62,33 @@ rule environment_page:
         "--out {output} {params.configfiles} --seeds {params.seeds} --data-seed {params.data_seed} > {log} 2>&1"
 
 
+# the logit-alpha sweep's result (benchmarks/logit_alpha.py), committed with the config it chose for
+ALPHA_SWEEP = "benchmarks/results/logit_alpha.json"
+
+
+rule design_page:
+    input:
+        configfiles=CONFIGFILES,
+        sweep=[ALPHA_SWEEP] if os.path.exists(ALPHA_SWEEP) else [],
+        speed=rules.speed_summary.output.json,  # the left-out models' measured training step
+        code=code("vaeflow.site.design"),
+    output:
+        f"{PROVENANCE}/design.md",
+    params:
+        configfiles=" ".join(f"--configfile {c}" for c in CONFIGFILES),
+        sweep=f"--sweep {ALPHA_SWEEP}" if os.path.exists(ALPHA_SWEEP) else "",
+    threads: 1
+    resources:
+        **job_resources("site"),
+    localrule: True
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/site/design.log",
+    shell:
+        "python -m vaeflow design {params.configfiles} {params.sweep} --speed {input.speed} --out {output} > {log} 2>&1"
+
+
 rule stage_site:
     input:
         pages=[os.path.relpath(p) for p in site_sources("report")],

@@ -10,6 +10,10 @@ Every model is measured against its dataset's sanity baselines (``results/{datas
 the figures, and each model's margin over the dataset's *reference* baseline (independent pixels
 on images, the fitted Gaussian on real vectors) is reported, with the reasons a model may not
 beat it written from the results.
+
+Comparative conclusions come from :mod:`vaeflow.analysis.comparisons`: paired comparisons on the same
+test images with intervals and the seed spread, written as sentences. Each run's ``converged`` (early
+stopping ended it) or not (its step ceiling did) is marked in the tables and named in the prose.
 """
 
 from __future__ import annotations
@@ -25,16 +29,31 @@ import pandas as pd
 
 from vaeflow.analysis.runs import ProbeResult
 
-TABLES = ("likelihood", "models", "likelihood_gaps", "likelihood_iwae", "likelihood_per_class")
+TABLES = ("likelihood", "likelihood_comparisons", "models", "likelihood_gaps", "likelihood_iwae",
+          "likelihood_per_class")
 FIGURES = ("learning_curves", "likelihood_iwae_curve", "likelihood_per_class")
 
 
 def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
-    """One row per trained run, from its metrics.json (training time and memory are the cost analysis's:
-    this analysis reads nothing that a byte-identical retrain changes)."""
+    """One row per trained run, from its metrics.json and the train.json beside it (training time and memory
+    are the cost analysis's: this analysis reads nothing that a byte-identical retrain changes).
+
+    From train.json: the run's step ceiling (``ceiling``, ``training.steps`` of its config) and the dataset's
+    parameter budget (``parameter_budget``, NaN where the config set none); from metrics.json, besides the
+    scores, whether early stopping ended the run (``converged``) or the ceiling did (``stopped_by``)."""
     rows = []
-    for path in metrics_paths:
-        m: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    for path in map(Path, metrics_paths):
+        m: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        summary = path.with_name("train.json")
+        if not summary.is_file():
+            raise FileNotFoundError(f"{summary} does not exist: the likelihood analysis reads each run's step "
+                                    "ceiling and parameter budget from the train.json beside its metrics.json; "
+                                    "retrain that run")
+        run = json.loads(summary.read_text(encoding="utf-8"))["run"]
+        missing = [key for key in ("converged", "stopped_by") if key not in m]
+        if missing:
+            raise ValueError(f"{path} has no {' or '.join(missing)} (it predates early stopping); rerun its evaluation "
+                             f"(snakemake {path} --forcerun evaluate)")
         test = m["test"]
         rows.append({
             "dataset": m["dataset"],
@@ -47,14 +66,18 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             "val_bpd": m["val"]["bits_per_dim"],
             "train_bpd": m["train"]["bits_per_dim"],
             "parameters": m["parameters"],
+            "parameter_budget": run.get("parameter_budget", math.nan),
             "steps": m["steps"],
+            "ceiling": run["training"]["steps"],
             "best_step": m.get("best_step", math.nan),
+            "converged": bool(m["converged"]),
+            "stopped_by": m["stopped_by"],
             "trained_by": m.get("trained_by", ""),
             "samples_per_s": m["throughput"]["samples_per_s"],
             "density_evals_per_s": m["throughput"]["density_evals_per_s"],
             "nonfinite_samples": m.get("nonfinite_samples", 0),
-            "curves": str(Path(path).with_name("curves.csv")),
-            "scores": str(Path(path).with_name("test_scores.npz")),
+            "curves": str(path.with_name("curves.csv")),
+            "scores": str(path.with_name("test_scores.npz")),
             "num_dims": m["num_dims"],
         })
     runs = pd.DataFrame(rows)
@@ -103,8 +126,8 @@ def load_baselines(paths: list[str | Path]) -> pd.DataFrame:
 def baseline_margins(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, model): the mean test bits/dim over seeds, the dataset's reference baseline
     and the margin model − baseline (negative: the model is better), whether the model beats it,
-    and what the reasons it might not depend on (exact or bound, how it was trained, whether its
-    kept checkpoint is its last step, discrete or real-valued data)."""
+    and what the reasons it might not depend on (exact or bound, how it was trained, whether a run of it
+    was stopped by its step ceiling rather than by early stopping, discrete or real-valued data)."""
     references = baselines[baselines["reference"]].set_index("dataset")
     missing = sorted(set(runs["dataset"]) - set(references.index))
     if missing:
@@ -120,15 +143,27 @@ def baseline_margins(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
             "baseline_bpd": float(reference["test_bpd"]), "margin": margin, "beats": bool(margin < 0),
             "exact": bool(group["exact"].all()), "discrete": bool(reference["discrete"]),
             "distilled": bool(group["trained_by"].str.startswith("density distillation").any()),
-            "last_step": bool((group["best_step"] == group["steps"]).all()),
+            "ceiling": bool((~group["converged"].astype(bool)).any()),
         })
     return pd.DataFrame(rows)
 
 
+def converged_mark(group: pd.DataFrame) -> str:
+    """Whether early stopping ended the runs of one (dataset, model): ``"yes"`` for all of them, else which
+    seeds the step ceiling stopped, e.g. ``"1 of 2 (seed 1 at the 3,000-step ceiling)"`` or ``"no (…)"``."""
+    stopped = group[~group["converged"].astype(bool)]
+    if stopped.empty:
+        return "yes"
+    which = ", ".join(f"seed {r.seed} at the {int(r.steps):,}-step ceiling" for r in stopped.itertuples(index=False))
+    done = len(group) - len(stopped)
+    return f"{'no' if done == 0 else f'{done} of {len(group)}'} ({which})"
+
+
 def likelihood_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
     """Test bits/dim per dataset × model: mean ± sd over seeds, with the quantity named, the
-    margin over the dataset's reference baseline and whether the model beats it; then the
-    dataset's baselines as rows marked "(baseline)", the reference one marked as such."""
+    margin over the dataset's reference baseline and whether the model beats it, and whether its
+    runs converged (:func:`converged_mark`); then the dataset's baselines as rows marked
+    "(baseline)", the reference one marked as such."""
     margins = baseline_margins(runs, baselines).set_index(["dataset", "model"])
     rows = []
     for dataset, runs_of in runs.groupby("dataset", sort=True):
@@ -144,6 +179,7 @@ def likelihood_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
                 "margin vs baseline (bits/dim)": f"{margin['margin']:+.3f}",
                 "beats baseline": "yes" if margin["beats"] else "no",
                 "seeds": int(group["seed"].nunique()),
+                "converged": converged_mark(group),
                 "parameters": int(group["parameters"].iloc[0]),
             })
         for baseline in baselines[baselines["dataset"] == dataset].itertuples(index=False):
@@ -157,6 +193,7 @@ def likelihood_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
                 "margin vs baseline (bits/dim)": "–",
                 "beats baseline": "reference" if baseline.reference else "–",
                 "seeds": "–",
+                "converged": "–",
                 "parameters": int(baseline.parameters),
             })
     return pd.DataFrame(rows)
@@ -180,9 +217,9 @@ WHY_NOT = {
     "continuous": (
         "On real-valued data the flows and the Gaussian are both exact densities, with no accounting gap between "
         "them: a flow above the fitted Gaussian has not yet captured more than the data's mean and covariance"),
-    "last_step": (
-        "A run whose kept checkpoint is its last training step was still improving when training stopped, so the "
-        "study's training budget, not only the model family, limits it"),
+    "ceiling": (
+        "A run stopped by its step ceiling rather than by early stopping was still improving when training "
+        "stopped, so the study's training budget, not only the model family, limits it"),
 }
 
 
@@ -196,8 +233,8 @@ def _causes(row: pd.Series) -> list[str]:
         causes.append("distilled")
     if not row["discrete"] and row["exact"]:
         causes.append("continuous")
-    if row["last_step"]:
-        causes.append("last_step")
+    if row["ceiling"]:
+        causes.append("ceiling")
     return causes
 
 
@@ -258,8 +295,15 @@ def baseline_variables(margins: pd.DataFrame, baselines: pd.DataFrame) -> dict[s
     return {"baselines": out}
 
 
+def _steps(values: pd.Series) -> str:
+    """The steps the seeds ran: ``"1,500"``, or ``"1,250–3,000"`` when early stopping ended them apart."""
+    low, high = int(values.min()), int(values.max())
+    return f"{low:,}" if low == high else f"{low:,}–{high:,}"
+
+
 def models_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per model and dataset: size, cost and test bits/dim (means over seeds), and how it was trained."""
+    """Per model and dataset: size, cost and test bits/dim (means over seeds), how it was trained, the
+    steps its seeds ran against their ceiling and whether they converged (:func:`converged_mark`)."""
     rows = []
     for (dataset, model), group in runs.groupby(["dataset", "model"], sort=True):
         rows.append({
@@ -267,7 +311,9 @@ def models_table(runs: pd.DataFrame) -> pd.DataFrame:
             "dataset": dataset,
             "parameters": int(group["parameters"].iloc[0]),
             "trained by": ", ".join(sorted(group["trained_by"].unique())),
-            "steps": int(group["steps"].iloc[0]),
+            "steps": _steps(group["steps"]),
+            "step ceiling": f"{int(group['ceiling'].max()):,}",
+            "converged": converged_mark(group),
             "test bits/dim": _mean_sd(group["test_bpd"]),
             "test quantity": ", ".join(sorted(group["bound"].unique())),
             "samples/s": f"{group['samples_per_s'].mean():.3g}",
@@ -326,17 +372,34 @@ def learning_curves_chart(curves: pd.DataFrame, baselines: pd.DataFrame) -> alt.
 
 
 def variables(runs: pd.DataFrame) -> dict[str, Any]:
-    """Numbers the prose quotes, as formatted strings keyed by dataset and model; ``runs_best_at_last_step``
-    counts the runs whose kept (best-validation) checkpoint is their last step: still improving at the end."""
-    out: dict[str, Any] = {"runs": int(len(runs)), "seeds": int(runs["seed"].nunique())}
-    if "best_step" in runs:
-        out["runs_best_at_last_step"] = int((runs["best_step"] == runs["steps"]).sum())
+    """Numbers the prose quotes, as formatted strings keyed by dataset and model, and under ``convergence``
+    how many runs early stopping ended and which the step ceiling did (:func:`convergence_variables`)."""
+    out: dict[str, Any] = {"runs": int(len(runs)), "seeds": int(runs["seed"].nunique()), **convergence_variables(runs)}
     for (dataset, model), group in runs.groupby(["dataset", "model"], sort=True):
         out.setdefault(dataset, {})[model] = {
             "test_bpd": _mean_sd(group["test_bpd"]),
             "bound": ", ".join(sorted(group["bound"].unique())),
         }
     return out
+
+
+def convergence_variables(runs: pd.DataFrame) -> dict[str, Any]:
+    """Under ``convergence``: ``converged`` (runs early stopping ended: validation stopped improving),
+    ``not_converged`` (runs their step ceiling ended, still improving) and ``summary``, a sentence that names
+    every run that did not converge (model, dataset, seed, steps) or says that all converged."""
+    converged = runs["converged"].astype(bool)
+    stopped = runs[~converged]
+    if stopped.empty:
+        summary = (f"All {len(runs)} runs converged: each was stopped by early stopping, when its validation "
+                   "bits/dim stopped improving, before its step ceiling.")
+    else:
+        named = "; ".join(f"{r.model} on {r.dataset}, seed {r.seed}, after {int(r.steps):,} steps"
+                          for r in stopped.itertuples(index=False))
+        summary = (f"{len(stopped)} of {len(runs)} runs did not converge, stopped by the step ceiling while their "
+                   f"validation bits/dim was still improving: {named}. Every comparison that involves "
+                   f"{'it' if len(stopped) == 1 else 'them'} is provisional."
+                   + (f" The other {int(converged.sum())} were stopped by early stopping." if converged.any() else ""))
+    return {"convergence": {"converged": int(converged.sum()), "not_converged": len(stopped), "summary": summary}}
 
 
 def _bpd(nats: np.ndarray | float, num_dims: int) -> np.ndarray | float:
