@@ -300,3 +300,12 @@ def test_smoke_iwae_is_at_least_the_elbo(smoke_study) -> None:
         k, curve = p.arrays["k"], p.arrays["iwae_nats"]
         assert k[0] == 1 and np.isfinite(curve).all()
         assert curve[-1].mean() >= curve[0].mean(), (p.dataset, p.model)  # IWAE-k ≥ ELBO on average
+
+
+def test_learning_curve_points_worse_than_the_worst_baseline_are_not_drawn() -> None:
+    from vaeflow.analysis.likelihood import within_worst_baseline
+
+    curves = pd.DataFrame({"dataset": ["mnist"] * 4 + ["toy2d"], "bits_per_dim": [2.5, 7.99, 8.0, 3e5, 50.0]})
+    baselines = pd.DataFrame({"dataset": ["mnist", "mnist"], "val_bpd": [2.53, 8.0]})
+    kept = within_worst_baseline(curves, baselines)
+    assert kept["bits_per_dim"].tolist() == [2.5, 7.99, 8.0, 50.0]  # toy2d has no baseline here: all kept

@@ -349,9 +349,20 @@ def _reference_lines(width: int) -> tuple[alt.Chart, alt.Chart]:
     return rules, labels
 
 
+def within_worst_baseline(curves: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """The curve points no worse than their dataset's worst baseline (uniform over the levels): a
+    point above it is worse than guessing, and one such point (an early step, a diverging run)
+    would set the panel's axis and flatten every other curve."""
+    worst = baselines.groupby("dataset")["val_bpd"].max()
+    ceiling = curves["dataset"].map(worst).fillna(np.inf)
+    return curves[curves["bits_per_dim"] <= ceiling]
+
+
 def learning_curves_chart(curves: pd.DataFrame, baselines: pd.DataFrame) -> alt.FacetChart:
     """Bits/dim against training step, one panel per dataset (independent y), with each of the
-    dataset's baselines at its validation bits/dim as a labelled horizontal rule."""
+    dataset's baselines at its validation bits/dim as a labelled horizontal rule; points worse
+    than the dataset's worst baseline are left out (:func:`within_worst_baseline`)."""
+    curves = within_worst_baseline(curves, baselines)
     shown = baselines[baselines["dataset"].isin(set(curves["dataset"]))]
     lines_of_baselines = pd.DataFrame({"dataset": shown["dataset"], "label": shown["label"] + " (baseline)",
                                        "bits_per_dim": shown["val_bpd"], "layer": "baseline"})
