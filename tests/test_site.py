@@ -88,7 +88,7 @@ def test_the_report_shows_every_declared_table_and_figure_and_nothing_else(root)
         module = importlib.import_module(f"vaeflow.analysis.{analysis}")
         declared += [f"results/tables/{stem}.md" for stem in module.TABLES]
         declared += [f"results/figures/{stem}{ext}" for stem in module.FIGURES for ext in (".svg", ".vl.json")]
-    provenance = ["results/provenance/environment.md", "results/provenance/reproduce.md"]
+    provenance = ["results/provenance/design.md", "results/provenance/environment.md", "results/provenance/reproduce.md"]
     assert site_inputs(root / "report") == sorted(declared + provenance)
 
 
