@@ -361,10 +361,12 @@ def test_the_studys_logit_alpha_reaches_every_model_that_takes_one(root, tmp_pat
         assert "logit_alpha" not in run_config(config, "digits", model, 0)["options"], model
     for model in ("vae", "vae_iaf"):  # no logit pre-processing
         assert "logit_alpha" not in run_config(config, "mnist", model, 0)["options"], model
+    again = validate_config(copy.deepcopy(config), root / "config/schema.yaml")  # idempotent
+    assert run_config(again, "mnist", "maf", 0) == run_config(config, "mnist", "maf", 0)
 
 
 def test_logit_alpha_set_both_by_the_study_and_by_a_model_is_rejected(root, tmp_path):
     path, _ = _edited_smoke(root, tmp_path, "models:\n", "logit_alpha: {mnist: 0.01}\n\nmodels:\n")
     message = _message(path, root)
-    for part in ("models.glow sets logit_alpha and so does 'logit_alpha.mnist'", "remove logit_alpha from models.glow"):
+    for part in ("models.glow sets logit_alpha 0.05 and so does 'logit_alpha.mnist' (0.01)", "remove logit_alpha from models.glow"):
         assert part in message, (part, message)

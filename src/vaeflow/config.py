@@ -314,8 +314,8 @@ def _apply_logit_alpha(config: dict[str, Any], schema: dict[str, Any], where: _S
     """Give the study's per-dataset ``logit_alpha`` to every model whose options take one.
 
     The value lands in ``models.<m>.dataset_options.<dataset>.logit_alpha`` (so each run's settings,
-    and its run key, carry it); a model whose own options already set it for that dataset is an
-    error, so the value lives in one place.
+    and its run key, carry it); a model whose own options set another value for that dataset is an
+    error, so the value lives in one place. Validating the result again changes nothing.
     """
     models = schema["properties"]["models"]["properties"]
     for dataset, alpha in (config.get("logit_alpha") or {}).items():
@@ -324,12 +324,12 @@ def _apply_logit_alpha(config: dict[str, Any], schema: dict[str, Any], where: _S
             if "logit_alpha" not in schema["$defs"][options_ref.rsplit("/", 1)[-1]]["properties"]:
                 continue
             own = {**block.get("options", {}), **(block.get("dataset_options") or {}).get(dataset, {})}
-            if "logit_alpha" in own:
+            if "logit_alpha" in own and own["logit_alpha"] != float(alpha):  # equal: validated before (idempotent)
                 path = ("models", model, "options", "logit_alpha")
                 raise ConfigError(
-                    f"invalid study configuration {where(path)}: models.{model} sets logit_alpha and so does "
-                    f"'logit_alpha.{dataset}'; the study's per-dataset value applies to every flow, so remove "
-                    f"logit_alpha from models.{model}")
+                    f"invalid study configuration {where(path)}: models.{model} sets logit_alpha "
+                    f"{own['logit_alpha']} and so does 'logit_alpha.{dataset}' ({alpha}); the study's per-dataset "
+                    f"value applies to every flow, so remove logit_alpha from models.{model}")
             block.setdefault("dataset_options", {}).setdefault(dataset, {})["logit_alpha"] = float(alpha)
 
 
