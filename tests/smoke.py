@@ -4,18 +4,53 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 COPIED = ("Snakefile", "environment.yml", "config", "workflow", "profiles", "src", "report", "benchmarks")
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
 
-def snakemake(project: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+#: a Snakemake run that has printed nothing for this long is hung, not slow: every job it starts or
+#: finishes prints a line, and no job of the smoke study takes minutes even on a loaded machine
+SILENCE_LIMIT_S = 30 * 60
+
+
+def run_guarded(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
+                silence_limit_s: float = SILENCE_LIMIT_S) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` with a hang guard instead of a time limit.
+
+    A slow or shared machine makes a run take longer but never silent: the guard fires only when
+    the process has written nothing to stdout or stderr for ``silence_limit_s`` seconds, kills it,
+    and fails saying that it caught a hang, not a slow run, with the end of what it printed.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with out_path.open("w") as out, err_path.open("w") as err:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+            last_size, last_change = -1, time.monotonic()
+            while proc.poll() is None:
+                time.sleep(1.0)
+                size = out_path.stat().st_size + err_path.stat().st_size
+                if size != last_size:
+                    last_size, last_change = size, time.monotonic()
+                elif time.monotonic() - last_change > silence_limit_s:
+                    proc.kill()
+                    proc.wait()
+                    tail = err_path.read_text(errors="replace")[-3000:]
+                    raise AssertionError(
+                        f"hang guard: {' '.join(cmd)} printed nothing for {silence_limit_s:.0f} s and was "
+                        f"killed. This guard catches a hang, not a slow machine (it never limits the total "
+                        f"time). The end of its stderr:\n{tail}")
+        return subprocess.CompletedProcess(cmd, proc.returncode, out_path.read_text(errors="replace"),
+                                           err_path.read_text(errors="replace"))
+
+
+def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
-    )
+    proc = run_guarded([sys.executable, "-m", "snakemake", *args], project, env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

@@ -2,7 +2,7 @@
 key, value and fix, before anything is written; planning a good one imports no torch."""
 
 import pytest
-from smoke import SMOKE, copy_project, snakemake
+from smoke import SMOKE, copy_project, run_guarded, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -59,12 +59,10 @@ def test_broken_yaml_in_a_configfile_names_file_and_line(project):
 def test_planning_the_smoke_study_imports_no_torch(project):
     """`snakemake -n` reads and checks the whole study (shapes, split sizes, batch sizes) without torch."""
     import os
-    import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", *SMOKE], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_guarded([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", *SMOKE], project, env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert {"vaeflow.config", "vaeflow.models.multiscale", "vaeflow.data"} <= imported

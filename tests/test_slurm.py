@@ -38,8 +38,7 @@ def slurm_run(root, tmp_path_factory):
     project = copy_project(root, tmp_path_factory.mktemp("slurm") / "project")
     profile = root / "tests" / "slurm" / "profile"
     with one_node_cluster(cpus=SLOTS_PER_CORE * (os.cpu_count() or 1)) as cluster:
-        proc = snakemake(project, "--workflow-profile", "profiles/slurm", "--profile", str(profile), *SMOKE,
-                         timeout=3600)
+        proc = snakemake(project, "--workflow-profile", "profiles/slurm", "--profile", str(profile), *SMOKE)
         plan = snakemake(project, "-n", "--forceall", *SMOKE).stdout  # what a run does, job by job
     return project, proc, cluster, plan
 
