@@ -1,5 +1,5 @@
 # vaeflow: VAEs against normalizing flows, as one reproducible workflow.
-#   config -> data -> train -> evaluate -> analyses (papermill) -> site (Quarto)
+#   config -> code digests -> data -> train -> evaluate -> analyses (papermill) -> site (Quarto)
 # One stage per rules file under workflow/rules/; no logic lives in rules: they call
 # the package through `python -m vaeflow ...`.
 import sys
@@ -43,6 +43,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/code.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

@@ -40,16 +40,60 @@ sys.path.insert(0, str(ROOT / "src"))
 from vaeflow.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 
-def snakemake(clone: Path, args: list[str], configfile: str | None) -> tuple[float, str]:
-    """Run Snakemake in ``clone`` (targets and flags in ``args``); wall seconds and output."""
+def _own_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used itself, its children not counted (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+def snakemake(clone: Path, args: list[str], configfile: str | None) -> tuple[float, str, float | None]:
+    """Run Snakemake in ``clone`` (targets and flags in ``args``): wall seconds, output, and the CPU
+    seconds of the Snakemake process itself (the master: planning and scheduling, not its jobs),
+    sampled every 0.2 s from /proc (None where there is no /proc)."""
     command = [sys.executable, "-m", "snakemake", *args] + (["--configfile", configfile] if configfile else [])
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed in {clone} (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    return seconds, done.stdout + done.stderr
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(command, cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        master = None
+        while proc.poll() is None:
+            master = _own_cpu_s(proc.pid) or master
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+        log.seek(0)
+        output = log.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed in {clone} (exit {proc.returncode}):\n{output[-4000:]}")
+    return seconds, output, master
+
+
+#: the study's stages, by rule name (the first pattern that matches)
+STAGES = [("code digests", r"code_digest"), ("data", r"prepare_data|baselines"), ("train", r"train"),
+          ("evaluate", r"evaluate"), ("probes", r"probe_\w+"), ("speed benchmark", r"speed_\w+"),
+          ("analyses", r"\w+_analysis"), ("site", r".*")]
+
+
+def stage_times(clone: Path) -> dict[str, dict[str, float]]:
+    """Jobs and summed job seconds per stage, from Snakemake's record of every job (.snakemake/metadata)."""
+    import json
+
+    jobs: dict[tuple, tuple[str, float]] = {}
+    for path in (clone / ".snakemake" / "metadata").iterdir():
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("starttime") is not None and meta.get("endtime") is not None:
+            jobs[(meta["rule"], meta.get("job_hash"))] = (meta["rule"], meta["endtime"] - meta["starttime"])
+    stages: dict[str, dict[str, float]] = {name: {"jobs": 0, "job_s": 0.0} for name, _ in STAGES}
+    for rule, seconds in jobs.values():
+        name = next(name for name, pattern in STAGES if re.fullmatch(pattern, rule))
+        stages[name]["jobs"] += 1
+        stages[name]["job_s"] = round(stages[name]["job_s"] + seconds, 1)
+    return {name: value for name, value in stages.items() if value["jobs"]}
 
 
 def planned_jobs(output: str) -> dict[str, int]:
@@ -74,8 +118,8 @@ def planned_runs(output: str) -> list[str]:
 def rebuild(clone: Path, edited: str, cores: int, configfile: str | None) -> dict:
     with open(clone / edited, "a", encoding="utf-8") as handle:
         handle.write("\n")
-    _, plan = snakemake(clone, ["-n", "--cores", str(cores)], configfile)
-    seconds, _ = snakemake(clone, ["--cores", str(cores)], configfile)
+    _, plan, _ = snakemake(clone, ["-n", "--cores", str(cores)], configfile)
+    seconds, _, _ = snakemake(clone, ["--cores", str(cores)], configfile)
     return {"edited": edited, "planned_jobs": planned_jobs(plan), "planned_runs": planned_runs(plan),
             "wall_s": round(seconds, 1)}
 
@@ -106,16 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(out / "pipeline.md", summary(result))
 
     print(f"cold study in {clone} ...", flush=True)
-    seconds, log = snakemake(clone, ["--cores", str(args.cores), "--report", "results/report.html", "--report-after-run"],
-                             args.configfile)
+    seconds, log, master = snakemake(
+        clone, ["--cores", str(args.cores), "--report", "results/report.html", "--report-after-run"], args.configfile)
     jobs = re.search(r"(\d+) of (\d+) steps \(100%\) done", log)
-    result["cold"] = {"wall_s": round(seconds, 1), "jobs": int(jobs.group(2)) if jobs else None}
+    result["cold"] = {"wall_s": round(seconds, 1), "jobs": int(jobs.group(2)) if jobs else None,
+                      "master_cpu_s": None if master is None else round(master, 1),
+                      "master_cpu_share": None if master is None else round(master / seconds, 4),
+                      "stages": stage_times(clone)}
     save()
     print(f"cold: {seconds:.0f} s", flush=True)
 
     times = []
     for _ in range(args.reps):
-        seconds, log = snakemake(clone, ["-n", "--quiet"], args.configfile)
+        seconds, log, _ = snakemake(clone, ["-n", "--quiet"], args.configfile)
         if "Nothing to be done" not in log:
             raise RuntimeError(f"the finished study still plans jobs:\n{log[-3000:]}")
         times.append(seconds)
@@ -139,6 +186,10 @@ def summary(result: dict) -> str:
              "| step | wall time | jobs |", "|---|---|---|"]
     if "cold" in result:
         lines.append(f"| cold study (README main command) | {result['cold']['wall_s'] / 60:.1f} min | {result['cold']['jobs']} |")
+        share = result["cold"].get("master_cpu_share")
+        if share is not None:
+            lines.append(f"| Snakemake's own CPU time in the cold study (the master, not its jobs) | "
+                         f"{result['cold']['master_cpu_s']:.0f} s, {100 * share:.1f}% of the wall time | – |")
     if "noop_dry_run" in result:
         lines.append(f"| no-op `snakemake -n` (median of {len(result['noop_dry_run']['runs_s'])}) | "
                      f"{result['noop_dry_run']['median_s']:.2f} s | 0 |")
@@ -146,6 +197,11 @@ def summary(result: dict) -> str:
         jobs = ", ".join(f"{rule} {n}" for rule, n in step["planned_jobs"].items() if rule != "all")
         runs = f"; runs: {', '.join(step['planned_runs'])}" if step["planned_runs"] else ""
         lines.append(f"| rebuild after editing `{step['edited']}` | {step['wall_s']:.0f} s | {jobs}{runs} |")
+    stages = result.get("cold", {}).get("stages")
+    if stages:
+        lines += ["", "Job time per stage of the cold study (summed over its jobs; two run at once on two cores):", "",
+                  "| stage | jobs | job time |", "|---|---|---|"]
+        lines += [f"| {name} | {v['jobs']} | {v['job_s'] / 60:.1f} min |" for name, v in stages.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -140,3 +140,41 @@ def test_a_left_out_model_is_timed_at_its_budget_width_and_merged(speed, root, t
     speed.merge(parts, tmp_path / "out")
     assert json.loads((tmp_path / "out" / "speed.json").read_text())["left_out"] == [row]
     assert "Left out of the study: ffjord on textures" in (tmp_path / "out" / "speed.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def pipeline(root):
+    sys.path.insert(0, str(root / "benchmarks"))
+    import pipeline
+
+    return pipeline
+
+
+def test_the_masters_own_cpu_time_grows_with_its_own_work_only(pipeline):
+    import os
+    import subprocess
+    import time
+
+    if not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        pytest.skip("no /proc on this system: the pipeline benchmark reports no master CPU time here")
+    before = pipeline._own_cpu_s(os.getpid())
+    started = time.process_time()
+    while time.process_time() - started < 0.3:  # 0.3 s of this process's own CPU
+        pass
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"],
+                   check=True)  # a child's CPU is not the master's
+    grown = pipeline._own_cpu_s(os.getpid()) - before
+    assert 0.25 <= grown < 0.5 + 0.25, grown
+
+
+def test_stage_times_sum_each_stages_jobs_once(pipeline, tmp_path):
+    metadata = tmp_path / ".snakemake" / "metadata"
+    metadata.mkdir(parents=True)
+    jobs = [("train", 1, 0, 10), ("train", 1, 0, 10), ("train", 2, 5, 25), ("probe_latents", 3, 0, 4),
+            ("probe_likelihood_latents", 4, 0, 6), ("likelihood_analysis", 5, 0, 3), ("stage_site", 6, 0, 1),
+            ("code_digest", 7, 0, 0.5)]
+    for i, (rule, job, start, end) in enumerate(jobs):  # one record per output file: a job has several
+        (metadata / f"r{i}").write_text(json.dumps({"rule": rule, "job_hash": job, "starttime": start, "endtime": end}))
+    assert pipeline.stage_times(tmp_path) == {
+        "code digests": {"jobs": 1, "job_s": 0.5}, "train": {"jobs": 2, "job_s": 30.0},
+        "probes": {"jobs": 2, "job_s": 10.0}, "analyses": {"jobs": 1, "job_s": 3.0}, "site": {"jobs": 1, "job_s": 1.0}}

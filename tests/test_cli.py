@@ -1,7 +1,9 @@
 """The commands the rules call: one clear message on bad input, nothing half-written."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vaeflow.cli import main
@@ -109,3 +111,61 @@ def test_a_failed_retrain_leaves_no_result_looking_current(evaluated_run, capsys
     assert _retrain(d, npz, run, args) == 0
     assert "restored the results" in capsys.readouterr().out
     assert all(p.exists() for p in results) and not (d / ".superseded").exists()
+
+
+# --- the probes of one run, in one process, each memoised (vaeflow.probes.run) ---
+
+
+def _probe_settings():
+    import yaml
+
+    from vaeflow.probes import NOTEBOOK_KEYS
+
+    analyses = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/smoke.yaml").read_text())["analyses"]
+    return {p: {"seed": 0, **{k: v for k, v in analyses[p].items() if k not in NOTEBOOK_KEYS[p]}}
+            for p in ("likelihood", "latents")}
+
+
+def _probe(d, npz, settings, out_dir, capsys):
+    outs = [a for p in settings for a in ("--out", f"{p}={out_dir / (p + '.npz')}")]
+    assert main(["probe", "--checkpoint", str(d / "checkpoint.pt"), "--data", str(npz),
+                 "--settings", json.dumps(settings), *outs]) == 0
+    return dict(line.split(": ", 1)[1].split(" ", 1)[::-1] for line in capsys.readouterr().out.splitlines()
+                if line.startswith("probe "))
+
+
+def _arrays(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_the_probes_of_a_run_share_one_process_and_each_is_what_it_is_alone(evaluated_run, tmp_path, capsys):
+    """Two probes in one job write the same arrays as each run alone (a fresh model per probe, its own seed)."""
+    d, npz, *_ = evaluated_run
+    settings = _probe_settings()
+    together = _probe(d, npz, settings, tmp_path / "together", capsys)
+    assert set(together.values()) == {"computed"}
+    for name in settings:
+        alone = tmp_path / f"alone_{name}"
+        _probe(d, npz, {name: settings[name]}, alone, capsys)
+        a, b = _arrays(tmp_path / "together" / f"{name}.npz"), _arrays(alone / f"{name}.npz")
+        a.pop("seconds", None), b.pop("seconds", None)  # how long it took: the one array that may differ
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a), name
+
+
+def test_a_probe_whose_settings_changed_is_recomputed_and_the_others_restored_byte_for_byte(
+        evaluated_run, tmp_path, capsys):
+    d, npz, *_ = evaluated_run
+    settings, out = _probe_settings(), tmp_path / "probes"
+    _probe(d, npz, settings, out, capsys)
+    before = {p: (out / f"{p}.npz").read_bytes() for p in settings}
+    for p in settings:  # as Snakemake removes a job's outputs before it reruns it
+        (out / f"{p}.npz").unlink()
+    assert _probe(d, npz, settings, out, capsys) == {
+        str(out / "likelihood.npz"): "restored", str(out / "latents.npz"): "restored"}
+    assert all((out / f"{p}.npz").read_bytes() == before[p] for p in settings)
+    settings["latents"]["max_test"] = 30
+    assert _probe(d, npz, settings, out, capsys) == {
+        str(out / "likelihood.npz"): "restored", str(out / "latents.npz"): "computed"}
+    assert (out / "likelihood.npz").read_bytes() == before["likelihood"]
+    assert len(_arrays(out / "latents.npz")["test_labels"]) == 30

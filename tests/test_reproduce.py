@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from vaeflow.site.reproduce import combined_digest, group_by_job, markdown, rebuild_command, record
+from vaeflow.hashing import code_digest
+from vaeflow.site.reproduce import code_hashes, combined_digest, group_by_job, markdown, rebuild_command, record
 
 
 def _record(metadata, path, rule, job_hash, inputs, start=100.0, end=112.5):
@@ -64,3 +65,22 @@ def test_only_tables_figures_and_variables_are_listed(study):
     root, metadata = study
     with pytest.raises(ValueError, match="not a table, figure or variables file"):
         group_by_job(["results/digits/vae/seed0/metrics.json"], metadata)
+
+
+def test_a_code_digest_lists_each_file_with_its_sha256_and_the_page_lists_them(tmp_path, monkeypatch):
+    import hashlib
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/b.py").write_text("b = 2\n")
+    (tmp_path / "src/a.py").write_text("a = 1\n")
+    monkeypatch.chdir(tmp_path)  # the workflow passes paths relative to the project
+    text = code_digest(["src/b.py", "src/a.py"])
+    sha = {name: hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in ("src/a.py", "src/b.py")}
+    assert text == f"{sha['src/a.py']}  src/a.py\n{sha['src/b.py']}  src/b.py\n"  # sha256sum's format, sorted
+    digest = tmp_path / "results/code/models.x+training.engine.sha256"
+    digest.parent.mkdir(parents=True)
+    digest.write_text(text)
+    hashes = {"results/code/models.x+training.engine.sha256": "sha256:" + "0" * 64,
+              "workflow/notebooks/n.ipynb": "sha256:" + "1" * 64, "results/data/x.npz": "sha256:" + "2" * 64}
+    assert code_hashes(hashes, tmp_path) == {"src/a.py": sha["src/a.py"], "src/b.py": sha["src/b.py"],
+                                             "workflow/notebooks/n.ipynb": "1" * 64}

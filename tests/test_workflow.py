@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -90,12 +91,15 @@ def test_nothing_to_do_on_a_finished_study(project):
     assert planned_jobs(project) == {}
 
 
-def assert_downstream_of_runs(plan: dict[str, int], runs: int) -> None:
+def assert_downstream_of_runs(plan: dict[str, int], runs: int, code_edited: bool) -> None:
     """Exactly ``runs`` trainings and evaluations, their probes, the model's speed benchmark and
-    the summary of the benchmark, each analysis once, the site."""
+    the summary of the benchmark, each analysis once, the site; the model's code digests when its
+    code was edited, none otherwise."""
     assert plan.pop("train") == runs and plan.pop("evaluate") == runs, plan
+    assert (plan.pop("code_digest", 0) >= 1) == code_edited, plan
     assert plan.pop("speed_benchmark") == 1 and plan.pop("speed_summary") == 1, plan
-    assert plan.pop("probe", 0) <= runs * 4  # at most one per analysis probe and run
+    probe_jobs = sum(plan.pop(rule) for rule in [r for r in plan if r.startswith("probe_")])
+    assert probe_jobs <= runs, plan  # one job per run computes all of its probes
     assert plan.pop("variables") == 1 and plan.pop("stage_site") == 1, plan
     assert plan.pop("reproduce_page") == 1 and plan.pop("environment_page") == 1, plan
     assert plan.pop("design_page") == 1, plan  # it reads the speed benchmark (a left-out model's measured step)
@@ -112,8 +116,42 @@ def test_editing_one_model_reruns_only_that_model(project, tmp_path):
         module.write_text(original)
         os.utime(module, (0, 0))  # older than every output again
     runs = 4 * 1  # datasets x seeds in the smoke config
-    assert_downstream_of_runs(plan, runs)
+    assert_downstream_of_runs(plan, runs, code_edited=True)
     assert models == {"realnvp"}
+
+
+def test_a_touched_but_unchanged_source_file_reruns_nothing(project):
+    """Jobs depend on code-digest files (rule code_digest), not on each source file; a newer mtime
+    with the same content is no change (Snakemake compares the checksum it recorded), so not even
+    the digests rerun."""
+    module = project / "src/vaeflow/models/realnvp.py"
+    stat = module.stat()
+    try:
+        os.utime(module)
+        proc = snakemake(project, "--cores", "2", *SMOKE)
+        ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stderr + proc.stdout, re.M))
+        assert ran == set(), ran
+        assert planned_jobs(project) == {}
+    finally:
+        os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_only_the_code_digests_declare_source_files(project):
+    """Every other job declares its code as one digest file (a few dozen files for the scheduler
+    to track instead of ~15 per job), and each digest lists exactly the files it hashes."""
+    out = snakemake(project, "-n", "--forceall", *SMOKE).stdout
+    for job in out.split("\n\n"):
+        rule = re.search(r"^(?:local)?rule (\w+):", job, re.M)
+        inputs = re.search(r"^\s+input: (.*)$", job, re.M)
+        if rule and inputs and rule.group(1) != "code_digest":
+            assert "src/vaeflow" not in inputs.group(1), (rule.group(1), inputs.group(1))
+    digests = sorted((project / "results/code").glob("*.sha256"))
+    assert digests
+    import hashlib
+    for digest in digests:
+        for line in digest.read_text().splitlines():
+            sha, path = line.split("  ")
+            assert hashlib.sha256((project / path).read_bytes()).hexdigest() == sha, (digest.name, path)
 
 
 def test_editing_one_model_config_block_reruns_only_that_model(project):
@@ -122,8 +160,30 @@ def test_editing_one_model_config_block_reruns_only_that_model(project):
     (project / "config/edited.yaml").write_text(yaml.safe_dump(config))
     plan, models = plan_of(snakemake(project, "-n", "--configfile", "config/edited.yaml").stdout)
     # vae_iaf subclasses the VAE but has its own config block: it is not rerun
-    assert_downstream_of_runs(plan, 4)
+    assert_downstream_of_runs(plan, 4, code_edited=False)
     assert models == {"vae"}
+
+
+def test_changing_one_probes_settings_reruns_only_the_analysis_that_reads_it(project):
+    """The probe jobs (one per run) rerun, restore the unchanged probes from their memos byte for
+    byte and recompute the changed one, so only the latents analysis (and the site) rerun."""
+    config = yaml.safe_load((project / "config/smoke.yaml").read_text())
+    config["analyses"]["latents"]["max_test"] = config["analyses"]["latents"]["max_test"] - 10
+    (project / "config/probe_edit.yaml").write_text(yaml.safe_dump(config))
+    edited = ["--configfile", "config/probe_edit.yaml"]
+    try:
+        proc = snakemake(project, "--cores", "2", *edited)
+        ran = Counter(re.findall(r"^(?:local)?rule (\w+):", proc.stderr + proc.stdout, re.M))
+        assert {"latents_analysis", "variables", "stage_site"} <= set(ran), ran
+        assert not {"likelihood_analysis", "anomaly_analysis", "high_frequency_analysis", "cost_analysis"} & set(ran), ran
+        assert {rule for rule in ran if not rule.startswith("probe_")} <= {
+            "latents_analysis", "variables", "reproduce_page", "environment_page", "stage_site", "render_site"}, ran
+        logs = list((project / "results/logs/probe").rglob("*.log"))
+        restored = sum("latents: restored" in log.read_text() for log in logs)
+        assert restored == 0 and sum("likelihood: restored" in log.read_text() for log in logs) > 0
+    finally:
+        snakemake(project, "--cores", "2", *SMOKE)  # the study as the other tests expect it
+    assert planned_jobs(project) == {}
 
 
 def test_editing_the_notebook_reruns_the_analysis_and_the_site(project):
@@ -191,7 +251,7 @@ def test_the_provenance_pages_cover_every_table_and_figure(project):
         assert f"## Rule `{analysis}_analysis`" in reproduce
     environment = (project / "results/provenance/environment.md").read_text()
     assert "| `torch` | 2.13.0" in environment and "**Training seeds:** 0" in environment
-    assert re.search(r"\| probe \| \d+ \| \d+ \|", environment)
+    assert re.search(r"\| probe_\w+ \| \d+ \| \d+ \|", environment)
 
 
 def test_rebuild_one_result_by_its_path(project):

@@ -89,12 +89,13 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from vaeflow.probes.run import run_probe
+    from vaeflow.probes.run import run_probes
 
     _set_threads(args.threads)
-    arrays = run_probe(args.probe, args.checkpoint, args.data, args.settings, args.out,
-                       others=dict(args.other or []), device=args.device)
-    print(f"probe {args.probe}: wrote {args.out} ({', '.join(f'{k} {v.shape}' for k, v in arrays.items())})")
+    done = run_probes(args.settings, args.checkpoint, args.data, dict(args.out), others=dict(args.other or []),
+                      device=args.device, code=dict(args.code or []))
+    for name, how in done.items():
+        print(f"probe {name}: {how} {dict(args.out)[name]}")
 
 
 def cmd_notebook(args: argparse.Namespace) -> None:
@@ -208,12 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", required=True, help="the .npz of per-example test log-likelihoods to write")
     p.set_defaults(func=cmd_baselines)
 
-    p = sub.add_parser("probe", help="run one analysis probe on a trained run (see vaeflow.probes)")
-    p.add_argument("probe")
+    p = sub.add_parser("probe", help="run the analysis probes of one trained run in one process (see vaeflow.probes)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
-    p.add_argument("--settings", type=_json_arg, required=True, help="the analyses.<probe> block of the config as JSON")
-    p.add_argument("--out", required=True, help="the .npz to write")
+    p.add_argument("--settings", type=_json_arg, required=True,
+                   help='{"<probe>": the analyses.<probe> block of the config, ...} as JSON: the probes to run')
+    p.add_argument("--out", type=_other, action="append", required=True, help="PROBE=PATH: the .npz to write, per probe")
+    p.add_argument("--code", type=_other, action="append", help="PROBE=PATH of the probe's code digest (its memo key)")
     p.add_argument("--other", type=_other, action="append", help="NAME=PATH of another prepared dataset")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)

@@ -94,7 +94,32 @@ def hash_files(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def code_digest(paths: list[str | Path]) -> str:
+    """One ``<sha256>  <path>`` line per file, sorted by path (``sha256sum``'s format): the content of
+    a workflow code-digest file, which changes exactly when one of the files' contents does."""
+    return "".join(f"{hashlib.sha256(Path(p).read_bytes()).hexdigest()}  {p}\n" for p in sorted(map(str, paths)))
+
+
 def training_code_hash(model: str, src: str | Path = SRC) -> str:
     """Digest of the source files a training run of ``model`` executes: the model's module and
     the training engine, with everything they import from the package (the train rule's code inputs)."""
     return hash_files(source_files(f"{PACKAGE}.models.{model}", src) + source_files(f"{PACKAGE}.training.engine", src))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vaeflow.hashing --out DIGEST FILE...``: write the code digest of the files (rule
+    code_digest; this module imports neither torch nor numpy, so the job costs a tenth of a second)."""
+    import argparse
+
+    from vaeflow.io import write_text_atomic
+
+    parser = argparse.ArgumentParser(prog="python -m vaeflow.hashing", description=main.__doc__)
+    parser.add_argument("--out", required=True, help="the digest file to write")
+    parser.add_argument("files", nargs="+", help="the source files, as paths relative to the project")
+    args = parser.parse_args(argv)
+    write_text_atomic(args.out, code_digest(args.files))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

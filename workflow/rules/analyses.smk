@@ -1,5 +1,5 @@
 # Stage 4: the analysis notebooks, executed by papermill. Each reads the runs' metrics and
-# its own per-run probe files (rule `probe`), and writes the tables, figures and variables
+# its own per-run probe files (rules `probe_*`), and writes the tables, figures and variables
 # its module declares (TABLES, FIGURES); the site shows those files.
 # They only aggregate and plot, so on a cluster they run on the submitting machine (localrule).
 

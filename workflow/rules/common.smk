@@ -20,18 +20,26 @@ CONDA_ENV = "../../environment.yml"
 wildcard_constraints:
     dataset="|".join(DATASETS),
     model="|".join(MODELS_IN_STUDY),
-    probe="|".join(PROBES),
     seed=r"\d+",
+    codeset=r"[A-Za-z0-9_.+]+",
 
 
 def code(*modules):
-    """Source files (relative to the working directory) that the given modules run."""
-    return list(_code(modules))
+    """The code-digest file (rule code_digest) of the source files the given modules run: a job
+    declares this one file instead of every source file, so the scheduler stats a few dozen files
+    rather than ~15 per job, and a job reruns exactly when the content of its code changes."""
+    return [f"results/code/{'+'.join(m.removeprefix('vaeflow.') for m in modules)}.sha256"]
+
+
+def code_files(codeset):
+    """Source files (relative to the working directory) of a code-digest file's name, the
+    ``+``-joined modules of :func:`code`."""
+    return list(_code(tuple(f"vaeflow.{m}" for m in codeset.split("+"))))
 
 
 @functools.cache
 def _code(modules):
-    # cached: every job of a rule with the same model asks for the same list while the DAG is built
+    # cached: every digest of the same modules asks for the same list while the DAG is built
     files = set()
     for module in modules:
         files.update(source_files(module, SRC))
@@ -52,7 +60,7 @@ def teacher_checkpoint(wildcards):
 
 def computed_from_run(wildcards):
     """The run's evaluation outputs and its probes folder, as ``--computed-from-run`` arguments."""
-    paths = [*rules.evaluate.output, os.path.dirname(rules.probe.output[0])]
+    paths = [*rules.evaluate.output, f"{RUN}/probes"]
     return " ".join(f"--computed-from-run {p.format(**wildcards)}" for p in paths)
 
 
@@ -104,9 +112,42 @@ def probe_runs(probe):
     ]
 
 
-def other_datasets(wildcards):
+def probes_of(model, dataset):
+    """The probes that cover the run of ``model`` on ``dataset`` (:func:`vaeflow.probes.applies`), in registry order."""
+    return tuple(p for p in PROBES if applies(p, model, dataset, image=dataset in IMAGE_DATASETS))
+
+
+def probe_blocks():
+    """The runs' probe jobs as ``(probes, datasets, models)`` blocks: every run of a model of ``models``
+    on a dataset of ``datasets`` runs exactly ``probes``, and no run is in two blocks, so one rule per
+    block (evaluate.smk) writes each run's probe files and no file has two rules. One block per set
+    of probes, split by dataset only where the models of one dataset would fall into another set."""
+    runs = {}
+    for dataset in DATASETS:
+        for model in MODELS_IN_STUDY:
+            if trains_on(config, model, dataset) and probes_of(model, dataset):
+                runs.setdefault(probes_of(model, dataset), []).append((dataset, model))
+    blocks = []
+    for probes, pairs in runs.items():
+        datasets = list(dict.fromkeys(d for d, _ in pairs))
+        models = list(dict.fromkeys(m for _, m in pairs))
+        clash = any(trains_on(config, m, d) and probes_of(m, d) != probes for d in datasets for m in models)
+        if not clash:
+            blocks.append((probes, datasets, models))
+        else:
+            blocks += [(probes, [d], [m for dd, m in pairs if dd == d]) for d in datasets]
+    return blocks
+
+
+def probe_rule_name(probes, index, blocks):
+    """``probe_<probe>_<probe>...``, numbered when two blocks run the same probes."""
+    name = "probe_" + "_".join(probes)
+    return name if sum(b[0] == probes for b in blocks) == 1 else f"{name}_{index}"
+
+
+def other_datasets(wildcards, probes):
     """The other prepared datasets of the study, for probes that compare against them."""
-    if wildcards.probe not in NEEDS_OTHER_DATASETS:
+    if not NEEDS_OTHER_DATASETS & set(probes):
         return {}
     return {name: f"results/data/{name}.npz" for name in DATASETS if name != wildcards.dataset}
 

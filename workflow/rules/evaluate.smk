@@ -27,35 +27,53 @@ rule evaluate:
         "--samples {output.samples} --scores {output.scores} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
-rule probe:
-    # What one analysis needs from one trained run (see vaeflow.probes); the notebooks
-    # only aggregate these files.
-    input:
-        checkpoint=f"{RUN}/checkpoint.pt",
-        data="results/data/{dataset}.npz",
-        others=lambda wc: list(other_datasets(wc).values()),
-        code=lambda wc: code(f"vaeflow.models.{wc.model}", "vaeflow.probes.run", PROBES[wc.probe]),
-    output:
-        f"{RUN}/probes/{{probe}}.npz",
-    params:
-        settings=lambda wc: json.dumps(
-            probe_settings(config, wc.probe, NOTEBOOK_KEYS[wc.probe]), sort_keys=True
-        ),
-        others=lambda wc: " ".join(f"--other {name}={path}" for name, path in other_datasets(wc).items()),
-        device=config["device"],
-    threads: config["threads"]
-    resources:
-        **job_resources("probe"),
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/probe/{probe}/{dataset}/{model}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/rules/probe/{probe}/{dataset}/{model}/seed{seed}.tsv"
-    shell:
-        "python -m vaeflow probe {wildcards.probe} --checkpoint {input.checkpoint} --data {input.data} "
-        "--settings {params.settings:q} --out {output} {params.others} --device {params.device} "
-        "--threads {threads} > {log} 2>&1"
+# The probes of one run: what each analysis needs from it (see vaeflow.probes), all computed in one
+# process (torch's start-up, the checkpoint and the data paid once per run). Each probe still writes
+# its own file, so an analysis reads only its own; a probe whose settings and code are unchanged is
+# restored from its memo (vaeflow.probes.run), so a change to one probe reruns only what reads it.
+# One rule per block of runs that run the same probes (probe_blocks).
+for _index, (_probes, _datasets, _models) in enumerate(probe_blocks()):
+
+    rule:
+        name:
+            probe_rule_name(_probes, _index, probe_blocks())
+        input:
+            checkpoint=f"{RUN}/checkpoint.pt",
+            data="results/data/{dataset}.npz",
+            others=lambda wc, probes=_probes: list(other_datasets(wc, probes).values()),
+            code=lambda wc, probes=_probes: [
+                code(f"vaeflow.models.{wc.model}", "vaeflow.probes.run", PROBES[p])[0] for p in probes
+            ],
+        output:
+            **{p: f"{RUN}/probes/{p}.npz" for p in _probes},
+        wildcard_constraints:
+            dataset="|".join(_datasets),
+            model="|".join(_models),
+        params:
+            settings=json.dumps(
+                {p: probe_settings(config, p, NOTEBOOK_KEYS[p]) for p in _probes}, sort_keys=True
+            ),
+            outs=" ".join(f"--out {p}={RUN}/probes/{p}.npz" for p in _probes),
+            codes=lambda wc, input, probes=_probes: " ".join(
+                f"--code {p}={path}" for p, path in zip(probes, input.code)
+            ),
+            others=lambda wc, probes=_probes: " ".join(
+                f"--other {name}={path}" for name, path in other_datasets(wc, probes).items()
+            ),
+            device=config["device"],
+        threads: config["threads"]
+        resources:
+            **job_resources("probe"),
+        conda:
+            CONDA_ENV
+        log:
+            "results/logs/probe/{dataset}/{model}/seed{seed}.log",
+        benchmark:
+            "results/benchmarks/rules/probe/{dataset}/{model}/seed{seed}.tsv"
+        shell:
+            "python -m vaeflow probe --checkpoint {input.checkpoint} --data {input.data} "
+            "--settings {params.settings:q} {params.outs} {params.codes} {params.others} "
+            "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule baselines:

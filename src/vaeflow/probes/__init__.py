@@ -1,9 +1,9 @@
 """Per-run probes: what the analyses need from each trained model beyond metrics.json.
 
 A probe loads one trained run, computes arrays (per-example scores, spectra, latents…) and
-the ``probe`` rule writes them to ``results/{dataset}/{model}/seed{seed}/{probe}.npz``, so the
-heavy model work runs once per run, in parallel and cached, and the analysis notebooks only
-aggregate. Each probe is one module of this package with
+the run's probe job (rules ``probe_<probes>``, one process per run for all of its probes) writes them
+to ``results/{dataset}/{model}/seed{seed}/probes/{probe}.npz``, so the heavy model work runs once per
+run, in parallel and cached, and the analysis notebooks only aggregate. Each probe is one module of this package with
 
 * ``probe(model, data, settings, others) -> dict[str, np.ndarray]``: the arrays, from the
   trained ``model`` (eval mode), its :class:`~vaeflow.data.PreparedDataset` ``data``, the
@@ -12,7 +12,7 @@ aggregate. Each probe is one module of this package with
 
 The registry below says which runs each probe covers (:func:`applies`, by model name,
 dataset name and whether the dataset is images) and which keys of its settings block only
-the notebook reads (:data:`NOTEBOOK_KEYS`; the probe rule leaves them out of the probe's
+the notebook reads (:data:`NOTEBOOK_KEYS`; the probe job leaves them out of the probe's
 settings, so changing one reruns the notebook and not every probe). Both live here, not in
 the probe modules, because the workflow asks them while planning jobs and the probe modules
 load torch and the models.

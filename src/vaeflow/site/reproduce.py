@@ -132,8 +132,21 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(float(timestamp), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _code_files(hashes: dict[str, str]) -> list[str]:
-    return [p for p in hashes if p.startswith("src/") or p.startswith("workflow/")]
+#: where the workflow's code-digest files live (rule code_digest): a job's code inputs are these
+CODE_DIGESTS = "results/code/"
+
+
+def code_hashes(hashes: dict[str, str], root: Path) -> dict[str, str]:
+    """The source files a job ran and their sha256: its direct code inputs (``src/``, ``workflow/``)
+    and the files listed in its code-digest inputs (``<sha256>  <path>`` lines)."""
+    code = {p: h.split(":")[-1] for p, h in hashes.items() if p.startswith(("src/", "workflow/"))}
+    for path in hashes:
+        digest = root / path
+        if path.startswith(CODE_DIGESTS) and digest.is_file():
+            for line in digest.read_text().splitlines():
+                sha, _, source = line.partition("  ")
+                code[source] = sha
+    return dict(sorted(code.items()))
 
 
 def markdown(jobs: list[Job], root: Path, configfiles: list[str], code_version: str) -> str:
@@ -161,9 +174,9 @@ def markdown(jobs: list[Job], root: Path, configfiles: list[str], code_version: 
             + ("unknown" if run_time is None else f"{run_time:.1f} s"),
             f"- **Inputs:** {len(hashes)} files, combined digest `{combined_digest(hashes)[:16]}`",
         ]
-        code = _code_files(hashes)
+        code = code_hashes(hashes, root)
         if code:
-            lines.append("- **Code:** " + ", ".join(f"`{p}` (`{hashes[p].split(':')[-1][:12]}`)" for p in code))
+            lines.append("- **Code:** " + ", ".join(f"`{p}` (`{sha[:12]}`)" for p, sha in code.items()))
         params = job.record.get("params") or []
         if params:
             lines.append("- **Settings:** " + "; ".join(f"`{p.strip(chr(39))}`" for p in params))
