@@ -13,6 +13,8 @@ rule code_digest:
     localrule: True
     conda:
         CONDA_ENV
+    log:
+        "results/logs/code/{codeset}.log",
     shell:
         # a shell job, not a `run:` block: Snakemake runs a local `run:` job as a new Snakemake process
-        "python -m vaeflow.hashing --out {output:q} {input:q}"
+        "python -m vaeflow.hashing --out {output:q} {input:q} > {log} 2>&1"

@@ -25,9 +25,9 @@ wildcard_constraints:
 
 
 def code(*modules):
-    """The code-digest file (rule code_digest) of the source files the given modules run: a job
-    declares this one file instead of every source file, so the scheduler stats a few dozen files
-    rather than ~15 per job, and a job reruns exactly when the content of its code changes."""
+    """The code-digest file (see code.smk) of the source files the given modules run. A job declares
+    this one file instead of every source file, so the scheduler stats a few dozen files rather
+    than ~15 per job, and a job reruns exactly when the content of its code changes."""
     return [f"results/code/{'+'.join(m.removeprefix('vaeflow.') for m in modules)}.sha256"]
 
 
