@@ -30,7 +30,9 @@ rule evaluate:
 # The probes of one run: what each analysis needs from it (see vaeflow.probes), all computed in one
 # process (torch's start-up, the checkpoint and the data paid once per run). Each probe still writes
 # its own file, so an analysis reads only its own; a probe whose settings and code are unchanged is
-# restored from its memo (vaeflow.probes.run), so a change to one probe reruns only what reads it.
+# restored from its memo (vaeflow.probes.run), so a change to one probe's settings recomputes only
+# that probe. (Snakemake plans before jobs run, so it still reruns the run's other analyses'
+# notebooks, which read unchanged files: seconds each.)
 # One rule per block of runs that run the same probes (probe_blocks).
 for _index, (_probes, _datasets, _models) in enumerate(probe_blocks()):
 

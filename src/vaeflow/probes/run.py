@@ -4,7 +4,8 @@ One process per run, not one per probe and run: torch's start-up and the loading
 and the data are paid once. Each probe still writes its own ``.npz``, so an analysis depends only on
 its own probe's files; and each probe's result is memoised beside them (``.memo/``) under a key of
 everything it depends on, so that when one probe's settings or code change, the job recomputes that
-probe and restores the others byte for byte, and the analyses that read those rerun nothing.
+probe and restores the others byte for byte (the analyses that read those then compute the same
+tables; Snakemake, which plans before jobs run, still reruns their notebooks).
 """
 
 from __future__ import annotations
