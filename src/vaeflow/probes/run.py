@@ -23,23 +23,19 @@ from vaeflow.data import load_prepared
 from vaeflow.io import atomic_path, write_atomic, write_text_atomic
 from vaeflow.probes import probe_module
 from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeflow.training.superseded import file_sha256
 from vaeflow.training.seeding import resolve_device
 
 #: the folder, beside the probe files, that keeps each probe's last result and its key
 MEMO = ".memo"
 
 
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def probe_key(name: str, settings: dict[str, Any], checkpoint: str | Path, data_path: str | Path,
-              others: dict[str, str | Path], code: str | Path | None) -> str:
-    """sha256 of everything a probe's result depends on: its name and settings, the checkpoint's and
-    the datasets' bytes, and its code digest file (rule code_digest) when one is given."""
-    parts = {"probe": name, "settings": settings, "checkpoint": _sha256(checkpoint), "data": _sha256(data_path),
-             "others": {k: _sha256(v) for k, v in sorted(others.items())},
-             "code": _sha256(code) if code is not None else None, "torch": torch.__version__}
+def probe_key(name: str, settings: dict[str, Any], inputs: dict[str, Any], code: str | Path | None) -> str:
+    """sha256 of everything a probe's result depends on: its name and settings, the sha256 of the
+    run's checkpoint and datasets (``inputs``, hashed once per job by :func:`run_probes`), and its
+    code digest file (rule code_digest) when one is given."""
+    parts = {"probe": name, "settings": settings, **inputs,
+             "code": file_sha256(code) if code is not None else None, "torch": torch.__version__}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -61,8 +57,9 @@ def run_probes(
         raise ValueError(f"probes with settings ({', '.join(sorted(settings))}) and probes with an output "
                          f"({', '.join(sorted(outs))}) differ; give both for every probe")
     others = dict(others or {})
-    keys = {name: probe_key(name, settings[name], checkpoint, data_path, others, (code or {}).get(name))
-            for name in settings}
+    inputs = {"checkpoint": file_sha256(checkpoint), "data": file_sha256(data_path),
+              "others": {k: file_sha256(v) for k, v in sorted(others.items())}}
+    keys = {name: probe_key(name, settings[name], inputs, (code or {}).get(name)) for name in settings}
     done: dict[str, str] = {}
     for name in settings:
         memo, key_file = _memo(Path(outs[name]), name)
