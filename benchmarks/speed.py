@@ -17,7 +17,7 @@ runs on one thread, as every job of the study does; the rule that runs this benc
 every core, so no other job competes.
 
 Peers (pinned in pyproject.toml): pythae for VAE and VAE-IAF (its VAE and VAE_IAF with encoder
-and decoder MLPs of our widths, MSE reconstruction); normflows for Real NVP (MaskedAffineFlow,
+and decoder MLPs of our widths and our discretised-logistic likelihood); normflows for Real NVP (MaskedAffineFlow,
 alternating masks) and Glow (ActNorm + LU 1×1 + affine coupling); zuko for MAF, IAF (the
 inverse of its masked autoregressive transform) and FFJORD (its CNF, exact trace, its own
 adaptive solver). No peer library implements Flow++, so it is timed alone. Flows are
@@ -58,7 +58,9 @@ from vaeflow.data.dequantization import model_input, to_tensor  # noqa: E402
 from vaeflow.io import write_json_atomic, write_text_atomic  # noqa: E402
 from vaeflow.models import build_model  # noqa: E402
 from vaeflow.models.capacity import fit_to_budget  # noqa: E402
+from vaeflow.models.distributions import discretized_logistic_log_prob, discretized_logistic_sample  # noqa: E402
 from vaeflow.models.vae import _mlp as mlp  # noqa: E402  (the VAE's encoder/decoder MLP)
+from vaeflow.models.vae import logistic_parameters  # noqa: E402
 from vaeflow.training.engine import adam  # noqa: E402
 
 #: (model, dataset it is benchmarked on, how the data is shaped: "native" or "vector")
@@ -105,12 +107,25 @@ def ours(model_name: str, data_shape: tuple[int, ...], levels: int | None, optio
 
 
 def pythae_vae(data_shape: tuple[int, ...], levels: int, options: dict, hidden: int, iaf: bool) -> Side:
-    """pythae's VAE (or VAE_IAF) with MLP encoder and decoder of the given width, on ``x / (K-1)``."""
+    """pythae's VAE (or VAE_IAF) with MLP encoder and decoder of the given width and our likelihood.
+
+    pythae scores a reconstruction by squared error or binary cross-entropy, neither a likelihood
+    of discrete pixels; so that the two sides compute the same model, its ``loss_function`` is
+    replaced by the negative ELBO with our discretised-logistic ``p(x|z)`` (the decoder gives a
+    mean and a log-scale per pixel, :func:`vaeflow.models.vae.logistic_parameters`) and its own
+    KL term, and its sampling draws from that likelihood. Everything else (encoder/decoder calls,
+    reparameterisation, pythae's IAF flow, ``ModelOutput`` plumbing) is pythae's. With our VAE's
+    weights copied in (same widths), the peer's VAE loss is ours for the same noise (a test checks it).
+    """
     from pythae.models import VAE, VAE_IAF, VAE_IAF_Config, VAEConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
 
     features, latent, layers = math.prod(data_shape), options["latent_dim"], options["layers"]
+
+    def negative_log_likelihood(recon_x: Tensor, x: Tensor) -> Tensor:
+        mean, log_scale = logistic_parameters(recon_x, levels)
+        return -discretized_logistic_log_prob(x.flatten(1), mean, log_scale, levels).sum(-1)
 
     class Encoder(BaseEncoder):
         def __init__(self) -> None:
@@ -118,26 +133,45 @@ def pythae_vae(data_shape: tuple[int, ...], levels: int, options: dict, hidden: 
             self.net = mlp(features, 2 * latent, hidden, layers)  # our VAE's own MLP
 
         def forward(self, x: Tensor) -> ModelOutput:
-            mu, log_var = self.net(x.flatten(1)).chunk(2, dim=1)
-            return ModelOutput(embedding=mu, log_covariance=log_var)
+            # as ours: levels rescaled to [-1, 1], and the second half read as log σ (pythae's log σ² = 2 log σ)
+            mu, log_std = self.net(2.0 * x.flatten(1) / (levels - 1) - 1.0).chunk(2, dim=1)
+            return ModelOutput(embedding=mu, log_covariance=2.0 * log_std)
 
     class Decoder(BaseDecoder):
         def __init__(self) -> None:
             super().__init__()
-            self.net = mlp(latent, features, hidden, layers)
+            self.net = mlp(latent, 2 * features, hidden, layers)
 
         def forward(self, z: Tensor) -> ModelOutput:
-            return ModelOutput(reconstruction=self.net(z).view(-1, *data_shape))
+            return ModelOutput(reconstruction=self.net(z))
+
+    class LogisticVAE(VAE):
+        def loss_function(self, recon_x, x, mu, log_var, z):  # type: ignore[no-untyped-def]
+            recon_loss = negative_log_likelihood(recon_x, x)
+            kld = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp(), dim=-1)
+            return (recon_loss + kld).mean(dim=0), recon_loss.mean(dim=0), kld.mean(dim=0)
+
+    class LogisticVAE_IAF(VAE_IAF):
+        def loss_function(self, recon_x, x, mu, log_var, z0, zk, log_abs_det_jac):  # type: ignore[no-untyped-def]
+            recon_loss = negative_log_likelihood(recon_x, x)
+            log_q_z0 = (-0.5 * (log_var + torch.pow(z0 - mu, 2) / torch.exp(log_var))).sum(dim=1)
+            kld = log_q_z0 - (-0.5 * torch.pow(zk, 2)).sum(dim=1) - log_abs_det_jac
+            return (recon_loss + kld).mean(dim=0), recon_loss.mean(dim=0), kld.mean(dim=0)
 
     if iaf:
         config = VAE_IAF_Config(input_dim=data_shape, latent_dim=latent, n_made_blocks=options["iaf_steps"],
                                 n_hidden_in_made=2, hidden_size=options["iaf_hidden"])
-        model = VAE_IAF(config, encoder=Encoder(), decoder=Decoder())
+        model = LogisticVAE_IAF(config, encoder=Encoder(), decoder=Decoder())
     else:
-        model = VAE(VAEConfig(input_dim=data_shape, latent_dim=latent), encoder=Encoder(), decoder=Decoder())
-    return Side("pythae " + type(model).__name__, model, lambda x: model({"data": x}).loss,
-                lambda n: model.decoder(torch.randn(n, latent))["reconstruction"],
-                lambda x: -model({"data": x}).loss, lambda x: x.float() / (levels - 1))
+        model = LogisticVAE(VAEConfig(input_dim=data_shape, latent_dim=latent), encoder=Encoder(), decoder=Decoder())
+
+    def sample(n: int) -> Tensor:
+        mean, log_scale = logistic_parameters(model.decoder(torch.randn(n, latent))["reconstruction"], levels)
+        return discretized_logistic_sample(mean, log_scale, levels).view(n, *data_shape)
+
+    name = "pythae " + ("VAE_IAF" if iaf else "VAE")
+    return Side(name, model, lambda x: model({"data": x}).loss, sample,
+                lambda x: -model({"data": x}).loss, lambda x: x.float())
 
 
 def normflows_realnvp(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> peers.PeerDensity:

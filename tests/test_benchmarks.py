@@ -178,3 +178,23 @@ def test_stage_times_sum_each_stages_jobs_once(pipeline, tmp_path):
     assert pipeline.stage_times(tmp_path) == {
         "code digests": {"jobs": 1, "job_s": 0.5}, "train": {"jobs": 2, "job_s": 30.0},
         "probes": {"jobs": 2, "job_s": 10.0}, "analyses": {"jobs": 1, "job_s": 3.0}, "site": {"jobs": 1, "job_s": 1.0}}
+
+
+def test_the_pythae_peer_computes_our_vae(speed):
+    """The speed ratio compares code, not models: pythae's VAE with our likelihood, given our VAE's
+    weights, has our negative ELBO on the same batch and the same reparameterisation noise."""
+    from vaeflow.models import build_model
+
+    torch.manual_seed(0)
+    options = {"latent_dim": 3, "hidden": 8, "layers": 2}
+    ours = build_model("vae", (1, 4, 4), 17, options)
+    peer = speed.pythae_vae((1, 4, 4), 17, options, hidden=8, iaf=False)
+    peer.module.encoder.net.load_state_dict(ours.encoder.state_dict())
+    peer.module.decoder.net.load_state_dict(ours.decoder.state_dict())
+    x = torch.randint(0, 17, (6, 1, 4, 4)).float()
+    torch.manual_seed(1)
+    expected = ours.loss(x)
+    torch.manual_seed(1)
+    got = peer.loss(peer.prepare(x))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert expected.item() > 0

@@ -53,6 +53,19 @@ def _mlp(in_features: int, out_features: int, hidden: int, layers: int) -> nn.Se
     return nn.Sequential(*blocks, nn.Linear(width, out_features))
 
 
+def logistic_parameters(out: Tensor, levels: int) -> tuple[Tensor, Tensor]:
+    """The decoder's output ``(..., 2D)`` as the discretised logistic's mean and log-scale, each ``(..., D)``.
+
+    The first half is the mean in level units, mapped linearly (``-1 → 0``, ``1 → K-1``); the
+    second is the log-scale, offset so that a fresh decoder starts with a scale of about
+    ``K/8`` levels and clamped below at :data:`LOG_SCALE_MIN`.
+    """
+    raw_mean, raw_log_scale = out.chunk(2, dim=-1)
+    mean = 0.5 * (levels - 1) * (1.0 + raw_mean)
+    log_scale = torch.clamp(raw_log_scale + math.log(levels / 8.0), min=LOG_SCALE_MIN)
+    return mean, log_scale
+
+
 class VAE(DensityModel):
     """Gaussian-latent VAE; ``exact = False``.
 
@@ -146,12 +159,7 @@ class VAE(DensityModel):
         out = full_precision(self.decoder(z))  # float32 under autocast: log p(x|z) uses it
         if not self.discrete:
             return out, self.decoder_log_std.expand_as(out)
-        raw_mean, raw_log_scale = out.chunk(2, dim=-1)
-        half_range = 0.5 * (self.levels - 1)
-        mean = half_range * (1.0 + raw_mean)
-        # offset so that a fresh decoder starts with a scale of about K/8 levels
-        log_scale = torch.clamp(raw_log_scale + math.log(self.levels / 8.0), min=LOG_SCALE_MIN)
-        return mean, log_scale
+        return logistic_parameters(out, self.levels)
 
     def log_likelihood(self, x_flat: Tensor, z: Tensor) -> Tensor:
         """``log p(x|z)`` summed over the data dimensions; ``x_flat (..., D)`` broadcasts against ``z (..., L)``."""
