@@ -315,3 +315,27 @@ def test_early_stopping_resumes_exactly(tmp_path, digits):
         train(run, digits, tmp_path / "resumed", device="cpu", progress=False, on_step=_interrupt_at(18))
     resumed = train(run, digits, tmp_path / "resumed", device="cpu", progress=False)
     assert (resumed["steps"], resumed["best_step"], resumed["converged"]) == (whole["steps"], whole["best_step"], True)
+
+
+def test_each_plateau_cuts_the_learning_rate_until_the_cuts_run_out(tmp_path, digits):
+    """lr_decays 2: the first two plateaus multiply the learning rate by lr_decay_factor and training
+    goes on; the third stops it. Every step of the curve logs the rate it trained at."""
+    run = _run("realnvp", steps=400, patience=1, min_delta=100.0, lr_decays=2, lr_decay_factor=0.5)
+    summary = train(run, digits, tmp_path, device="cpu", progress=False)
+    curves = np.genfromtxt(tmp_path / "curves.csv", delimiter=",", names=True)
+    # the evaluation at 8 improves on nothing (inf); no later one improves by 100: cut at 16 and 24, stop at 32
+    assert list(curves["step"]) == [8, 16, 24, 32]
+    assert summary["steps"] == 32 and summary["converged"] is True and summary["stopped_by"] == "patience"
+    assert list(curves["lr"]) == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
+
+
+def test_a_run_with_learning_rate_cuts_resumes_exactly(tmp_path, digits):
+    run = _run("realnvp", steps=400, patience=1, min_delta=100.0, lr_decays=2, lr_decay_factor=0.5)
+    whole = train(run, digits, tmp_path / "whole", device="cpu", progress=False)
+    with pytest.raises(Interrupt):
+        train(run, digits, tmp_path / "resumed", device="cpu", progress=False, on_step=_interrupt_at(26))
+    resumed = train(run, digits, tmp_path / "resumed", device="cpu", progress=False)
+    assert (resumed["steps"], resumed["best_step"]) == (whole["steps"], whole["best_step"])
+    a = np.genfromtxt(tmp_path / "whole/curves.csv", delimiter=",", names=True)
+    b = np.genfromtxt(tmp_path / "resumed/curves.csv", delimiter=",", names=True)
+    assert list(a["lr"]) == list(b["lr"]) and np.allclose(a["val_bits_per_dim"], b["val_bits_per_dim"])

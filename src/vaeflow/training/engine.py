@@ -109,6 +109,7 @@ class TrainState:
     peak_rss_mib: float = 0.0  # process peak carried over a resume (a resumed job is a new process)
     plateau_bpd: float = math.inf  # validation bits/dim at the last improvement by at least min_delta
     stale_evaluations: int = 0  # evaluations since then
+    lr_decays: int = 0  # times the learning rate has been cut on a plateau (training.lr_decays)
     stopped_by: str = ""  # "patience" (validation stopped improving) or "ceiling" (the step budget ran out)
 
 
@@ -116,7 +117,11 @@ def early_stopping(settings: dict[str, Any]) -> tuple[int | None, float]:
     """``(patience, min_delta)`` of ``training``: stop once ``patience`` evaluations in a row have not
     lowered validation bits/dim by at least ``min_delta`` below the last such improvement (Prechelt
     1998, "Early stopping — but when?"); ``patience`` None (absent) trains the whole ``steps`` budget,
-    which is otherwise the ceiling. The checkpoint is always the best validation step's weights."""
+    which is otherwise the ceiling. The checkpoint is always the best validation step's weights.
+
+    With ``lr_decays`` n > 0 the first n plateaus do not stop the run: each multiplies the learning
+    rate by ``lr_decay_factor`` and training goes on (the usual reduce-on-plateau schedule); the
+    (n+1)-th plateau stops it."""
     patience = settings.get("patience")
     return (None if patience is None else int(patience)), float(settings.get("min_delta", 0.0))
 
@@ -257,10 +262,13 @@ def _train(
     x_val = to_tensor(data.val[: settings["val_examples"]]).to(dev)
     optimizer = adam(model.parameters(), settings["lr"], dev)
     warmup = max(1, settings["warmup_steps"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    state = TrainState()
+    decays, decay_factor = int(settings.get("lr_decays", 0)), float(settings.get("lr_decay_factor", 0.1))
+    # warm-up, then the learning rate times decay_factor per plateau passed (state.lr_decays, restored on resume)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * decay_factor ** state.lr_decays)
     batches = torch.Generator().manual_seed(run["seed"])
     noise = torch.Generator(device=dev).manual_seed(run["seed"] + 1)
-    state = TrainState()
     permutation: torch.Tensor | None = None  # order of the epoch in progress
     cursor = 0
 
@@ -341,7 +349,12 @@ def _train(
                 state.plateau_bpd, state.stale_evaluations = val_bpd, 0
             else:
                 state.stale_evaluations += 1
-            if patience is not None and state.stale_evaluations >= patience:
+            if patience is not None and state.stale_evaluations >= patience and state.lr_decays < decays:
+                state.lr_decays += 1
+                state.stale_evaluations = 0
+                print(f"step {state.step}: validation bits/dim has not improved by {min_delta} in {patience} "
+                      f"evaluations; learning rate x{decay_factor:g} ({state.lr_decays} of {decays} cuts)")
+            elif patience is not None and state.stale_evaluations >= patience:
                 state.stopped_by = "patience"
                 print(f"stopping at step {state.step}: validation bits/dim has not improved by {min_delta} in "
                       f"{patience} evaluations; best {state.best_val_bpd:.4f} at step {state.best_step}")
