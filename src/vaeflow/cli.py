@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+DEFAULT_CONFIG = "config/config.yaml"
 
 
 def _json_arg(text: str) -> Any:
@@ -146,6 +147,20 @@ def cmd_design(args: argparse.Namespace) -> None:
     write_design(Path(args.out), args.configfile, args.schema, args.sweep, args.speed)
 
 
+def cmd_export_results(args: argparse.Namespace) -> None:
+    from vaeflow.archive import export_results
+
+    export_results(Path("."), Path(args.archive), configfiles=args.configfile or [DEFAULT_CONFIG], stage=args.stage,
+                   include=args.include or [])
+
+
+def cmd_import_results(args: argparse.Namespace) -> None:
+    from vaeflow.archive import import_results
+
+    import_results(Path("."), Path(args.archive), configfiles=args.configfile or [DEFAULT_CONFIG], force=args.force,
+                   overwrite=args.overwrite, check=args.check)
+
+
 def _param(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep:
@@ -262,6 +277,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", help="the speed benchmark's result (its left-out models' measured training step)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_design)
+
+    from vaeflow.archive import DEFAULT_STAGE, INCLUDES, STAGE_HELP
+
+    p = sub.add_parser("export-results", help="pack the results a stage needs, Snakemake's records of their jobs and a "
+                       "manifest (sha256 of every file, code hashes per rule, config, versions, hardware) into one archive",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run in the project root of a finished study. Stages (what the archive holds, and so "
+                       "what reruns after an import):\n" + "\n".join(f"  {k}: {v}" for k, v in STAGE_HELP.items()))
+    p.add_argument("archive", help="the archive to write: STUDY.tar, STUDY.tar.gz or STUDY.tar.zst (zstd needs the "
+                   "zstandard package); its sha256 goes beside it in STUDY.tar.gz.sha256")
+    p.add_argument("--configfile", action="append", help=f"the study's config file(s), as given to snakemake; default {DEFAULT_CONFIG}")
+    p.add_argument("--stage", choices=list(STAGE_HELP), default=DEFAULT_STAGE,
+                   help=f"the stage a reviewer runs from the archive (default {DEFAULT_STAGE})")
+    p.add_argument("--include", action="append", choices=list(INCLUDES),
+                   help="also pack (repeatable): " + "; ".join(f"{k}: {v}" for k, v in INCLUDES.items()))
+    p.set_defaults(func=cmd_export_results)
+
+    p = sub.add_parser("import-results", help="check an archive of export-results completely, then restore its results "
+                       "and Snakemake's records so that nothing before its stage reruns")
+    p.add_argument("archive", help="the .tar, .tar.gz or .tar.zst written by export-results")
+    p.add_argument("--configfile", action="append", help=f"the study's config file(s), as given to snakemake; default {DEFAULT_CONFIG}")
+    p.add_argument("--force", action="store_true", help="import even if the archive was made by other code or "
+                   "configuration (Snakemake then reruns what they changed; the import lists it)")
+    p.add_argument("--overwrite", action="store_true", help="replace results/ files that hold other bytes")
+    p.add_argument("--check", action="store_true", help="check the archive against this checkout; write nothing")
+    p.set_defaults(func=cmd_import_results)
     return parser
 
 

@@ -19,6 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 DEFAULT_CONFIG = "config/config.yaml"
+#: written by ``python -m vaeflow import-results`` (vaeflow.archive): the archive the results came from. Read
+#: when present, not a declared input: an import of an archive that holds this page itself must leave the
+#: study up to date, and after an import of the runs this page is rebuilt anyway (its tables are new).
+IMPORTED = "results/imported.json"
 
 
 @dataclass
@@ -149,6 +153,39 @@ def code_hashes(hashes: dict[str, str], root: Path) -> dict[str, str]:
     return dict(sorted(code.items()))
 
 
+def imported_from(root: Path) -> list[str]:
+    """The paragraph that names the results archive the results were imported from ([] when they were not):
+    its file name and sha256, where and when it was made, and how many of its files are still its own here."""
+    record_file = root / IMPORTED
+    if not record_file.is_file():
+        return []
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    files = record.get("files", {})
+    rebuilt = []
+    for path, sha in files.items():
+        file = root / path
+        if not file.is_file():
+            rebuilt.append(path)
+            continue
+        with open(file, "rb") as fh:
+            if hashlib.file_digest(fh, "sha256").hexdigest() != sha:
+                rebuilt.append(path)
+    text = (f"The results this site was built from were imported from the results archive `{record['archive']}` "
+            f"(sha256 `{record['sha256']}`), exported on {record['exported']} from checkout `{record['code_version']}` "
+            f"(commit `{record['commit']}`) and imported here on {record['imported']} with "
+            f"`python -m vaeflow import-results`. It held the outputs of every job before the `{record['stage']}` "
+            f"stage of the study, which therefore did not run here. ")
+    if rebuilt:
+        text += (f"{len(rebuilt)} of its {len(files)} files have been rebuilt here since "
+                 f"(e.g. `{sorted(rebuilt)[0]}`).")
+    else:
+        text += f"All {len(files)} of its files are unchanged here."
+    if record.get("forced"):
+        text += (" It was imported with `--force` although its code or configuration differed from this checkout's: "
+                 + "; ".join(f"`{d}`" for d in record.get("differences", [])[:10]) + ".")
+    return [text, ""]
+
+
 def markdown(jobs: list[Job], root: Path, configfiles: list[str], code_version: str) -> str:
     """The body of the Reproduce page."""
     lines = [
@@ -161,6 +198,7 @@ def markdown(jobs: list[Job], root: Path, configfiles: list[str], code_version: 
         f"This page was generated from checkout `{code_version}` with the configuration "
         + ", ".join(f"`{c}`" for c in (configfiles or [DEFAULT_CONFIG])) + ".",
         "",
+        *imported_from(root),
     ]
     for job in jobs:
         hashes = input_hashes(job, root)
