@@ -15,7 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
-from vaeflow.analysis import anomaly
+from vaeflow.analysis import anomaly, figures
 from vaeflow.data import PreparedDataset
 from vaeflow.models import build_model
 from vaeflow.probes import anomaly as probe_mod
@@ -306,6 +306,24 @@ def test_analysis_end_to_end_on_hand_made_probes(tmp_path) -> None:
     q = quantiles.set_index("set")
     assert q.loc["constant", "nonfinite"] == 2 and q.loc["noise", "median"] == pytest.approx(23.5)
     assert anomaly.bpd_chart(quantiles).to_dict()["facet"]
+    for chart in (anomaly.auroc_chart(results), anomaly.bpd_chart(quantiles)):
+        assert len(chart.to_dict()["description"].split()) > 20  # alt text that says what it shows
+
+    # the site's forms: "mean ± sd" on one line to 3 significant figures, medians test → OOD, no nan
+    pm = "\u00a0±\u00a0"
+    shown = anomaly.failures_shown(fail).table.iloc[0]
+    assert shown["AUROC"] == figures.mean_sd(const["auroc"], const["auroc_sd"])
+    assert shown["median png bits/dim, test → OOD"] == "10.0 → 1.00" and shown["typicality"] == "1.00"
+    assert shown["significant"] == "yes"
+    assert anomaly.auroc_shown(wide).table["noise"].iloc[0] == f"1.00{pm}0.00"
+    metrics = anomaly.metrics_shown(anomaly.metrics_table(results))
+    row = metrics.table.set_index(["OOD set", "method"]).loc[("constant", "likelihood")]
+    assert row["AUROC"] == figures.mean_sd(const["auroc"], const["auroc_sd"]) and row["seeds < 0.5"] == "2 of 2"
+    assert row["non-finite train / test / OOD"] == f"0 / 0 / {int(const['nonfinite_ood'])}"
+    for form in (metrics, anomaly.remedies_shown(remedies), anomaly.summary_shown(summary.reset_index())):
+        cells = " | ".join(form.table.astype(str).to_numpy().ravel())
+        assert "nan" not in cells and " ± " not in cells
+    assert anomaly.failures_shown(fail.iloc[:0]).notes == ["No case with AUROC below 0.5."]
 
 
 # --- the smoke study's outputs (run once the rule is wired in) -------------------------------

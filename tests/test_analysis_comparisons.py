@@ -165,6 +165,39 @@ def test_comparisons_of_the_synthetic_study(study) -> None:
     assert (against["b"] == "baseline").all() and not against["within_noise"].any()
 
 
+
+def test_the_site_shows_the_comparisons_compactly(study) -> None:
+    from vaeflow.analysis.figures import DASH, NBSP, sig
+
+    _, sanity, paired = study
+    shown = comparisons.comparisons_shown(paired, sanity)
+    full = comparisons.comparisons_table(paired, sanity)
+    assert len(shown.table) == len(full)
+    said = [v.replace(b, "baseline") if b.endswith("(baseline)") else v for v, b in zip(full["verdict"], full["B"])]
+    assert [v.replace(NBSP, " ") for v in shown.table["verdict"]] == said
+    assert list(shown.table.columns) == ["dataset", "comparison", "A", "B", "A − B", "95% CI", "seed sd A / B",
+                                         "per-seed A − B", "verdict"]
+    i = int(np.flatnonzero(paired["dataset"] == "mnist")[0])  # two seeds per model: a seed sd each
+    row, raw = shown.table.iloc[i], paired.iloc[i]
+    assert row["A − B"] == sig(raw["difference"], sign=True)
+    assert row["95% CI"] == f"{sig(raw['ci_low'], sign=True)} to {sig(raw['ci_high'], sign=True)}"
+    assert row["seed sd A / B"] == f"{sig(raw['seed_sd_a'])} / {sig(raw['seed_sd_b'])}"
+    assert row["per-seed A − B"] == f"{sig(raw['seed_diff_min'], sign=True)} to {sig(raw['seed_diff_max'], sign=True)}"
+    digits = shown.table[shown.table["dataset"] == "digits"].iloc[0]
+    assert digits["seed sd A / B"] == DASH  # one seed per model: no seed spread
+    assert f"({N:,} on digits, {N:,} on mnist)" in shown.notes[0]
+    against = shown.table[shown.table["comparison"] == f"vs{NBSP}baseline"]
+    assert len(against) and (against["B"] == "baseline").all()
+    assert {v.replace(NBSP, " ") for v in against["verdict"]} <= {"baseline better", "within noise"} | {
+        f"{a} better" for a in against["A"]}
+    assert shown.notes[-1] == "*baseline*: the dataset's reference baseline (independent pixels on digits, mnist)."
+    # with one seed per model, no seed spread: its two columns would only repeat A − B
+    single = comparisons.comparisons_shown(paired[paired["dataset"] == "digits"], sanity)
+    assert "seed sd A / B" not in single.table.columns and "per-seed A − B" not in single.table.columns
+    assert "one seed here, so there is no seed spread" in single.notes[0]
+    assert "nan" not in " ".join(shown.table.astype(str).to_numpy().ravel())
+
+
 def test_sentences_quote_the_intervals_the_budget_and_the_unconverged_run(study) -> None:
     runs, sanity, paired = study
     said = comparisons.comparison_sentences(runs, paired, sanity)["compare"]

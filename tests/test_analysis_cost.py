@@ -226,6 +226,8 @@ def test_tables_from_run_files(study):
     assert (v["peak_rss_max_model"], v["peak_rss_max_mib"]) == ("vae", 400.0)
     assert (v["ffjord_nfe_train_per_solve"], v["ffjord_nfe_eval_per_solve"]) == (16.0, 26.0)
     assert values["toy2d"]["peak_rss_max_mib"] == cost.NOT_RECORDED
+    assert values["devices"] == ", ".join(sorted(set(runs["device"])))
+    assert float(values["train_hours"].replace(",", "")) == pytest.approx(runs["train_wall_time_s"].sum() / 3600, rel=1e-2)
     vae = values["digits"]["vae"]  # each model's size, budget, options and speeds (means over seeds)
     assert (vae["parameters"], vae["steps"], vae["batch_size"]) == ("1,000", 1000, 64)
     assert (vae["step_ms"], vae["samples_per_s"], vae["train_s"]) == ("12.0", "6,000", "12.0")
@@ -268,8 +270,12 @@ def test_notebook_writes_its_tables_figures_and_variables(study, tmp_path, root)
     out = tmp_path / "out"
     speed = tmp_path / "speed.json"
     speed.write_text(json.dumps(speed_part("vae", 1e9, 1e8, 0.9)))
+    baselines = tmp_path / "baselines.json"  # the digits' independent pixels within the curves' range
+    baselines.write_text(json.dumps({"dataset": "digits", "baselines": [
+        {"label": "independent pixels", "bits_per_dim": {"train": 2.3, "val": 2.3, "test": 2.3}}]}))
     run_notebook(root / "workflow" / "notebooks" / "cost.ipynb", out / "cost.ipynb", {
         "metrics": [str(p) for p in paths], "settings": {"target_quantile": 0.5}, "speed": str(speed),
+        "baselines": [str(baselines)],
         "tables_dir": str(out / "tables"), "figures_dir": str(out / "figures"),
         "variables_out": str(out / "cost.yml"),
     }, failed_dir=tmp_path / "failed")
@@ -283,7 +289,12 @@ def test_notebook_writes_its_tables_figures_and_variables(study, tmp_path, root)
     assert values["speed"]["vae_toy2d"]["step_ratio"] == 0.9
     nb = json.loads((out / "cost.ipynb").read_text())
     params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    assert "".join(params["source"]).count("=") == 6  # metrics, settings, speed, tables_dir, figures_dir, variables_out
+    # metrics, settings, speed, baselines, tables_dir, figures_dir, variables_out
+    assert "".join(params["source"]).count("=") == 7
+    spec = json.loads((out / "figures" / "cost_val_vs_time.vl.json").read_text())
+    lines = [spec["datasets"][layer["data"]["name"]] for layer in spec["concat"][0]["layer"]
+             if layer["mark"].get("color") == "gray" and layer["mark"]["type"] == "rule"]
+    assert lines == [[{"label": "independent pixels (baseline)", "val_bpd": 2.3}]]  # digits: a reference line
 
 
 # -- the engine records peak memory --------------------------------------------------------------
@@ -392,3 +403,39 @@ def test_smoke_cost_tables(smoke_study):
     for run_dir in (smoke_study / "results").glob("*/*/seed0"):
         if (run_dir / "timing.json").exists():
             assert json.loads((run_dir / "timing.json").read_text())["peak_rss_mib"] > 0
+
+
+def test_the_site_shows_the_cost_tables_compactly_and_the_charts_in_the_sites_colours(study):
+    from vaeflow.analysis import figures
+
+    _, paths = study
+    runs = cost.load_runs(paths)
+    curves = cost.load_curves(runs)
+    target, budget = cost.targets(curves, runs, {}), cost.budgets(runs, {})
+    per_run = cost.per_run(runs, curves, target, budget)
+    pm = "\u00a0±\u00a0"
+    summary = cost.summary_shown(cost.summary_table(runs))
+    table = summary.table.set_index(["dataset", "model"])
+    assert list(table.index.get_level_values("model")[:4]) == ["vae", "maf", "iaf", "ffjord"]  # the site's order
+    assert table.loc[("digits", "vae"), "ms/step (incl. validation)"] == f"12.0{pm}2.8"  # one line
+    assert table.loc[("digits", "vae"), "trained by"] == "ML"  # the fixture trains every run by maximum likelihood
+    assert "batch" in table.columns and "seeds" in table.columns  # they differ between rows here
+    assert table.loc[("digits", "vae"), "parameters"] == "1,000"
+    assert table.loc[("digits", "iaf"), "trained by"] == "distilled (maf)"
+    assert any("*distilled (maf)*: " in note and "teacher's cost not included" in note for note in summary.notes)
+    ttt = cost.time_to_target_shown(cost.time_to_target_table(per_run, target))
+    assert "target val bits/dim" not in ttt.table.columns  # the targets are in the legend, once per dataset
+    assert ttt.notes[0].startswith("Targets, validation bits/dim: digits 3.05 (") and "; toy2d " in ttt.notes[0]
+    budgets = cost.budget_shown(cost.budget_table(per_run, budget))
+    assert "budget (s)" not in budgets.table.columns and budgets.notes[0].startswith("Budgets, seconds of training: digits 12.0 (")
+    for shown in (summary, ttt, budgets):
+        cells = " | ".join(shown.table.astype(str).to_numpy().ravel())
+        assert "nan" not in cells and " ± " not in cells
+    for chart in (cost.val_vs_time_chart(curves, target, budget), cost.throughput_chart(runs)):
+        spec = chart.to_dict()
+        assert len(spec["description"].split()) > 20
+    spec = cost.val_vs_time_chart(curves, target, budget).to_dict()
+    scale = spec["concat"][0]["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["domain"] == ["vae", "maf", "iaf", "ffjord"]
+    assert scale["range"] == [figures.MODEL_COLOURS[m] for m in scale["domain"]]
+    assert "off the scale, named in the panel titles: iaf on digits" in spec["description"]

@@ -5,6 +5,7 @@ study's tables."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from vaeflow.analysis import figures
 from vaeflow.analysis import high_frequency as hfa
 from vaeflow.analysis.runs import ProbeResult
 from vaeflow.data import PreparedDataset
@@ -325,7 +327,44 @@ def test_analysis_tables_agree_with_the_probe_arrays(tiny_results) -> None:
         assert summary["best_model"] == models.loc[models["psnr (dB)"].idxmax(), "method"]
     for chart in (hfa.spectra_chart(sets), hfa.vae_spectra_chart(sets), hfa.temperature_chart(temperature, energy),
                   hfa.samples_chart(tiny_results, "tiny"), hfa.completions_chart(tiny_results, "tiny")):
-        chart.to_dict()
+        assert len(chart.to_dict()["description"].split()) > 15  # alt text that says what it shows
+    # the site's colours: the test images in black, every model in its own colour
+    colour = hfa.spectra_chart(sets).to_dict()["spec"]["encoding"]["color"]["scale"]
+    assert colour["domain"] == ["test data", "vae", "realnvp", "maf"]
+    assert colour["range"] == ["black"] + [figures.MODEL_COLOURS[m] for m in ("vae", "realnvp", "maf")]
+
+
+def test_the_site_shows_the_high_frequency_tables_compactly(tiny_results) -> None:
+    settings = hfa.check_settings(SETTINGS)
+    sets = hfa.image_sets(tiny_results)
+    energy = hfa.energy_table(sets, settings)
+    shown = hfa.energy_shown(energy, settings, 0.25)
+    table = shown.table.set_index("model")
+    assert list(shown.table.columns) == ["dataset", "model", f"HF fraction ({settings['confidence']:.0%} CI)", "seed sd", "ratio to data",
+                                         "spectral distance", "power ratio", "images"]  # no sample was non-finite
+    row = energy.set_index("model").loc["realnvp"]
+    assert table.loc["realnvp", f"HF fraction ({settings['confidence']:.0%} CI)"] == (
+        f"{figures.sig(row['hf fraction'])}\u00a0({figures.sig(row['hf ci low'])}\u2060–\u2060"
+        f"{figures.sig(row['hf ci high'])})")  # never broken across lines
+    assert list(shown.table["model"]) == ["test data", "vae", "realnvp", "maf"]  # the data, then the site's order
+    assert table.loc["realnvp", "spectral distance"] == figures.mean_sd(row["spectral distance"],
+                                                                       row["spectral distance sd"])
+    assert table.loc["realnvp", "images"] == f"2 × {int(row['images per seed'])}"
+    assert table.loc["test data", "seed sd"] == "–" and table.loc["test data", "ratio to data"] == "1.00"
+    assert "above 0.25 cycles/pixel" in shown.notes[0] and shown.notes[1] == "No sample was non-finite."
+    vae_shown = hfa.vae_shown(hfa.vae_table(sets, settings), settings)
+    vae = vae_shown.table
+    assert list(vae["image set"]) == ["samples", "decoder mean", "recon. mean", "recon. sample"]
+    assert f"*recon. sample*: {hfa.SET_LABELS['reconstruction_sample']}" in vae_shown.notes[-1]
+    assert set(vae["images"]) == {f"2 × {int(n)}" for n in hfa.vae_table(sets, settings)["images per seed"]}
+    for shown in (shown, hfa.vae_shown(hfa.vae_table(sets, settings), settings),
+                  hfa.temperature_shown(hfa.temperature_table(sets, settings), settings),
+                  hfa.completion_shown(hfa.completion_table(hfa.completion_frame(tiny_results))),
+                  hfa.cost_shown(hfa.cost_table(tiny_results))):
+        text = " | ".join(shown.table.astype(str).to_numpy().ravel())
+        assert "nan" not in text and " ± " not in text  # a dash for what does not apply; "mean ± sd" on one line
+        numbers = re.findall(r"\d+\.\d+", text)
+        assert all(len(n.replace(".", "").lstrip("0")) <= 3 for n in numbers), numbers  # 3 significant figures
 
 
 # --- the smoke study (run after the workflow rule is wired in) --------------------------------------

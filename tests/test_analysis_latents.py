@@ -338,6 +338,15 @@ def test_run_table_tables_and_variables() -> None:
     assert probe.loc[0, "test bits/dim"] == "1.500 (exact)" and probe.loc[1, "test bits/dim"] == "–"
     dims = analysis.dimensionality_table(runs, 0.95, 0.01)
     assert list(dims.columns[4:7]) == ["active units (Var > 0.01)", "PCs for 95% (latents)", "PCs for 95% (pixels)"]
+    # the site's form: the latent as a code the legend spells out, "mean ± sd" on one line to 3 figures
+    shown = analysis.probe_shown(probe)
+    assert shown.table.loc[0, "probe accuracy (latents)"] == "1.00\u00a0±\u00a00.00"
+    assert shown.table.loc[0, "latent"] == "L1" and shown.table.loc[0, "test bits/dim"] == "1.50 (exact)"
+    assert shown.notes[1] == f"Latents: *L1*: {runs['latent'].iloc[0]}."
+    cells = " | ".join(analysis.dimensionality_shown(dims).table.astype(str).to_numpy().ravel())
+    assert "nan" not in cells and " ± " not in cells
+    spec = analysis.accuracy_chart(runs).to_dict()
+    assert len(spec["description"].split()) > 20 and spec["spec"]["layer"][0]["encoding"]["y"]["sort"] == ["a", "b"]
 
     values = analysis.variables(runs, NOTEBOOK_SETTINGS)
     assert values["d"]["best_model"] == "a" and values["d"]["best_accuracy"] == 1.0
@@ -365,6 +374,9 @@ def test_figure_frames_use_the_lowest_seed_and_every_image() -> None:
     assert list(scatter["panel"].unique()) == ["data", "m · seed 0"] and len(scatter) == 14
     np.testing.assert_allclose(scatter[scatter["panel"] == "data"][["z1", "z2"]], inputs[10:17])
     assert analysis.scatter_chart(scatter.iloc[:0]).to_dict()["mark"]["type"] == "text"
+    for chart in (analysis.interpolations_chart(frame), analysis.scatter_chart(scatter),
+                  analysis.scatter_chart(scatter.iloc[:0])):
+        assert chart.to_dict()["description"]  # alt text
 
 
 def test_notebook_parameters_and_outputs(root: Path) -> None:

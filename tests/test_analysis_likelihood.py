@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vaeflow.analysis import likelihood
+from vaeflow.analysis import figures, likelihood
 from vaeflow.data.store import PreparedDataset
 from vaeflow.models.vae import VAE
 from vaeflow.probes import likelihood as probe_module
@@ -112,6 +112,14 @@ def test_tables_mark_the_runs_the_step_ceiling_stopped(study_baselines) -> None:
     models = likelihood.models_table(runs).set_index(["model", "dataset"])
     assert models.loc[("vae", "mnist"), "steps"] == "75–100" and models.loc[("vae", "mnist"), "step ceiling"] == "100"
     assert models.loc[("maf", "toy2d"), ["steps", "converged"]].tolist() == ["60", "yes"]
+    shown = likelihood.models_shown(likelihood.models_table(runs))
+    rows = shown.table.set_index(["model", "dataset"])
+    assert list(rows.index) == [("vae", "mnist"), ("maf", "mnist"), ("maf", "toy2d")]  # the VAEs first
+    assert rows.loc[("vae", "mnist"), ["trained by", "steps / ceiling", "converged"]].tolist() == [
+        "ELBO", "75–100 / 100", "1 of 2"]  # the CSV names the seed the ceiling stopped
+    assert rows.loc[("maf", "mnist"), ["trained by", "converged"]].tolist() == ["ML", "no"]
+    assert "non-finite" not in rows.columns and "No sample was non-finite." in shown.notes
+    assert any("*ML*: maximum likelihood" in note for note in shown.notes)
 
 
 def _baselines_json(tmp_path, dataset: str, levels, entries: list[tuple[str, bool, dict]], num_dims: int = 4,
@@ -235,15 +243,147 @@ def test_reference_baseline_on_the_probes_examples(tmp_path) -> None:
         {"dataset": "digits", "label": "independent pixels", "bits_per_dim": pytest.approx(6.0 / (4 * math.log(2)))}]
 
 
+def _layers(spec: dict) -> list[dict]:
+    """Every layer of every panel of a concatenated chart's spec."""
+    return [layer for panel in spec["concat"] for layer in panel["layer"]]
+
+
+def _rows(spec: dict, layer: dict) -> list[dict]:
+    return spec["datasets"][layer["data"]["name"]]
+
+
 def test_figures_draw_every_baseline_as_a_labelled_rule(study_baselines) -> None:
     curves = pd.DataFrame({"step": [0, 10, 0, 10], "split": ["train", "train", "val", "val"],
                            "bits_per_dim": [9.0, 4.0, 9.1, 4.2], "dataset": "mnist", "model": "vae", "seed": 0})
     spec = likelihood.learning_curves_chart(curves, study_baselines).to_dict()
-    rows = spec["datasets"][spec["data"]["name"]] if "datasets" in spec else spec["data"]["values"]
-    drawn = {(r["label"], r["bits_per_dim"]) for r in rows if r.get("layer") == "baseline"}
+    layers = _layers(spec)
+    assert [layer["mark"]["type"] for layer in layers] == ["line", "rule", "text"]
+    drawn = {(r["label"], r["bits_per_dim"]) for r in _rows(spec, layers[1])}
     assert drawn == {("uniform (baseline)", 8.0), ("independent pixels (baseline)", 2.9)}  # validation bits/dim
-    marks = [layer["mark"]["type"] for layer in spec["spec"]["layer"]]
-    assert marks == ["line", "rule", "text"]
+    assert layers[1]["mark"]["color"] == "gray" and layers[2]["encoding"]["text"]["field"] == "label"
+    assert layers[0]["encoding"]["color"]["scale"] == {"domain": ["vae"], "range": [figures.MODEL_COLOURS["vae"]]}
+    assert "one colour per model" in spec["description"] and "no run is off the scale" in spec["description"]
+
+
+def test_learning_curves_name_the_run_that_would_flatten_the_others(study_baselines) -> None:
+    """A run at 3×10^5 bits/dim neither sets the axis nor disappears: it is named in the panel's subtitle."""
+    rows = [("vae", 0, 5.0, 3.0), ("vae", 1, 5.2, 3.1), ("maf", 0, 9.0, 3.5), ("glow", 0, 4e5, 3e5)]
+    curves = pd.DataFrame([{"dataset": "mnist", "model": m, "seed": s, "split": split, "step": step, "bits_per_dim": v}
+                           for m, s, first, last in rows for split in ("train", "val")
+                           for step, v in ((0, first), (100, last))])
+    scale = likelihood.learning_curve_scale(curves, study_baselines)["mnist"]
+    # typical range: from the lowest best (2.9, independent pixels' validation bits/dim) to 8.0 (uniform)
+    assert scale["ceiling"] == pytest.approx(8.0 + 3 * (8.0 - 2.9))
+    assert scale["off_scale"] == [("glow seed 0", 3e5)] and scale["below"] == []
+    # the axis: up to the highest baseline or best (8.0); maf's first evaluation at 9.0 leaves it at the top
+    low, high = scale["domain"]
+    assert low == pytest.approx(2.9 - 0.03 * (8.0 - 2.9)) and high == pytest.approx(8.0 + 0.03 * (8.0 - 2.9))
+    spec = likelihood.learning_curves_chart(curves, study_baselines).to_dict()
+    panel = spec["concat"][0]
+    assert panel["title"]["subtitle"] == ["off scale (above 23.3 bits/dim): glow seed 0 at 300,000"]
+    assert panel["layer"][0]["encoding"]["y"]["scale"]["domain"] == [low, high] and panel["layer"][0]["mark"]["clip"]
+    assert "off the scale: glow seed 0 on mnist" in spec["description"]
+
+
+def test_a_distilled_students_training_loss_is_below_the_scale_and_named(study_baselines) -> None:
+    curves = pd.DataFrame({"dataset": "mnist", "model": ["iaf"] * 4 + ["vae"] * 2, "seed": 0,
+                           "split": ["train", "train", "val", "val", "val", "val"], "step": [0, 10, 0, 10, 0, 10],
+                           "bits_per_dim": [0.5, -40.0, 6.0, 5.0, 4.0, 3.0]})
+    scale = likelihood.learning_curve_scale(curves, study_baselines)["mnist"]
+    assert scale["floor"] == pytest.approx(2.9 - 3 * (8.0 - 2.9)) and scale["below"] == [("iaf seed 0", -40.0)]
+    assert scale["domain"][0] == pytest.approx(0.5 - 0.03 * (8.0 - 0.5))  # 0.5 is within the floor: drawn
+
+
+def test_likelihood_table_for_readers_pivots_models_against_datasets(study_baselines) -> None:
+    runs = _runs([("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 100),
+                  ("mnist", "realnvp", 1, 3.0, True, "maximum likelihood", 50),
+                  ("mnist", "vae", 0, 2.0, False, "its ELBO", 50), ("mnist", "vae", 1, 2.2, False, "its ELBO", 50),
+                  ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50),
+                  ("toy2d", "realnvp", 0, 2.45, True, "maximum likelihood", 50)])
+    runs.loc[runs["exact"] & (runs["dataset"] == "mnist"), "bound"] = "exact density of uniformly dequantised data"
+    shown = likelihood.likelihood_shown(runs, study_baselines)
+    table = shown.table.set_index("model")
+    pm = "\u00a0±\u00a0"
+    assert list(shown.table.columns) == ["model", "quantity", "mnist", "toy2d"]
+    assert list(table.index) == ["vae", "realnvp", "maf", "uniform (baseline)", "independent pixels (baseline)",
+                                 "gaussian (baseline)"]  # the VAEs first, then the flows, then the baselines
+    # mean ± sd over seeds on one line; bold: the lowest model; †: above the reference; ‡: a seed at its ceiling
+    assert table.loc["vae", "mnist"] == f"**2.10{pm}0.14**"
+    assert table.loc["realnvp", "mnist"] == f"3.10{pm}0.14^†‡^"  # 3.1 > 3.0 (independent pixels); seed 0 at 100
+    assert table.loc["maf", "mnist"] == "–" and table.loc["maf", "toy2d"] == "**2.40**"
+    assert table.loc["uniform (baseline)", "mnist"] == "8.00" and table.loc["uniform (baseline)", "toy2d"] == "–"
+    assert table.loc["gaussian (baseline)", "toy2d"] == "2.50"
+    assert table.loc["realnvp", "quantity"] == "deq" and table.loc["vae", "quantity"] == "iwae-10"
+    assert table.loc["independent pixels (baseline)", "quantity"] == "discrete"
+    notes = " ".join(shown.notes)
+    assert "mean ± sd over 2 to 1 seeds" not in notes and "mean ± sd over 1 to 2 seeds" in notes
+    assert "^†^ did not beat the dataset's reference baseline (independent pixels on mnist; gaussian on toy2d)" in notes
+    assert "^‡^ a seed stopped at its step ceiling" in notes
+    assert "*deq*: exact density of uniformly dequantised data" in notes and "*discrete*: exact discrete" in notes
+    assert "On toy2d the quantity is *exact* for realnvp." in notes  # the row's code is mnist's, deq
+    assert "On toy2d the quantity is *exact density* for gaussian (baseline)." not in notes  # its only dataset
+    markdown = figures.table_markdown(shown, "results/tables/likelihood.csv")
+    assert "nan" not in markdown and "(results/tables/likelihood.csv)" in markdown
+
+
+def test_the_headline_figure_shows_every_seed_and_marks_the_off_scale_one(study_baselines) -> None:
+    runs = _runs([("mnist", "vae", 0, 2.0, False, "its ELBO", 50), ("mnist", "vae", 1, 2.2, False, "its ELBO", 50),
+                  ("mnist", "glow", 0, 2.6, True, "maximum likelihood", 50),
+                  ("mnist", "glow", 1, 3e5, True, "maximum likelihood", 50),
+                  ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50)])
+    seeds, models, scale = likelihood.overview_frame(runs, study_baselines)
+    assert list(scale) == ["mnist"]  # the image datasets only: toy2d's numbers are differential entropies
+    assert scale["mnist"]["ceiling"] == pytest.approx(8.0 + 3 * (8.0 - 2.0))
+    off = seeds[seeds["off"]]
+    assert off[["model", "seed", "label"]].values.tolist() == [["glow", 1, "300,000"]]
+    low, high = scale["mnist"]["domain"]
+    assert low < 2.0 and 8.0 < off["shown"].iloc[0] < high < 9  # drawn inside the panel, at its right edge
+    vae = models.set_index("model").loc["vae"]
+    assert (vae["test_bpd"], vae["low"], vae["high"], vae["likelihood"]) == (pytest.approx(2.1), 2.0, 2.2, "bound")
+    assert bool(models.set_index("model").loc["glow", "off"])  # its mean is off scale too
+    spec = likelihood.overview_chart(runs, study_baselines).to_dict()
+    panel = spec["concat"][0]
+    assert panel["title"]["text"] == "mnist" and "glow seed 1 at 300,000" in panel["title"]["subtitle"][0]
+    rules = [layer for layer in panel["layer"] if layer["mark"]["type"] == "rule" and "color" in layer["mark"]]
+    assert {r["bits_per_dim"] for r in _rows(spec, rules[0])} == {8.0, 3.0}  # both baselines at their test bits/dim
+    colours = [layer["encoding"]["color"]["scale"] for layer in panel["layer"] if "color" in layer.get("encoding", {})]
+    assert all(c == {"domain": ["vae", "glow"], "range": [figures.MODEL_COLOURS["vae"], figures.MODEL_COLOURS["glow"]]}
+               for c in colours)
+    assert "Lowest mean per dataset: mnist: vae at 2.10" in spec["description"]
+    assert "glow seed 1 on mnist" in spec["description"]
+
+
+def test_the_iwae_figure_keeps_its_axis_when_one_model_degenerates() -> None:
+    curves = pd.DataFrame([("d", "vae", 0, 1, 3.0, False), ("d", "vae", 0, 10, 2.8, False),
+                           ("d", "vae_iaf", 0, 1, 3e5, False), ("d", "vae_iaf", 0, 10, 2e5, False),
+                           ("d", "realnvp", 0, float("nan"), 2.5, True)],
+                          columns=["dataset", "model", "seed", "k", "bits_per_dim", "exact"])
+    references = pd.DataFrame({"dataset": ["d"], "label": ["independent pixels"], "bits_per_dim": [2.4]})
+    spec = likelihood.iwae_chart(curves, references).to_dict()
+    panel = spec["concat"][0]
+    low, high = panel["layer"][0]["encoding"]["y"]["scale"]["domain"]
+    assert high < 4 and low < 2.4  # set by vae, realnvp and the baseline, not by vae_iaf
+    assert "vae_iaf at 300,000" in panel["title"]["subtitle"][0] and "vae_iaf on d" in spec["description"]
+
+
+def test_per_class_figure_draws_the_baselines_per_class(tmp_path) -> None:
+    labels = np.array([0, 0, 1, 1])
+    np.savez(tmp_path / "run.npz", labels=labels, log_likelihood=np.zeros(4))
+    path = _baselines_json(tmp_path, "digits", 17, [("uniform", False, _split(4.0)), ("independent_pixels", True,
+                                                                                         _split(2.0))],
+                           num_dims=4, scores={"uniform": np.full(4, -4 * 4 * math.log(2)),
+                                               "independent_pixels": np.array([-4, -8, -12, -16]) * math.log(2)})
+    baselines = likelihood.load_baselines([path])
+    runs = pd.DataFrame({"dataset": ["digits"], "scores": [str(tmp_path / "run.npz")]})
+    per_class = likelihood.baseline_per_class(baselines, runs).set_index(["label", "class"])["bits_per_dim"]
+    assert per_class[("uniform", 0)] == pytest.approx(4.0)
+    assert per_class[("independent pixels", 0)] == pytest.approx(1.5)  # (1 + 2) / 2 bits/dim
+    assert per_class[("independent pixels", 1)] == pytest.approx(3.5)
+    classes = pd.DataFrame({"dataset": "digits", "model": "vae", "seed": 0, "class": [0, 1], "bits_per_dim": [2.0, 2.5]})
+    spec = likelihood.per_class_chart(classes, per_class.reset_index().assign(dataset="digits")).to_dict()
+    marks = [layer["mark"] for layer in spec["concat"][0]["layer"]]
+    assert [m["type"] for m in marks] == ["line", "line", "text"] and marks[1]["color"] == "gray"
+    assert "grey dotted lines are the dataset's baselines per class" in spec["description"]
 
 
 # --- on the smoke study's results -------------------------------------------------------------
@@ -300,12 +440,3 @@ def test_smoke_iwae_is_at_least_the_elbo(smoke_study) -> None:
         k, curve = p.arrays["k"], p.arrays["iwae_nats"]
         assert k[0] == 1 and np.isfinite(curve).all()
         assert curve[-1].mean() >= curve[0].mean(), (p.dataset, p.model)  # IWAE-k ≥ ELBO on average
-
-
-def test_learning_curve_points_worse_than_the_worst_baseline_are_not_drawn() -> None:
-    from vaeflow.analysis.likelihood import within_worst_baseline
-
-    curves = pd.DataFrame({"dataset": ["mnist"] * 4 + ["toy2d"], "bits_per_dim": [2.5, 7.99, 8.0, 3e5, 50.0]})
-    baselines = pd.DataFrame({"dataset": ["mnist", "mnist"], "val_bpd": [2.53, 8.0]})
-    kept = within_worst_baseline(curves, baselines)
-    assert kept["bits_per_dim"].tolist() == [2.5, 7.99, 8.0, 50.0]  # toy2d has no baseline here: all kept

@@ -463,3 +463,91 @@ def test_every_staged_chart_draws_offline_from_the_sites_own_bundle(browser, smo
         assert all(url.startswith(("file://", "data:", "blob:")) for url in requests), requests
     finally:
         context.close()
+
+
+# --- the rendered site as a reader sees it --------------------------------------------------------
+
+READER_CHECKS = """() => {
+    const main = document.querySelector('main') || document.body, problems = [];
+    const text = main.innerText;
+    const nan = text.match(/.{0,40}\\bnan\\b.{0,40}/i);
+    if (nan) problems.push('nan shown: ' + nan[0]);
+    if (window.innerWidth >= 1000) {  // a desktop: no table row taller than three lines
+        main.querySelectorAll('table tr').forEach(row => {
+            for (const cell of row.querySelectorAll('td, th')) {
+                const style = getComputedStyle(cell);
+                let line = parseFloat(style.lineHeight);
+                if (!line) line = 1.2 * parseFloat(style.fontSize);
+                const height = cell.getBoundingClientRect().height - parseFloat(style.paddingTop)
+                    - parseFloat(style.paddingBottom);
+                if (height > 3.5 * line) {
+                    problems.push(`a table row of ${Math.round(height / line)} lines: ` + row.innerText.slice(0, 80));
+                    break;
+                }
+            }
+        });
+    } else if (document.documentElement.scrollWidth > window.innerWidth + 1) {  // a phone
+        problems.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} px wide`);
+    }
+    // every chart's marks inside its plotting area (the group whose background rect is the plot)
+    main.querySelectorAll('.vega-chart svg.marks').forEach(svg => {
+        svg.querySelectorAll('g.role-mark').forEach(group => {
+            if (group.closest('.role-axis, .role-legend, .role-title, [class*="role-axis"]')) return;
+            let cell = group.parentElement;
+            while (cell && cell !== svg && !Array.from(cell.children).some(c => c.matches('path.background')))
+                cell = cell.parentElement;
+            if (!cell || cell === svg) return;
+            const box = Array.from(cell.children).find(c => c.matches('path.background')).getBoundingClientRect();
+            if (box.width === 0 || box.height === 0) return;
+            for (const mark of group.children) {
+                if (mark.closest('[clip-path]')) continue;  // clipped to the plot by vega
+                const r = mark.getBoundingClientRect();
+                if (r.width === 0 && r.height === 0) continue;
+                if (r.left < box.left - 2 || r.right > box.right + 2 || r.top < box.top - 2 || r.bottom > box.bottom + 2)
+                    problems.push(`chart ${svg.closest('.vega-chart').id}: a ${group.getAttribute('class')} mark `
+                        + 'outside its plotting area');
+            }
+        });
+    });
+    return Array.from(new Set(problems));
+}"""
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("name", site_pages())
+def test_site_page_reads_well_at_desktop_and_phone_widths(site, browser, name, width):
+    """What a reader needs of every rendered page: no ``nan``, no table row taller than three lines
+    on a 1280 px screen, no sideways scrolling of the page on a 390 px phone, every chart's marks
+    inside its plotting area."""
+    visit = Visit(browser, site.origin)
+    try:
+        page = visit.page
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{site.origin}/{name}", wait_until="networkidle")
+        settle(page, f"Array.from(document.querySelectorAll('.vega-chart')).every({CHART_DRAWN})")
+        problems = page.evaluate(READER_CHECKS)
+        screenshot(page, f"site-{Path(name).stem}-{width}", full_page=True)
+        assert problems == [], f"{name} at {width} px"
+    finally:
+        visit.close()
+
+
+@pytest.mark.workflow
+def test_the_abstract_shows_the_variables_it_quotes(site, browser, smoke_study):
+    """Each ``{{< var >}}`` of the landing page appears on the rendered page with the value the
+    study's results/variables.yml gives it."""
+    import re
+
+    variables = yaml.safe_load((smoke_study / "results" / "variables.yml").read_text(encoding="utf-8"))
+    keys = re.findall(r"\{\{< var ([\w.]+) >\}\}", (ROOT / "report" / "index.qmd").read_text(encoding="utf-8"))
+    assert keys
+    visit = Visit(browser, site.origin)
+    try:
+        visit.page.goto(f"{site.origin}/index.html", wait_until="networkidle")
+        shown = " ".join(visit.page.locator("main").inner_text().split())
+    finally:
+        visit.close()
+    for key in keys:
+        value = functools.reduce(lambda node, part: node[part], key.split("."), variables)
+        assert " ".join(str(value).split()) in shown, key

@@ -57,6 +57,8 @@ def test_a_sound_project_passes(tmp_path):
         (lambda p: p.replace(" [Reproduce](reproduce.qmd#figure-f)", ""), "fig-f has no provenance link"),
         (lambda p: p.replace("#table-t)", "#table-u)"), "link to reproduce.qmd#table-u, which has no such anchor"),
         (lambda p: p + "\nSee [there](other.qmd#x).\n", "link to other.qmd#x, but other.qmd is not a page of the site"),
+        (lambda p: p + "\n[Every column](results/tables/gone.csv){download=\"gone.csv\"}\n",
+         "link to results/tables/gone.csv, which does not exist"),
     ],
 )
 def test_each_broken_reference_is_reported(tmp_path, edit, expected):
@@ -78,15 +80,25 @@ def test_missing_page_and_bad_navbar(tmp_path):
     assert any("navbar links to other.qmd" in p for p in problems)
 
 
+def test_a_navbar_menu_entry_must_link_to_a_rendered_page(tmp_path):
+    project = _project(tmp_path)
+    config = yaml.safe_load((project / "_quarto.yml").read_text())
+    config["website"]["navbar"]["left"].append({"text": "Results", "menu": [{"href": "page.qmd"}, {"href": "gone.qmd"}]})
+    (project / "_quarto.yml").write_text(yaml.safe_dump(config))
+    problems = check_project(project)
+    assert [p for p in problems if "navbar" in p] == ["_quarto.yml: navbar links to gone.qmd, which is not in project.render"]
+
+
 def test_the_report_shows_every_declared_table_and_figure_and_nothing_else(root):
-    """Every table (.md) and figure (.svg) the analyses declare is on the site, and the site
-    uses no other generated file: its inputs are exactly the analyses' outputs."""
+    """Every table (.md, and the .csv its download link points to) and figure (.svg) the analyses
+    declare is on the site, and the site uses no other generated file: its inputs are exactly the
+    analyses' outputs."""
     import importlib
 
     declared = []
     for analysis in ("likelihood", "high_frequency", "anomaly", "cost", "latents"):
         module = importlib.import_module(f"vaeflow.analysis.{analysis}")
-        declared += [f"results/tables/{stem}.md" for stem in module.TABLES]
+        declared += [f"results/tables/{stem}{ext}" for stem in module.TABLES for ext in (".md", ".csv")]
         declared += [f"results/figures/{stem}{ext}" for stem in module.FIGURES for ext in (".svg", ".vl.json")]
     provenance = ["results/provenance/design.md", "results/provenance/environment.md", "results/provenance/reproduce.md"]
     assert site_inputs(root / "report") == sorted(declared + provenance)
@@ -148,7 +160,11 @@ def test_chart_fragment_holds_the_spec_inline_and_cannot_end_its_script_early():
     body = re.search(r'<script type="application/json" id="vega-f-spec">(.*?)</script>', fragment).group(1)
     assert json.loads(body) == spec
     assert 'vegaEmbed("#vega-f"' in fragment and 'renderer: "svg"' in fragment
-    assert '<img src="results/figures/f.svg"' in fragment  # the no-script fallback
+    assert '<img src="results/figures/f.svg" alt="f">' in fragment  # the no-script fallback
+    # the alt text: the spec's description, escaped for the attribute, on the chart and on its fallback
+    described = chart_fragment("f", {**spec, "description": 'Dots "quoted" & <tagged>,\n on two lines.'})
+    label = 'Dots &quot;quoted&quot; &amp; &lt;tagged&gt;, on two lines.'
+    assert f'role="img" aria-label="{label}"' in described and f'alt="{label}"></noscript>' in described
 
 
 def test_stage_writes_charts_and_the_local_vega_bundle(tmp_path):
@@ -162,10 +178,38 @@ def test_stage_writes_charts_and_the_local_vega_bundle(tmp_path):
         "![Cap [Reproduce](reproduce.qmd#figure-f)](results/figures/f.svg){#fig-f}",
         "::: {#fig-f}\n{{< include results/figures/f.chart.md >}}\n\nCap [Reproduce](reproduce.qmd#figure-f)\n:::"))
     assert site_inputs(report) == ["results/figures/f.svg", "results/figures/f.vl.json", "results/notebooks/n.ipynb",
-                                   "results/tables/t.md"]
+                                   "results/tables/t.csv", "results/tables/t.md"]
+    (results / "tables/t.csv").write_text("a\n1\n")
     out = stage(report, results, report / "_variables.yml", tmp_path / "site-src")
     chart = (out / "results/figures/f.chart.md").read_text()
     assert json.dumps(spec, separators=(",", ":"), sort_keys=True) in chart and "vegaEmbed" in chart
     assert (out / "results/figures/f.svg").is_file()  # the no-script fallback
+    assert (out / "results/tables/t.csv").read_text() == "a\n1\n"  # the table's full CSV, for its download link
     bundle = (out / "vega-bundle.js").read_text()
     assert "window.vegaEmbed=" in bundle and len(bundle) > 100_000  # the browser tests check it requests nothing
+
+
+def test_the_abstract_types_no_number(root):
+    """Every number on the landing page comes from results/variables.yml: with the variables, the
+    citations, the math, the link targets and the questions' numbering taken out, no digit is left
+    but those of two dataset names."""
+    text = (root / "report" / "index.qmd").read_text(encoding="utf-8").split("---", 2)[2]
+    assert "{{< var " in text and ".chart.md >}}" in text  # the abstract quotes results and shows a figure
+    for pattern in (r"\{\{<.*?>\}\}", r"\$[^$]*\$", r"\[@[^\]]*\]", r"\]\([^)]*\)", r"^\*\*\d\. "):
+        text = re.sub(pattern, "", text, flags=re.S | re.M)
+    for name in ("8×8", "2-D"):
+        text = text.replace(name, "")
+    assert re.findall(r".{0,30}\d.{0,30}", text) == []
+
+
+def test_the_site_prints_floats_as_decimals(tmp_path):
+    """Quarto prints a YAML float such as 0.047 as "4.7e-2"; the staged variables hold the decimal."""
+    from vaeflow.site.quarto import write_site_variables
+
+    source = tmp_path / "variables.yml"
+    source.write_text(yaml.safe_dump({"a": {"gap": 0.047, "tiny": 1e-5, "n": 3, "big": 123456.0,
+                                            "text": "0.047 bits", "list": [0.5, 2.25e-4]}}))
+    write_site_variables(source, tmp_path / "_variables.yml")
+    shown = yaml.safe_load((tmp_path / "_variables.yml").read_text())
+    assert shown == {"a": {"gap": "0.047", "tiny": "0.00001", "n": 3, "big": "123456",
+                           "text": "0.047 bits", "list": ["0.5", "0.000225"]}}

@@ -101,6 +101,7 @@ def assert_downstream_of_runs(plan: dict[str, int], runs: int, code_edited: bool
     probe_jobs = sum(plan.pop(rule) for rule in [r for r in plan if r.startswith("probe_")])
     assert probe_jobs <= runs, plan  # one job per run computes all of its probes
     assert plan.pop("variables") == 1 and plan.pop("stage_site") == 1, plan
+    assert plan.pop("render_site", 0) == int(quarto_available()), plan  # where Quarto is installed, the render
     assert plan.pop("reproduce_page") == 1 and plan.pop("environment_page") == 1, plan
     assert plan.pop("design_page") == 1, plan  # it reads the speed benchmark (a left-out model's measured step)
     assert plan and all(rule.endswith("_analysis") and count == 1 for rule, count in plan.items()), plan
@@ -204,7 +205,8 @@ def test_editing_the_notebook_reruns_the_analysis_and_the_site(project):
     finally:
         notebook.write_text(original)
         os.utime(notebook, (stat.st_atime, stat.st_mtime))
-    assert plan == {"likelihood_analysis": 1, "variables": 1, "reproduce_page": 1, "environment_page": 1, "stage_site": 1}
+    assert plan == {"likelihood_analysis": 1, "variables": 1, "reproduce_page": 1, "environment_page": 1,
+                    "stage_site": 1} | ({"render_site": 1} if quarto_available() else {})
 
 
 def test_a_changed_notebook_output_restages_the_site_and_an_unchanged_one_does_not(project):

@@ -126,11 +126,14 @@ rule cost_analysis:
         timings=all_runs(f"{RUN}/timing.json"),  # read beside each metrics.json: wall time and memory
         curves=all_runs(f"{RUN}/curves.csv"),
         speed=rules.speed_summary.output.json,
+        # every dataset's sanity baselines: reference lines on the validation curves
+        baselines=expand("results/{dataset}/baselines.json", dataset=DATASETS),
         code=code("vaeflow.analysis.cost", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),
     output:
         **analysis_outputs("cost"),
     params:
         metrics=lambda wc, input: json.dumps(list(input.metrics)),
+        baselines=lambda wc, input: json.dumps(list(input.baselines)),
         settings=json.dumps(analysis_settings(config, "cost"), sort_keys=True),
     threads: 1
     resources:
@@ -143,7 +146,7 @@ rule cost_analysis:
     benchmark:
         "results/benchmarks/rules/cost_analysis.tsv"
     shell:
-        notebook_command("cost", probes=False, extra="-p speed='\"{input.speed}\"' ")
+        notebook_command("cost", probes=False, extra="-p speed='\"{input.speed}\"' -p baselines={params.baselines:q} ")
 
 
 rule variables:

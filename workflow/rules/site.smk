@@ -8,10 +8,10 @@ from vaeflow.site.quarto import source_files as site_sources
 
 PROVENANCE = "results/provenance"
 SITE_INPUTS = site_inputs("report")  # read the pages once
-# what the pages show: tables, figures (a chart's spec and SVG come from one job) and the quoted numbers
+# what the pages show: tables (a table's CSV comes from its job), figures (a chart's spec and SVG too) and the quoted numbers
 SHOWN = [
     p for p in SITE_INPUTS
-    if p.startswith("results/tables/") or (p.startswith("results/figures/") and p.endswith(".svg"))
+    if (p.startswith("results/tables/") and p.endswith(".md")) or (p.startswith("results/figures/") and p.endswith(".svg"))
 ] + ["results/variables.yml"]
 CONFIGFILES = [os.path.relpath(c) for c in workflow.configfiles] or ["config/config.yaml"]
 

@@ -52,6 +52,9 @@ import sklearn
 from scipy.stats import mannwhitneyu
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from vaeflow.analysis.figures import (
+    DASH, Shown, code_legend, mean_sd, model_order, readable, short_codes, sig,
+)
 from vaeflow.analysis.runs import ProbeResult, load_probes
 from vaeflow.data import IMAGE_DATASETS  # torch-free at import, like this module
 
@@ -418,6 +421,125 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --- the tables as the site shows them -----------------------------------------------------------
+
+#: short codes of the long likelihood-score names (spelled out in each table's legend)
+SCORE_CODES = {"variational-dequantisation bound": "VD bound"}
+#: the detection methods' short column heads
+METHOD_HEADS = {"typicality_batch": "typicality (batch)"}
+
+
+def _in_model_order(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    rank = {m: i for i, m in enumerate(model_order(table["model"]))}
+    return table.assign(_r=table["model"].map(rank)).sort_values([dataset, "_r"], kind="stable").drop(
+        columns="_r").reset_index(drop=True)
+
+
+def conversion_codes(conversions: pd.Series | list[str]) -> dict[str, str]:
+    """A short code (c1, c2, … in the order of the texts) for each OOD conversion other than "as is"; give it
+    every conversion of the analysis (the metrics' ``ood_conversion``) so that every table uses the same codes."""
+    codes, n = {}, 0
+    for text in sorted(set(conversions)):
+        if text == "as is":
+            codes[text] = text
+        else:
+            n += 1
+            codes[text] = f"c{n}"
+    return codes
+
+
+def _scores_and_conversions(table: pd.DataFrame, score: str, conversion: str | None,
+                            codes: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """``table`` with its score names and OOD conversions as short codes (``codes``, else
+    :func:`conversion_codes` of its own), and the legend notes that spell them out."""
+    scores = short_codes(table[score], SCORE_CODES)
+    table = table.assign(**{score: table[score].map(scores)})
+    notes = []
+    legend = code_legend(scores)
+    if legend:
+        notes.append("Scores: " + legend)
+    if conversion:
+        known = codes or {}
+        conversions = {**conversion_codes(table[conversion]), **{t: c for t, c in known.items()}}
+        conversions = {t: conversions[t] for t in sorted(set(table[conversion]), key=lambda t: conversions[t])}
+        table = table.assign(**{conversion: table[conversion].map(conversions)})
+        legend = code_legend(conversions)
+        if legend:
+            notes.append("How each OOD set was brought to the model's input: " + legend)
+    return table, notes
+
+
+def auroc_shown(table: pd.DataFrame) -> Shown:
+    """The AUROC table as the site shows it: "mean ± sd" on one line, scores as short codes, models in order."""
+    table, notes = _scores_and_conversions(_in_model_order(table, "in-distribution"), "score", None)
+    return Shown(readable(table), ["AUROC of the raw likelihood, mean ± sd over seeds (the mean alone for one seed); "
+                                   "–: the in-distribution dataset itself.", *notes])
+
+
+def remedies_shown(table: pd.DataFrame, codes: dict[str, str] | None = None) -> Shown:
+    """The remedies table as the site shows it: conversions (``codes``: :func:`conversion_codes`) and scores as
+    short codes, short method heads."""
+    table, notes = _scores_and_conversions(_in_model_order(table, "in-distribution"), "score", "OOD conversion",
+                                           codes)
+    table = table.rename(columns={**METHOD_HEADS, "OOD conversion": "conversion"})
+    return Shown(readable(table), ["AUROC of each method, mean ± sd over seeds.", *notes])
+
+
+def failures_shown(table: pd.DataFrame, codes: dict[str, str] | None = None) -> Shown:
+    """The failures table as the site shows it: each pair of medians (test → OOD) in one cell, conversions
+    (``codes``: :func:`conversion_codes`) and scores as short codes, the remedies' AUROC under short heads."""
+    if table.empty:
+        return Shown(readable(table), ["No case with AUROC below 0.5."])
+    table, notes = _scores_and_conversions(table, "score", "OOD conversion", codes)
+    out = table[["in-distribution", "model", "score", "OOD set", "OOD conversion", "AUROC", "seeds below 0.5",
+                 "significant"]].rename(columns={"OOD conversion": "conversion"})
+    out = readable(out)
+    pairs = [c[: -len(" in")] for c in table.columns if c.startswith("median ") and c.endswith(" in")]
+    for pair in pairs:
+        head = pair.replace("median ", "median ").replace(" bits/dim", "") + " bits/dim, test → OOD"
+        out[head] = [f"{sig(a)} → {sig(b)}" for a, b in zip(table[f"{pair} in"], table[f"{pair} OOD"])]
+    for column in [c for c in table.columns if c.startswith("AUROC ")]:
+        out[METHOD_HEADS.get(column[len("AUROC "):], column[len("AUROC "):])] = table[column].map(sig)
+    notes = ["*AUROC*: the raw likelihood's, mean ± sd over seeds; *significant*: every seed's one-sided "
+             "Mann–Whitney test of AUROC < 0.5 below p = 0.01; medians of the NLL and of the compressed length, "
+             "test images → OOD images; the last columns: each remedy's AUROC on the same case.", *notes]
+    return Shown(out, notes)
+
+
+def summary_shown(table: pd.DataFrame) -> Shown:
+    """The summary table as the site shows it (3 significant figures)."""
+    return Shown(readable(table), [])
+
+
+def metrics_shown(table: pd.DataFrame, codes: dict[str, str] | None = None) -> Shown:
+    """The long metrics table as the site shows it: AUROC and AUPR as "mean ± sd", counts and medians in pairs,
+    scores and conversions (``codes``: :func:`conversion_codes`) as short codes; ``primary``, ``ood_kind`` and
+    ``scored`` are the CSV's."""
+    table = _in_model_order(table, "dataset")
+    table, notes = _scores_and_conversions(table, "likelihood", "ood_conversion", codes)
+    out = readable(table[["dataset", "model", "likelihood", "ood", "ood_conversion", "method"]]).rename(columns={
+        "dataset": "in-distribution", "likelihood": "score", "ood": "OOD set", "ood_conversion": "conversion"})
+    out["AUROC"] = [mean_sd(m, s) for m, s in zip(table["auroc"], table["auroc_sd"])]
+    out["AUPR (chance)"] = [DASH if not np.isfinite(m) else f"{mean_sd(m, s)} ({sig(c)})"
+                            for m, s, c in zip(table["aupr"], table["aupr_sd"], table["aupr_chance"])]
+    out["seeds < 0.5"] = [f"{int(b)} of {int(n)}" for b, n in zip(table["seeds_below_half"], table["seeds"])]
+    out["max p"] = table["p_below_chance_max"].map(sig)
+    out["images test / OOD"] = [f"{int(a):,} / {int(b):,}" for a, b in zip(table["n_in"], table["n_ood"])]
+    out["non-finite train / test / OOD"] = [f"{int(a)} / {int(b)} / {int(c)}" for a, b, c in zip(
+        table["nonfinite_train"], table["nonfinite_in"], table["nonfinite_ood"])]
+    out["Ĥ"] = table["entropy_bpd"].map(sig)
+    for column in [c for c in table.columns if c.startswith("median_") and c.endswith("_in")]:
+        stem = column[len("median_"):-len("_in")]
+        head = "median " + stem.replace("_bpd", "").replace("bpd", "NLL").strip("_") + ", test → OOD"
+        out[head] = [f"{sig(a)} → {sig(b)}" for a, b in zip(
+            table[column], table[f"median_{stem}_ood"])]
+    notes = ["AUROC and AUPR: mean ± sd over seeds (AUPR's chance level in brackets); *seeds < 0.5*: seeds with AUROC "
+             "below 0.5; *max p*: the largest one-sided p of AUROC < 0.5 over seeds; images and non-finite NLLs "
+             "summed over seeds; *Ĥ*: the mean training NLL (bits/dim); medians in bits/dim, test → OOD images.",
+             *notes]
+    return Shown(out, notes)
+
+
 # --- figures -------------------------------------------------------------------------------
 
 
@@ -431,7 +553,7 @@ def auroc_chart(metrics: pd.DataFrame) -> alt.FacetChart:
     methods = list(dict.fromkeys(prim["method"]))
     base = alt.Chart(prim).encode(
         x=alt.X("ood:N", title="OOD set", sort=order),
-        y=alt.Y("model:N", title=None),
+        y=alt.Y("model:N", title=None, sort=model_order(prim["model"])),
     )
     rect = base.mark_rect().encode(
         color=alt.Color("auroc:Q", title="AUROC",
@@ -443,10 +565,17 @@ def auroc_chart(metrics: pd.DataFrame) -> alt.FacetChart:
         text="label:N",
         color=alt.condition("abs(datum.auroc - 0.5) > 0.35", alt.value("white"), alt.value("black")),
     )
+    low = prim.loc[prim["auroc"].idxmin()] if len(prim) else None
+    worst = f" The lowest AUROC is {low['auroc']:.2f}: {low['method']} for {low['model']} on {low['dataset']} against " \
+            f"{low['ood']}." if low is not None else ""
     return alt.layer(rect, text, data=prim).properties(width=150, height=130).facet(
         row=alt.Row("dataset:N", title="in-distribution"),
         column=alt.Column("method:N", title="method", sort=methods),
-    )
+    ).properties(description=(
+        "Heat maps of the AUROC of out-of-distribution detection, one row of panels per in-distribution dataset ("
+        + ", ".join(sorted(prim["dataset"].unique())) + ") and one column per detection method (" + ", ".join(methods)
+        + "); in each, one row per model and one column per OOD set, the AUROC written in the cell and coloured from "
+        "red (0, the OOD set ranked as more in-distribution) through white (0.5, chance) to blue (1, detected)." + worst))
 
 
 def bpd_quantiles(probe_paths: list[str | Path]) -> pd.DataFrame:
@@ -486,10 +615,15 @@ def bpd_chart(quantiles: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
                                        tooltip=["dataset", "model", "set", alt.Tooltip("median:Q", format=".3g"),
                                                 "n", "nonfinite"])
     tick = alt.Chart().mark_tick(color="black", thickness=1.5, size=10).encode(x=x, y=alt.Y("median:Q", scale=scale))
-    panels = sorted(q["panel"].unique())
+    rank = {m: i for i, m in enumerate(model_order(q["model"]))}
+    panels = list(q.drop_duplicates("panel").assign(_r=q["model"].map(rank)).sort_values(["dataset", "_r"])["panel"])
     return alt.layer(whisker, box, tick, data=q).properties(width=150, height=100).facet(
         facet=alt.Facet("panel:N", title=None, sort=panels), columns=columns,
-    ).resolve_scale(y="independent")
+    ).resolve_scale(y="independent").properties(description=(
+        "Box plots of the negative log-likelihood in bits/dim (symmetric-log axis) of every scored image set, one "
+        "panel per in-distribution dataset and model (" + str(len(panels)) + " panels): whiskers from the 10th to "
+        "the 90th percentile, a box from the 25th to the 75th and a black tick at the median; the training images "
+        "(grey) and the in-distribution test images (blue) first, then the out-of-distribution sets (red)."))
 
 
 # --- numbers for the prose -----------------------------------------------------------------

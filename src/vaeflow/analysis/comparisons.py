@@ -40,6 +40,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from vaeflow.analysis.figures import DASH, NBSP, Shown, sig
+
 #: the coverage of every interval this module reports
 CONFIDENCE = 0.95
 #: the VAE family; every other model of the study is a normalizing flow
@@ -514,3 +516,50 @@ def comparisons_table(comparisons: pd.DataFrame, baselines: pd.DataFrame) -> pd.
             "verdict": verdict,
         })
     return pd.DataFrame(rows)
+
+
+#: the kinds of comparison in few words, for the site's table (its legend spells them out)
+SHORT_KINDS = {NEIGHBOURS: "neighbours", FAMILIES: "VAE vs flow", VAE_VS_EXACT: "VAE vs exact flow",
+               PAIR: "named pair", BASELINE: "vs baseline"}
+
+
+def comparisons_shown(comparisons: pd.DataFrame, baselines: pd.DataFrame) -> Shown:
+    """The comparisons as the site shows them, compactly: A − B with its interval, the seed sds of A and B in one
+    cell, the range of per-seed differences and the verdict, to 3 significant figures; the models' own mean test
+    bits/dim are the likelihood table's, and the number of test examples per dataset is in the legend."""
+    table = comparisons_table(comparisons, baselines)
+    rows = []
+    for row, shown in zip(comparisons.itertuples(index=False), table.itertuples(index=False)):
+        sds = [DASH if math.isnan(v) else sig(v) for v in (row.seed_sd_a, row.seed_sd_b)]
+        verdict = shown.verdict.replace(shown.B, "baseline") if row.b == "baseline" else shown.verdict
+        rows.append({
+            "dataset": row.dataset, "comparison": SHORT_KINDS.get(row.kind, row.kind).replace(" ", NBSP),
+            "A": row.a, "B": row.b,
+            "A − B": sig(row.difference, sign=True),
+            f"{CONFIDENCE:.0%} CI": f"{sig(row.ci_low, sign=True)} to {sig(row.ci_high, sign=True)}",
+            "seed sd A / B": DASH if sds == [DASH, DASH] else f"{sds[0]} / {sds[1]}",
+            "per-seed A − B": (sig(row.seed_diff_min, sign=True) if row.seed_diff_min == row.seed_diff_max
+                               else f"{sig(row.seed_diff_min, sign=True)} to {sig(row.seed_diff_max, sign=True)}"),
+            "verdict": verdict.replace(" ", NBSP),  # one line
+        })
+    examples = comparisons.groupby("dataset")["examples"].max()
+    table = pd.DataFrame(rows, columns=["dataset", "comparison", "A", "B", "A − B", f"{CONFIDENCE:.0%} CI",
+                                        "seed sd A / B", "per-seed A − B", "verdict"])
+    one_seed = (table["seed sd A / B"] == DASH).all()
+    if one_seed:  # no seed spread anywhere: the per-seed difference is A − B itself
+        table = table.drop(columns=["seed sd A / B", "per-seed A − B"])
+    spread = ("Every model has one seed here, so there is no seed spread and the verdict rests on the interval. "
+              if one_seed else "*seed sd*: the sd over seeds of each model's mean test bits/dim (– with one seed); "
+              "*per-seed A − B*: the range of the differences of per-seed means. ")
+    notes = [f"*A − B*: the difference of the two models' mean test bits/dim (negative: A is better), with its "
+             f"{CONFIDENCE:.0%} paired t-interval over the test examples ("
+             + ", ".join(f"{int(n):,} on {d}" for d, n in examples.items()) + "). " + spread
+             + "The models' own test bits/dim are in the likelihood table and in the CSV.",
+             "Comparisons: " + "; ".join(f"*{short}*: {kind}" for kind, short in SHORT_KINDS.items()
+                                          if kind in set(comparisons["kind"]) and short != kind) + "."]
+    references = baselines[baselines["reference"] & baselines["dataset"].isin(set(comparisons["dataset"]))]
+    if (comparisons["b"] == "baseline").any() and len(references):
+        where = references.groupby("label", sort=False)["dataset"].apply(lambda d: ", ".join(sorted(d)))
+        notes.append("*baseline*: the dataset's reference baseline (" + "; ".join(
+            f"{label} on {datasets}" for label, datasets in where.items()) + ").")
+    return Shown(table, notes)

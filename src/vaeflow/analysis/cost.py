@@ -30,6 +30,11 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from vaeflow.analysis.figures import (
+    BASELINE_COLOUR, Shown, code_legend, constant_columns, model_color, model_order, readable, readable_text,
+    short_codes,
+)
+
 TABLES = ("cost_summary", "cost_time_to_target", "cost_budget", "cost_speed_vs_peers")
 FIGURES = ("cost_val_vs_time", "cost_throughput")
 
@@ -409,6 +414,61 @@ def budget_table(per_run_df: pd.DataFrame, budget: Mapping[str, Mapping[str, Any
     return table.drop(columns="_mean")
 
 
+# -- the tables as the site shows them ----------------------------------------------------------------
+
+#: short codes of how a model was trained (spelled out in the legend)
+TRAINING_CODES = {"maximum likelihood": "ML", "its variational-dequantisation bound": "VD bound", "its ELBO": "ELBO"}
+
+
+def _in_model_order(table: pd.DataFrame) -> pd.DataFrame:
+    rank = {m: i for i, m in enumerate(model_order(table["model"]))}
+    return table.assign(_r=table["model"].map(rank)).sort_values(["dataset", "_r"], kind="stable").drop(
+        columns="_r").reset_index(drop=True)
+
+
+def _per_dataset(table: pd.DataFrame, value: str, how: str) -> str:
+    """``"digits 4.14 (…), mnist 2.2 (…)"``: a setting that is the same on every row of a dataset."""
+    first = table.drop_duplicates("dataset")
+    return "; ".join(f"{row['dataset']} {readable_text(str(row[value]))} ({row[how]})" for _, row in first.iterrows())
+
+
+def summary_shown(table: pd.DataFrame) -> Shown:
+    """The cost summary as the site shows it: "mean ± sd" on one line to 3 significant figures, how each model
+    was trained as a short code."""
+    table = _in_model_order(table)
+    codes = short_codes(table["trained by"], {**TRAINING_CODES, **{
+        t: "distilled (" + t.split("density distillation from ", 1)[1].split(" ")[0] + ")"
+        for t in table["trained by"] if t.startswith("density distillation from ")}})
+    shown, constant = constant_columns(readable(table.assign(**{"trained by": table["trained by"].map(codes)})),
+                                       ["seeds", "batch"])
+    notes = ["Mean ± sd over seeds (the mean alone for one seed)." + (f" {constant}" if constant else "")]
+    legend = code_legend(codes)
+    if legend:
+        notes.append("Trained by: " + legend)
+    return Shown(shown, notes)
+
+
+def time_to_target_shown(table: pd.DataFrame) -> Shown:
+    """The time-to-target table as the site shows it: each dataset's target in the legend, not on every row."""
+    table = _in_model_order(table)
+    shown = readable(table.drop(columns=["target val bits/dim", "target from"]))
+    return Shown(shown, [f"Targets, validation bits/dim: {_per_dataset(table, 'target val bits/dim', 'target from')}. "
+                         "Times and steps: mean ± sd over the seeds that reached the target."])
+
+
+def budget_shown(table: pd.DataFrame) -> Shown:
+    """The equal-budget table as the site shows it: each dataset's budget in the legend, not on every row."""
+    table = _in_model_order(table)
+    shown = readable(table.drop(columns=["budget (s)", "budget from"]))
+    return Shown(shown, [f"Budgets, seconds of training: {_per_dataset(table, 'budget (s)', 'budget from')}. "
+                         "Bits/dim and shares: mean ± sd over seeds; rank 1: the lowest bits/dim within the budget."])
+
+
+def speed_shown(table: pd.DataFrame) -> Shown:
+    """The speed benchmark's table as the site shows it."""
+    return Shown(readable(table), ["Ratios: ours / peer time (below 1: ours is faster)."])
+
+
 # -- figures ----------------------------------------------------------------------------------------
 
 def off_scale(curves: pd.DataFrame, factor: float) -> dict[str, dict[str, Any]]:
@@ -425,14 +485,15 @@ def off_scale(curves: pd.DataFrame, factor: float) -> dict[str, dict[str, Any]]:
 
 def val_vs_time_chart(curves: pd.DataFrame, target: Mapping[str, Mapping[str, Any]],
                       budget: Mapping[str, Mapping[str, Any]], factor: float = DEFAULTS["off_scale_factor"],
-                      columns: int = 2) -> alt.ConcatChart:
+                      columns: int = 2, baselines: pd.DataFrame | None = None) -> alt.ConcatChart:
     """Validation bits/dim against elapsed training seconds (log x), one panel per dataset, colour =
-    model, one line per seed; dashed horizontal rule = target, dotted vertical rule = budget.
+    model, one line per seed; dashed horizontal rule = target, dotted vertical rule = budget; the
+    dataset's sanity baselines (``baselines``: dataset, label, val_bpd; :func:`load_baseline_lines`) that
+    fall within the panel's range as labelled grey dotted horizontal rules.
     The y axis stops at ``off_scale`` top; models entirely above it are named in the panel title."""
     if curves.empty:
         raise ValueError("val_vs_time_chart: no curves.csv was found for any run")
-    models = sorted(curves["model"].unique())
-    colour = alt.Color("model:N", title="model", scale=alt.Scale(domain=models))
+    colour = model_color(curves["model"])
     scale = off_scale(curves, factor)
     panels = []
     for dataset, d in curves.groupby("dataset", sort=True):
@@ -458,8 +519,38 @@ def val_vs_time_chart(curves: pd.DataFrame, target: Mapping[str, Mapping[str, An
                 strokeDash=[6, 3], color="black").encode(y=alt.Y("target:Q")))
         layers.append(alt.Chart(pd.DataFrame({"budget_s": [budget[dataset]["budget_s"]]})).mark_rule(
             strokeDash=[2, 2], color="grey").encode(x=alt.X("budget_s:Q")))
-        panels.append(alt.layer(*layers).properties(width=260, height=180, title=alt.Title(title[0], subtitle=title[1:])))
-    return alt.concat(*panels, columns=columns)
+        if baselines is not None:
+            inside = baselines[(baselines["dataset"] == dataset) & baselines["val_bpd"].between(low, top)]
+            if len(inside):
+                lines = inside.assign(label=inside["label"] + " (baseline)")[["label", "val_bpd"]]
+                layers.append(alt.Chart(lines).mark_rule(color=BASELINE_COLOUR, strokeDash=[1, 3]).encode(
+                    y=alt.Y("val_bpd:Q"), tooltip=[alt.Tooltip("label:N", title="baseline"),
+                                                   alt.Tooltip("val_bpd:Q", format=".3f")]))
+                layers.append(alt.Chart(lines).mark_text(align="right", baseline="bottom", dx=-2, dy=-1, fontSize=9,
+                                                         color=BASELINE_COLOUR).encode(
+                    x=alt.value(260), y=alt.Y("val_bpd:Q"), text="label:N"))
+        panels.append(alt.layer(*layers).properties(width=260, height=180, title=alt.Title(
+            title[0], subtitle=title[1:], subtitleColor="#b00020", subtitleFontSize=10, anchor="start")))
+    off = [f"{m} on {d}" for d, entry in scale.items() for m in entry["models"]]
+    description = (
+        "Line charts of validation bits/dim against elapsed training seconds (log scale), one panel per dataset ("
+        + ", ".join(sorted(scale)) + "), one line per run coloured by model; a dashed black line marks the dataset's "
+        "target and a dotted grey vertical line the equal wall-time budget"
+        + ("; grey dotted horizontal lines, labelled, are the dataset's sanity baselines within the panel's range"
+           if baselines is not None else "")
+        + (f"; off the scale, named in the panel titles: {', '.join(off)}." if off else "."))
+    return alt.concat(*panels, columns=columns).properties(description=description)
+
+
+def load_baseline_lines(paths: list[str | Path]) -> pd.DataFrame:
+    """Every dataset's sanity baselines at their validation bits/dim, from its ``baselines.json`` (rule
+    ``baselines``): dataset, label, val_bpd; an empty frame without paths."""
+    rows = []
+    for path in map(Path, paths):
+        found = json.loads(path.read_text(encoding="utf-8"))
+        rows += [{"dataset": found["dataset"], "label": entry["label"], "val_bpd": float(entry["bits_per_dim"]["val"])}
+                 for entry in found["baselines"]]
+    return pd.DataFrame(rows, columns=["dataset", "label", "val_bpd"])
 
 
 def throughput_chart(runs: pd.DataFrame) -> alt.LayerChart:
@@ -473,11 +564,15 @@ def throughput_chart(runs: pd.DataFrame) -> alt.LayerChart:
     diagonal = alt.Chart(pd.DataFrame({"density_evals_per_s": [lo, hi], "samples_per_s": [lo, hi]})).mark_line(
         color="grey", strokeDash=[4, 4]).encode(x=x, y=y)
     points = alt.Chart(means).mark_point(size=70, filled=True).encode(
-        x=x, y=y, color=alt.Color("model:N", title="model"), shape=alt.Shape("dataset:N", title="dataset"),
+        x=x, y=y, color=model_color(means["model"]), shape=alt.Shape("dataset:N", title="dataset"),
         tooltip=["dataset", "model", alt.Tooltip("samples_per_s:Q", format=",.0f"),
                  alt.Tooltip("density_evals_per_s:Q", format=",.0f")],
     )
-    return alt.layer(diagonal, points).properties(width=380, height=380)
+    return alt.layer(diagonal, points).properties(width=380, height=380, description=(
+        "Scatter plot, log-log, of sampling throughput (samples per second, vertical) against density-evaluation "
+        "throughput (evaluations per second, horizontal), one point per model and dataset (means over seeds), "
+        "colour by model and shape by dataset (" + ", ".join(sorted(means["dataset"].unique())) + "); a dashed grey "
+        "diagonal marks equal speed: below it density evaluation is the faster direction, above it sampling."))
 
 
 # -- numbers the prose quotes ---------------------------------------------------------------------
@@ -579,7 +674,10 @@ def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str,
     """Per dataset: fastest/slowest model per step, first to the target, best within the budget, the
     largest peak memory, FFJORD's NFE and the MAF/IAF throughput asymmetry, and each model's size, budget,
     options and speeds (:func:`model_variables`), as plain numbers/strings."""
-    out: dict[str, Any] = {"runs": int(len(runs)), "seeds": int(runs["seed"].nunique())}
+    out: dict[str, Any] = {"runs": int(len(runs)), "seeds": int(runs["seed"].nunique()),
+                           # what the build trained on, and the training it cost, for the landing page
+                           "devices": ", ".join(sorted({str(d) for d in runs["device"] if d})) or NOT_RECORDED,
+                           "train_hours": sig(runs["train_wall_time_s"].sum() / 3600.0)}
     for dataset, g in runs.groupby("dataset", sort=True):
         means = g.groupby("model")[["step_ms", "samples_per_s", "density_evals_per_s", "peak_rss_mib",
                                     "nfe_train", "nfe_eval"]].mean()

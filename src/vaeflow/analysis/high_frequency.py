@@ -38,6 +38,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from vaeflow.analysis.figures import (
+    DASH, DATA_COLOUR, NBSP, Shown, mean_sd, model_color, model_order, readable, sig,
+)
 from vaeflow.analysis.runs import ProbeResult, load_probes
 
 TABLES = (
@@ -318,6 +321,102 @@ def cost_table(results: list[ProbeResult]) -> pd.DataFrame:
     return _rounded(df.round(2))
 
 
+# --- the tables as the site shows them -----------------------------------------------------------
+
+
+def _interval(estimate: float, low: float, high: float) -> str:
+    """``"0.322 (0.308–0.332)"``, never broken across lines (a no-break space, word joiners round the dash)."""
+    return DASH if not np.isfinite(estimate) else f"{sig(estimate)}{NBSP}({sig(low)}\u2060–\u2060{sig(high)})"
+
+
+#: the VAEs' image sets in few words, for the site's table (its legend spells them out, :data:`SET_LABELS`)
+SET_SHORT = {"samples": "samples", "decoder_mean": "decoder mean", "reconstruction_mean": "recon. mean",
+             "reconstruction_sample": "recon. sample"}
+
+
+def _in_model_order(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``table`` sorted by dataset, then model in the site's order (the test images first), stably otherwise."""
+    rank = {m: i for i, m in enumerate(["test data", *model_order(m for m in table["model"] if m != "test data")])}
+    return table.assign(_r=table["model"].map(rank)).sort_values([*keys[:1], "_r"], kind="stable").drop(columns="_r")
+
+
+def _summary_shown(table: pd.DataFrame, keys: list[str], confidence: float) -> pd.DataFrame:
+    """The summary columns of :func:`_summaries` compactly: the fraction with its interval in one cell, the seed
+    sd, the ratio to the test images, the spectral distance as "mean ± sd", the power ratio, and the images as
+    "seeds × images per seed" (the test images: their count)."""
+    out = readable(table[keys].reset_index(drop=True))
+    t = table.reset_index(drop=True)
+    out[f"HF fraction ({confidence:.0%} CI)"] = [_interval(*v) for v in zip(t["hf fraction"], t["hf ci low"], t["hf ci high"])]
+    out["seed sd"] = t["hf sd over seeds"].map(sig)
+    out["ratio to data"] = t["hf ratio to data"].map(sig)
+    if "spectral distance" in t:
+        sds = t["spectral distance sd"] if "spectral distance sd" in t else [math.nan] * len(t)
+        out["spectral distance"] = [mean_sd(m, s) for m, s in zip(t["spectral distance"], sds)]
+    if "power ratio to data" in t:
+        out["power ratio"] = t["power ratio to data"].map(sig)
+    out["images"] = [f"{int(n):,}" if seeds == 0 else f"{int(seeds)} × {int(n):,}"
+                     for seeds, n in zip(t["seeds"], t["images per seed"])]
+    if t["non-finite dropped"].any():
+        out["non-finite"] = t["non-finite dropped"].map(lambda v: f"{int(v):,}")
+    return out
+
+
+def _summary_notes(table: pd.DataFrame, confidence: float, cutoff: float | None) -> list[str]:
+    above = f"above {cutoff:g} cycles/pixel" if cutoff is not None else "above the cutoff"
+    notes = [f"*HF fraction*: the share of spectral energy {above}, mean over seeds, with its {confidence:.0%} "
+             "bootstrap interval over images; *seed sd*: its sd over seeds (– with one seed); *ratio to data*: "
+             "the fraction over the test images'; *spectral distance*: to the test images' mean spectrum, in "
+             "decades, mean ± sd over seeds; *power ratio*: total power over the test images'; *images*: seeds × "
+             "images per seed."]
+    if not table["non-finite dropped"].any():
+        notes.append("No sample was non-finite.")
+    else:
+        notes.append("*non-finite*: samples that overflowed and were left out.")
+    return notes
+
+
+def energy_shown(table: pd.DataFrame, settings: dict[str, Any], cutoff: float | None = None) -> Shown:
+    """The energy table as the site shows it (:func:`_summary_shown`), the test images first per dataset."""
+    table = _in_model_order(table, ["dataset"])
+    return Shown(_summary_shown(table, ["dataset", "model"], settings["confidence"]),
+                 _summary_notes(table, settings["confidence"], cutoff))
+
+
+def vae_shown(table: pd.DataFrame, settings: dict[str, Any], cutoff: float | None = None) -> Shown:
+    """The VAE table as the site shows it (:func:`_summary_shown`)."""
+    short = {SET_LABELS[kind]: text for kind, text in SET_SHORT.items()}
+    table = _in_model_order(table, ["dataset"])
+    table = table.assign(images=table["images"].map(lambda label: short.get(label, label)))
+    table = table.rename(columns={"images": "image set"})  # the set's name; "images" counts them here
+    shown = _summary_shown(table, ["dataset", "model", "image set"], settings["confidence"])
+    sets = "; ".join(f"*{text}*: {SET_LABELS[kind]}" for kind, text in SET_SHORT.items()
+                     if text in set(table["image set"]))
+    return Shown(shown, [*_summary_notes(table, settings["confidence"], cutoff), f"Image sets: {sets}."])
+
+
+def temperature_shown(table: pd.DataFrame, settings: dict[str, Any], cutoff: float | None = None) -> Shown:
+    """The temperature table as the site shows it (:func:`_summary_shown`), models in the site's order."""
+    table = _in_model_order(table.sort_values(["dataset", "temperature"], kind="stable"), ["dataset"])
+    shown = _summary_shown(table, ["dataset", "model", "temperature"], settings["confidence"])
+    return Shown(shown.rename(columns={"temperature": "T"}), _summary_notes(table, settings["confidence"], cutoff))
+
+
+def completion_shown(table: pd.DataFrame) -> Shown:
+    """The completion table as the site shows it: PSNR as "mean ± sd" on one line, 3 significant figures."""
+    shown = readable(table.drop(columns=["psnr (dB)", "psnr sd"]))
+    shown.insert(6, "PSNR (dB)", [mean_sd(m, s) for m, s in zip(table["psnr (dB)"], table["psnr sd"])])
+    return Shown(shown, [
+        "*PSNR*: over the missing pixels, mean ± sd over seeds; *hf energy ratio*: the completion's high-frequency "
+        "energy over the truth's (below 1: too smooth); *relative hf error*: the high-frequency energy of the "
+        "error over the truth's; *objective gain*: the model's objective at the completion minus at the baseline "
+        "it started from, nats per image. A baseline row (*seeds* 0) does not depend on training."])
+
+
+def cost_shown(table: pd.DataFrame) -> Shown:
+    """The probe's wall-time table as the site shows it."""
+    return Shown(readable(table), ["Seconds per run, mean over seeds."])
+
+
 # --- figures -------------------------------------------------------------------------------------
 
 
@@ -339,19 +438,24 @@ def spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
     samples = rows[(rows["set"] == "samples") & (rows["temperature"] == 1.0)]
     data = rows[rows["set"] == "data"].drop_duplicates(["dataset", "frequency"]).assign(model="test data")
     both = pd.concat([data, samples], ignore_index=True)
-    models = ["test data"] + sorted(samples["model"].unique())
-    palette = ["black"] + _PALETTE[: len(models) - 1]
     chart = alt.Chart(both).mark_line(point=True).encode(
         x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False), title="spatial frequency (cycles/pixel)"),
         y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False), title="mean radial power"),
-        color=alt.Color("model:N", scale=alt.Scale(domain=models, range=palette), title="images"),
+        color=model_color(samples["model"], title="images", first={"test data": DATA_COLOUR}),
         strokeWidth=alt.condition(alt.datum.model == "test data", alt.value(3), alt.value(1.5)),
         tooltip=["dataset", "model", alt.Tooltip("frequency:Q", format=".3f"), alt.Tooltip("power:Q", format=".3g")],
-    ).properties(width=220, height=200)
-    return chart.facet(column=alt.Column("dataset:N", title=None)).resolve_scale(x="independent", y="independent")
+    ).properties(width=170, height=180)  # three panels and the legend within the text column
+    datasets = sorted(both["dataset"].unique())
+    return chart.facet(column=alt.Column("dataset:N", title=None)).resolve_scale(
+        x="independent", y="independent").properties(description=(
+            "Log-log line charts of the mean radial power spectrum against spatial frequency, one panel per dataset ("
+            + ", ".join(datasets) + "): the test images as a thick black line and each model's samples at "
+            "temperature 1 in its colour. A line above the black one at high frequencies carries more fine detail "
+            "than the data."))
 
 
-_PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"]
+#: colours of the VAEs' image sets (not models: one VAE per row of panels)
+_SET_PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#b279a2"]
 
 
 def vae_spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
@@ -366,11 +470,16 @@ def vae_spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
     chart = alt.Chart(both).mark_line(point=True).encode(
         x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False), title="spatial frequency (cycles/pixel)"),
         y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False), title="mean radial power"),
-        color=alt.Color("images:N", scale=alt.Scale(domain=domain, range=["black"] + _PALETTE[:4]), title="images"),
+        color=alt.Color("images:N", scale=alt.Scale(domain=domain, range=[DATA_COLOUR] + _SET_PALETTE), title="images"),
         tooltip=["dataset", "model", "images", alt.Tooltip("frequency:Q", format=".3f"), alt.Tooltip("power:Q", format=".3g")],
-    ).properties(width=200, height=170)
-    return chart.facet(row=alt.Row("model:N", title=None), column=alt.Column("dataset:N", title=None)).resolve_scale(
-        x="independent", y="independent")
+    ).properties(width=170, height=160)
+    models = model_order(vae["model"])
+    return chart.facet(row=alt.Row("model:N", title=None, sort=models),
+                       column=alt.Column("dataset:N", title=None)).resolve_scale(
+        x="independent", y="independent").properties(description=(
+            "Log-log line charts of mean radial power spectra against spatial frequency for the VAEs ("
+            + ", ".join(models) + "), one row of panels per VAE and one column per dataset: the test images in black, "
+            "and the VAE's samples, decoder means and reconstructions (mean and sample) in four colours."))
 
 
 def temperature_chart(table: pd.DataFrame, energy: pd.DataFrame) -> alt.FacetChart:
@@ -378,16 +487,21 @@ def temperature_chart(table: pd.DataFrame, energy: pd.DataFrame) -> alt.FacetCha
     lines = alt.Chart().mark_line(point=True).encode(
         x=alt.X("temperature:Q", title="sampling temperature T", scale=alt.Scale(zero=False)),
         y=alt.Y("hf fraction:Q", title="fraction of energy above the cutoff", scale=alt.Scale(zero=False)),
-        color=alt.Color("model:N", title="model", scale=alt.Scale(range=_PALETTE)),
+        color=model_color(table["model"]),
         tooltip=["dataset", "model", "temperature", "hf fraction", "hf ci low", "hf ci high", "non-finite dropped"],
     )
     bars = alt.Chart().mark_errorbar().encode(
-        x="temperature:Q", y=alt.Y("hf ci low:Q", title="", scale=alt.Scale(zero=False)), y2="hf ci high:Q", color="model:N")
+        x="temperature:Q", y=alt.Y("hf ci low:Q", title="", scale=alt.Scale(zero=False)), y2="hf ci high:Q",
+        color=model_color(table["model"]))
     data = energy[energy["model"] == "test data"][["dataset", "hf fraction"]].rename(columns={"hf fraction": "data"})
     merged = table.merge(data, on="dataset", how="left")
-    rule = alt.Chart().mark_rule(color="black", strokeDash=[4, 3]).encode(y="mean(data):Q")
+    rule = alt.Chart().mark_rule(color=DATA_COLOUR, strokeDash=[4, 3]).encode(y="mean(data):Q")
+    datasets = sorted(merged["dataset"].unique())
     return alt.layer(bars, lines, rule, data=merged).properties(width=220, height=180).facet(
-        column=alt.Column("dataset:N", title=None)).resolve_scale(y="independent")
+        column=alt.Column("dataset:N", title=None)).resolve_scale(y="independent").properties(description=(
+            "Line charts of the fraction of spectral energy above the cutoff in the flows' samples against the "
+            "sampling temperature, with bootstrap interval bars, one panel per dataset (" + ", ".join(datasets)
+            + "), one colour per model; a dashed black line marks the test images' fraction."))
 
 
 MISSING_RGB = (214, 39, 40)
@@ -479,7 +593,10 @@ def samples_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
             if label not in rows:
                 rows[label] = (label, list(a["grid"][a["grid_set"] == index]), levels)
     order = ["test data"] + sorted(label for label in rows if label != "test data")
-    return _grid_chart([rows[label] for label in order])
+    return _grid_chart([rows[label] for label in order]).properties(description=(
+        f"Grids of images from {dataset}, drawn pixel by pixel without smoothing, one row each: "
+        + ", ".join(order) + ". The first row holds test images, the others each model's samples at temperature 1 "
+        "(and the VAEs' decoder means)."))
 
 
 def completions_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
@@ -505,7 +622,11 @@ def completions_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChar
         if r.model not in seen:
             seen.add(r.model)
             rows.append((r.model, [im for q in tasks for im in r.arrays["completion_shown"][q, 1]], levels))
-    return _grid_chart(rows, zoom=5)
+    tasks_named = " and ".join(str(t) for t in first["task_name"])
+    return _grid_chart(rows, zoom=5).properties(description=(
+        f"Grids of image completions on {dataset} ({tasks_named}), one row each: the true images, the observed "
+        "pixels with the missing ones in red, the baseline completion, then each model's completion ("
+        + ", ".join(sorted(seen)) + "); in every row the inpainting images come first, then the super-resolution ones."))
 
 
 # --- variables -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import struct
 import warnings
 import zlib
@@ -32,6 +33,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from vaeflow.analysis.figures import (
+    QUANTITY_CODES, Shown, code_legend, model_order, readable, readable_text, short_codes,
+)
 from vaeflow.analysis.runs import ProbeResult, load_probes
 
 TABLES = ("latents_probe", "latents_dimensionality")
@@ -264,6 +268,47 @@ def dimensionality_table(runs: pd.DataFrame, fraction: float, threshold: float) 
     return pd.DataFrame(rows)
 
 
+# --- the tables as the site shows them -----------------------------------------------------------
+
+
+def _in_model_order(table: pd.DataFrame) -> pd.DataFrame:
+    rank = {m: i for i, m in enumerate(model_order(table["model"]))}
+    return table.assign(_r=table["model"].map(rank)).sort_values(["dataset", "_r"], kind="stable").drop(
+        columns="_r").reset_index(drop=True)
+
+
+def _latent_codes(latents: pd.Series) -> dict[str, str]:
+    """L1, L2, …: a short code per kind of latent (spelled out in the legend)."""
+    return {text: f"L{i}" for i, text in enumerate(dict.fromkeys(latents), start=1)}
+
+
+_WITH_QUANTITY = re.compile(r"^(.*?) \((.+)\)$")
+
+
+def probe_shown(table: pd.DataFrame) -> Shown:
+    """The probe table as the site shows it: the latent and the bits/dim quantity as short codes, "mean ± sd"
+    on one line to 3 significant figures."""
+    table = _in_model_order(table)
+    latents = _latent_codes(table["latent"])
+    shown = table.assign(latent=table["latent"].map(latents))
+    notes = ["Accuracies: mean ± sd over seeds (the mean alone for one seed).",
+             "Latents: " + "; ".join(f"*{code}*: {text}" for text, code in latents.items()) + "."]
+    if "test bits/dim" in table:
+        split = table["test bits/dim"].map(lambda v: _WITH_QUANTITY.match(v) if isinstance(v, str) else None)
+        quantities = short_codes([m.group(2) for m in split if m], QUANTITY_CODES)
+        shown["test bits/dim"] = [f"{readable_text(m.group(1))} ({quantities[m.group(2)]})" if m else v
+                                  for m, v in zip(split, table["test bits/dim"])]
+        legend = code_legend(quantities)
+        if legend:
+            notes.append("Test bits/dim with its quantity: " + legend)
+    return Shown(readable(shown), notes)
+
+
+def dimensionality_shown(table: pd.DataFrame) -> Shown:
+    """The dimensionality table as the site shows it."""
+    return Shown(readable(_in_model_order(table)), ["Mean ± sd over seeds (the mean alone for one seed)."])
+
+
 # --- figures ----------------------------------------------------------------------------------
 
 
@@ -344,7 +389,11 @@ def interpolations_chart(frame: pd.DataFrame, pixels: int = 36) -> alt.VConcatCh
         classes = g["classes"].iloc[0]
         title = f"pair {p + 1}" + (f" (classes {classes})" if classes else "")
         charts.append(_image_grid(g, columns, rows, pixels, title))
-    return alt.vconcat(*charts).configure_view(stroke=None)
+    models = list(dict.fromkeys(frame["row"]))
+    return alt.vconcat(*charts).configure_view(stroke=None).properties(description=(
+        f"Grids of decoded images, one block per pair of test images ({frame['pair'].nunique()} pairs) and one row "
+        f"per model ({', '.join(models)}): the two test images at the ends and, between them, the images decoded "
+        "from evenly spaced points on the straight line between their latents."))
 
 
 def traversal_frame(results: list[ProbeResult], dataset: str) -> pd.DataFrame:
@@ -371,7 +420,10 @@ def traversals_chart(frame: pd.DataFrame, pixels: int = 36) -> alt.Chart:
                          "and that the study trains a VAE on it")
     columns = list(dict.fromkeys(frame["column"]))
     rows = list(dict.fromkeys(frame["row"]))
-    return _image_grid(frame, columns, rows, pixels, "").configure_view(stroke=None)
+    return _image_grid(frame, columns, rows, pixels, "").configure_view(stroke=None).properties(description=(
+        f"A grid of decoded images, one row per VAE latent coordinate ({len(rows)} rows: {', '.join(rows)}): the "
+        "test image first, then the decoder mean as that coordinate alone takes the values "
+        + ", ".join(c for c in columns if c != "x") + " prior standard deviations."))
 
 
 def accuracy_chart(runs: pd.DataFrame) -> alt.FacetChart:
@@ -384,7 +436,7 @@ def accuracy_chart(runs: pd.DataFrame) -> alt.FacetChart:
     colour = alt.Color("features:N", title="probe on",
                        scale=alt.Scale(domain=["latents", "pixels"], range=["#1f77b4", "#555555"]))
     base = alt.Chart().encode(
-        y=alt.Y("model:N", title=None),
+        y=alt.Y("model:N", title=None, sort=model_order(points["model"])),
         x=alt.X("accuracy:Q", title="linear-probe test accuracy", scale=alt.Scale(domain=[0, 1])),
         color=colour,
         tooltip=["dataset", "model", "seed", "features", alt.Tooltip("accuracy:Q", format=".3f")],
@@ -392,7 +444,10 @@ def accuracy_chart(runs: pd.DataFrame) -> alt.FacetChart:
     latents = base.transform_filter(alt.datum.features == "latents").mark_point(size=60, filled=True, opacity=0.8)
     pixels = base.transform_filter(alt.datum.features == "pixels").mark_tick(thickness=2, size=14)
     return alt.layer(pixels, latents, data=points).properties(width=240, height=160).facet(
-        facet=alt.Facet("dataset:N", title=None), columns=2)
+        facet=alt.Facet("dataset:N", title=None), columns=2).properties(description=(
+            "Dot plots of linear-probe test accuracy (0 to 1) per model, one panel per labelled dataset ("
+            + ", ".join(sorted(points["dataset"].unique())) + "): a blue point per seed for the probe on the model's "
+            "latents and a grey tick for the same probe on the pixels of the same examples."))
 
 
 def scatter_frame(results: list[ProbeResult], points: int) -> pd.DataFrame:
@@ -421,7 +476,8 @@ def scatter_chart(frame: pd.DataFrame) -> alt.TopLevelMixin:
     one panel per model (lowest seed), three to a row."""
     if frame.empty:
         return alt.Chart(pd.DataFrame({"text": ["no 2-D real-valued dataset in this study"]})).mark_text(
-            size=14).encode(text="text:N").properties(width=300, height=60)
+            size=14).encode(text="text:N").properties(width=300, height=60, description=(
+                "No scatter plot: the study has no 2-D real-valued dataset."))
     frame = frame.copy()
     if frame["dataset"].nunique() > 1:
         frame["panel"] = frame["dataset"] + ": " + frame["panel"]
@@ -432,7 +488,9 @@ def scatter_chart(frame: pd.DataFrame) -> alt.TopLevelMixin:
         tooltip=["panel", "label", alt.Tooltip("z1:Q", format=".2f"), alt.Tooltip("z2:Q", format=".2f")],
     ).properties(width=150, height=150).facet(
         facet=alt.Facet("panel:N", sort=panels, title=None), columns=3,
-    ).resolve_scale(x="independent", y="independent")
+    ).resolve_scale(x="independent", y="independent").properties(description=(
+        f"Scatter plots of 2-D points coloured by mixture component, one panel each ({', '.join(panels)}): the test "
+        "points themselves (data) and their latent codes under each model."))
 
 
 # --- numbers for the prose --------------------------------------------------------------------

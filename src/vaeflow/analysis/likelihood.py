@@ -27,11 +27,19 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from vaeflow.analysis.figures import (
+    BASELINE_COLOUR, DASH, QUANTITY_CODES, Shown, code_legend, mean_sd_of, model_color, model_order, off_scale_note,
+    padded_domain, readable, short_codes, sig, typical_ceiling, typical_range,
+)
 from vaeflow.analysis.runs import ProbeResult
 
 TABLES = ("likelihood", "likelihood_comparisons", "models", "likelihood_gaps", "likelihood_iwae",
           "likelihood_per_class")
-FIGURES = ("learning_curves", "likelihood_iwae_curve", "likelihood_per_class")
+FIGURES = ("likelihood_overview", "learning_curves", "likelihood_iwae_curve", "likelihood_per_class")
+
+#: marks of the likelihood table's cells, explained in its legend
+NOT_BEATING = "†"
+CEILING = "‡"
 
 
 def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
@@ -199,6 +207,97 @@ def likelihood_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def _datasets_phrase(datasets: list[str]) -> str:
+    return datasets[0] if len(datasets) == 1 else f"{', '.join(datasets[:-1])} and {datasets[-1]}"
+
+
+def _main_quantity(by_dataset: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The code most datasets share, and the datasets where the quantity is another (dataset: code)."""
+    counts = pd.Series(list(by_dataset.values())).value_counts(sort=False)
+    main = counts.idxmax()
+    return main, {dataset: code for dataset, code in by_dataset.items() if code != main}
+
+
+def _exceptions_note(exceptions: dict[str, dict[str, str]]) -> str:
+    """``"On toy2d the quantity is *exact* for realnvp, glow and maf."``: where a row's quantity differs."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for model, found in exceptions.items():
+        for dataset, code in found.items():
+            grouped.setdefault((dataset, code), []).append(model)
+    return " ".join(f"On {dataset} the quantity is *{code}* for {_datasets_phrase(models)}."
+                    for (dataset, code), models in grouped.items())
+
+
+def _over_seeds(runs: pd.DataFrame) -> str:
+    """``"mean ± sd over 2 seeds"``, ``"one training seed per model"`` or ``"mean ± sd over 1 to 3 seeds …"``."""
+    counts = runs.groupby(["dataset", "model"])["seed"].nunique()
+    low, high = int(counts.min()), int(counts.max())
+    if high == 1:
+        return "one training seed per model"
+    return (f"mean ± sd over {low} seeds" if low == high else
+            f"mean ± sd over {low} to {high} seeds (the CSV gives each model's; the mean alone for one)")
+
+
+def likelihood_shown(runs: pd.DataFrame, baselines: pd.DataFrame) -> Shown:
+    """The likelihood table as the site shows it: one row per model (in the site's order) and per baseline,
+    one column per dataset, each cell "mean ± sd" of the test bits/dim over seeds, bold for the lowest model
+    of the dataset, marked :data:`NOT_BEATING` where the model did not beat the dataset's reference
+    baseline and :data:`CEILING` where a seed of it stopped at its step ceiling; *quantity* gives each
+    row's quantity as a short code (:data:`QUANTITY_CODES`). The legend explains all of it."""
+    margins = baseline_margins(runs, baselines).set_index(["dataset", "model"])
+    datasets = sorted(set(runs["dataset"]) | set(baselines["dataset"]))
+    quantities = list(runs["bound"]) + list(baselines["quantity"])
+    codes = short_codes(quantities, QUANTITY_CODES)
+    means = runs.groupby(["dataset", "model"])["test_bpd"].mean()
+    best = means[np.isfinite(means)].groupby(level="dataset").min()
+    marks_used: set[str] = set()
+    exceptions: dict[str, dict[str, str]] = {}
+    rows = []
+    for model in model_order(runs["model"]):
+        of = runs[runs["model"] == model]
+        row: dict[str, str] = {"model": model}
+        by_dataset = {d: codes[", ".join(sorted(g["bound"].unique()))] if g["bound"].nunique() == 1
+                      else ", ".join(codes[b] for b in sorted(g["bound"].unique()))
+                      for d, g in of.groupby("dataset", sort=True)}
+        row["quantity"], exceptions[model] = _main_quantity(by_dataset)
+        for dataset in datasets:
+            group = of[of["dataset"] == dataset]
+            if group.empty:
+                row[dataset] = DASH
+                continue
+            cell = mean_sd_of(group["test_bpd"])
+            if dataset in best.index and np.isclose(group["test_bpd"].mean(), best[dataset]):
+                cell = f"**{cell}**"
+            marks = ("" if margins.loc[(dataset, model), "beats"] else NOT_BEATING) + \
+                ("" if group["converged"].astype(bool).all() else CEILING)
+            marks_used.update(marks)
+            row[dataset] = cell + (f"^{marks}^" if marks else "")
+        rows.append(row)
+    for name, of in baselines.groupby("baseline", sort=False):
+        row = {"model": f"{of['label'].iloc[0]} (baseline)"}
+        row["quantity"], exceptions[row["model"]] = _main_quantity(
+            {r.dataset: codes[r.quantity] for r in of.itertuples(index=False)})
+        for dataset in datasets:
+            found = of[of["dataset"] == dataset]
+            row[dataset] = sig(float(found["test_bpd"].iloc[0])) if len(found) else DASH
+        rows.append(row)
+    references = baselines[baselines["reference"]]
+    by_label = references.groupby("label", sort=False)["dataset"].apply(lambda d: _datasets_phrase(sorted(d)))
+    notes = [f"Test bits/dim, {_over_seeds(runs)}; lower is better; "
+             "**bold**: the lowest of the models on that dataset; –: not trained or not defined there."]
+    if NOT_BEATING in marks_used:
+        notes.append(f"^{NOT_BEATING}^ did not beat the dataset's reference baseline ("
+                     + "; ".join(f"{label} on {where}" for label, where in by_label.items()) + ").")
+    if CEILING in marks_used:
+        notes.append(f"^{CEILING}^ a seed stopped at its step ceiling while still improving: provisional.")
+    legend = code_legend({label: code for label, code in codes.items() if label in set(quantities)})
+    if legend:
+        notes.append("Quantities: " + legend)
+    if _exceptions_note(exceptions):
+        notes.append(_exceptions_note(exceptions))
+    return Shown(pd.DataFrame(rows, columns=["model", "quantity", *datasets]), notes)
+
+
 # Why a model may not beat its dataset's reference baseline, in the order the page gives them;
 # each applies to the (model, dataset) pairs that :func:`_causes` finds.
 WHY_NOT = {
@@ -323,6 +422,81 @@ def models_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["model", "dataset"]).reset_index(drop=True)
 
 
+def _in_model_order(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset",)) -> pd.DataFrame:
+    """``table`` sorted by ``keys`` and then by model in the site's order (:func:`model_order`)."""
+    rank = {m: i for i, m in enumerate(model_order(table["model"]))}
+    return table.assign(_rank=table["model"].map(rank)).sort_values([*keys, "_rank"], kind="stable").drop(
+        columns="_rank").reset_index(drop=True)
+
+
+def iwae_shown(table: pd.DataFrame, examples: dict[str, int]) -> Shown:
+    """The IWAE-k table as the site shows it: one line per "mean ± sd", a dash for a k beyond a model's
+    largest, short headers; the legend says on how many test examples."""
+    column = "reference baseline (same examples)"
+    named = table[column].str.extract(r"^(?P<value>\S+) \((?P<label>.+)\)$")  # "2.401 (independent pixels)"
+    table = table.assign(**{column: named["value"].fillna(table[column])})
+    shown = readable(_in_model_order(table)).rename(columns={
+        "best exact flow (same examples)": "best exact flow", column: "reference baseline"})
+    labels = named.assign(dataset=table["dataset"]).dropna().drop_duplicates("dataset")
+    by_label = labels.groupby("label", sort=False)["dataset"].apply(lambda d: _datasets_phrase(sorted(d)))
+    counts = sorted(set(examples.values()))
+    where = (f"the first {counts[0]} test examples of each dataset" if len(counts) == 1 else
+             "the first test examples of each dataset (" + ", ".join(f"{n} on {d}" for d, n in sorted(examples.items())) + ")")
+    notes = [f"Bits/dim, mean ± sd over seeds, on {where}, the ones the likelihood probe scored; k = 1 is the "
+             "single-draw bound (the ELBO for the VAEs); –: a k beyond that model's largest.",
+             "*best exact flow* and *reference baseline*: their bits/dim on the same examples; the baseline is "
+             + "; ".join(f"{label} on {where}" for label, where in by_label.items()) + "."]
+    return Shown(shown, notes)
+
+
+def gaps_shown(table: pd.DataFrame) -> Shown:
+    """The train/val/test table as the site shows it: 3 significant figures, "mean ± sd" on one line."""
+    return Shown(readable(_in_model_order(table)), [
+        "Bits/dim, mean ± sd over seeds (the mean alone for one seed). *exact*: the exact density (of uniformly "
+        "dequantised data on images); *single-draw bound*: the one-sample bound the model was trained and "
+        "validated with (the ELBO for the VAEs)."])
+
+
+def per_class_shown(table: pd.DataFrame) -> Shown:
+    """The per-class table as the site shows it: 3 significant figures, models in the site's order."""
+    return Shown(readable(_in_model_order(table)), [
+        "Test bits/dim per class, mean over seeds, of each model's headline quantity; *easiest* and *hardest*: "
+        "the classes with the lowest and the highest."])
+
+
+#: short codes of how a model was trained, in the models table
+TRAINING_CODES = {"maximum likelihood": "ML", "its variational-dequantisation bound": "VD bound", "its ELBO": "ELBO"}
+
+
+def models_shown(table: pd.DataFrame) -> Shown:
+    """The models table as the site shows it: how each was trained and its quantity as short codes (spelled
+    out in the legend), *converged* as yes / no / "k of n" (the CSV names the seeds), numbers to 3
+    significant figures."""
+    table = _in_model_order(table.sort_values("dataset", kind="stable"), ())
+    trained = short_codes(table["trained by"], {
+        **TRAINING_CODES, **{t: "distilled (" + t.rsplit(" ", 1)[-1] + ")" for t in table["trained by"]
+                             if t.startswith("density distillation from ")}})
+    quantity = short_codes(table["test quantity"], QUANTITY_CODES)
+    shown = readable(table.assign(**{
+        "trained by": table["trained by"].map(trained), "test quantity": table["test quantity"].map(quantity),
+        "converged": table["converged"].map(lambda c: c.split(" (")[0]),
+    }).drop(columns=["step ceiling"])).rename(columns={"non-finite samples": "non-finite", "steps": "steps / ceiling"})
+    shown["steps / ceiling"] = [f"{steps} / {ceiling}" for steps, ceiling in zip(table["steps"], table["step ceiling"])]
+    notes = ["Means over seeds; *steps / ceiling*: the steps the seeds ran (a range where early stopping ended them "
+             "apart) and their step ceiling; *converged*: whether early stopping ended every seed (*k of n*: that many "
+             "of them; the CSV names the others); throughput in samples and density evaluations per second on this "
+             "machine."]
+    if (table["non-finite samples"] == 0).all():
+        shown = shown.drop(columns="non-finite")
+        notes.append("No sample was non-finite.")
+    else:
+        notes.append("*non-finite*: samples with a non-finite value.")
+    legend = code_legend({**trained, **quantity})
+    if legend:
+        notes.append("Codes: " + legend)
+    return Shown(shown, notes)
+
+
 def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Learning curves (the curves.csv beside each run's metrics) in long form: one row per (run, step, split)."""
     frames = []
@@ -335,51 +509,195 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _reference_lines(width: int) -> tuple[alt.Chart, alt.Chart]:
-    """A grey dotted horizontal rule per baseline row (``layer == "baseline"``) and its label at the
-    right edge of the panel."""
-    baseline = alt.datum.layer == "baseline"
-    y = alt.Y("bits_per_dim:Q", scale=alt.Scale(zero=False))  # the panel's scale, shared with the models' layers
-    rules = alt.Chart().mark_rule(color="gray", strokeDash=[2, 2]).encode(
-        y=y, tooltip=["dataset", alt.Tooltip("label:N", title="baseline"), alt.Tooltip("bits_per_dim:Q", format=".3f")],
-    ).transform_filter(baseline)
-    labels = alt.Chart().mark_text(align="right", baseline="bottom", dx=-2, dy=-1, fontSize=9, color="gray").encode(
-        x=alt.value(width), y=y, text="label:N",
-    ).transform_filter(baseline)
-    return rules, labels
+PANEL_WIDTH = 230
+PANEL_HEIGHT = 170
 
 
-def within_worst_baseline(curves: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
-    """The curve points no worse than their dataset's worst baseline (uniform over the levels): a
-    point above it is worse than guessing, and one such point (an early step, a diverging run)
-    would set the panel's axis and flatten every other curve."""
-    worst = baselines.groupby("dataset")["val_bpd"].max()
-    ceiling = curves["dataset"].map(worst).fillna(np.inf)
-    return curves[curves["bits_per_dim"] <= ceiling]
+def _baseline_layers(lines: pd.DataFrame, axis: str = "y", title: str = "bits/dim") -> list[alt.Chart]:
+    """Grey dotted rules at ``lines["bits_per_dim"]`` (horizontal for ``axis="y"``, vertical for ``"x"``), each
+    labelled with ``lines["label"]`` at the panel's edge; none when ``lines`` is empty. ``title``: the axis
+    title of the panel they are drawn on (a layer's axis joins the titles of its layers)."""
+    if lines.empty:
+        return []
+    data = lines[["label", "bits_per_dim"]].reset_index(drop=True)
+    position = alt.X("bits_per_dim:Q", title=title) if axis == "x" else alt.Y("bits_per_dim:Q", title=title)
+    tooltip = [alt.Tooltip("label:N", title="baseline"), alt.Tooltip("bits_per_dim:Q", format=".3f")]
+    rules = alt.Chart(data).mark_rule(color=BASELINE_COLOUR, strokeDash=[2, 2]).encode(
+        **{axis: position}, tooltip=tooltip)
+    if axis == "x":
+        labels = alt.Chart(data).mark_text(align="center", baseline="bottom", dy=-3, fontSize=9,
+                                           color=BASELINE_COLOUR).encode(x=position, y=alt.value(0), text="label:N")
+    else:
+        labels = alt.Chart(data).mark_text(align="right", baseline="bottom", dx=-2, dy=-1, fontSize=9,
+                                           color=BASELINE_COLOUR).encode(x=alt.value(PANEL_WIDTH), y=position,
+                                                                         text="label:N")
+    return [rules, labels]
 
 
-def learning_curves_chart(curves: pd.DataFrame, baselines: pd.DataFrame) -> alt.FacetChart:
-    """Bits/dim against training step, one panel per dataset (independent y), with each of the
-    dataset's baselines at its validation bits/dim as a labelled horizontal rule; points worse
-    than the dataset's worst baseline are left out (:func:`within_worst_baseline`)."""
-    curves = within_worst_baseline(curves, baselines)
-    shown = baselines[baselines["dataset"].isin(set(curves["dataset"]))]
-    lines_of_baselines = pd.DataFrame({"dataset": shown["dataset"], "label": shown["label"] + " (baseline)",
-                                       "bits_per_dim": shown["val_bpd"], "layer": "baseline"})
-    data = pd.concat([curves.assign(layer="run"), lines_of_baselines], ignore_index=True)
-    width = 220
-    runs = alt.Chart().mark_line(point=False, opacity=0.85).encode(
-        x=alt.X("step:Q", title="training step"),
-        y=alt.Y("bits_per_dim:Q", title="bits/dim", scale=alt.Scale(zero=False)),
-        color=alt.Color("model:N", title="model"),
-        strokeDash=alt.StrokeDash("split:N", title="split",
-                                  scale=alt.Scale(domain=["train", "val"], range=[[1, 0], [5, 3]])),
-        detail="seed:N",
-        tooltip=["dataset", "model", "seed", "split", "step", alt.Tooltip("bits_per_dim:Q", format=".3f")],
-    ).transform_filter(alt.datum.layer == "run")
-    rules, labels = _reference_lines(width)
-    return alt.layer(runs, rules, labels, data=data).properties(width=width, height=160).facet(
-        facet=alt.Facet("dataset:N", title=None), columns=2).resolve_scale(y="independent")
+def _panel_title(dataset: str, note: str, offset: int = 4) -> alt.Title:
+    """A panel's title (its dataset) and, in red under it, what lies off its scale."""
+    return alt.Title(dataset, subtitle=[note] if note else alt.Undefined, subtitleColor="#b00020", subtitleFontSize=10,
+                     anchor="start", offset=offset)
+
+
+def learning_curve_scale(curves: pd.DataFrame, baselines: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per dataset, the learning curves' y axis: ``floor`` and ``ceiling`` (:func:`typical_range` of every
+    run's best validation bits/dim against the dataset's baselines at their validation bits/dim), ``domain``
+    (the points from the floor up to the highest baseline or on-scale best, so that the first evaluations
+    of a run leave the panel at the top), ``off_scale``, the runs whose best validation bits/dim lies
+    above the ceiling, and ``below``, those with a point below the floor (a training loss that is no
+    likelihood, as a distilled student's), each as ``("model seed N", value)`` pairs."""
+    out = {}
+    for dataset, d in curves.groupby("dataset", sort=True):
+        refs = baselines.loc[baselines["dataset"] == dataset, "val_bpd"].tolist()
+        val = d[d["split"] == "val"]
+        best = (val if len(val) else d).groupby(["model", "seed"])["bits_per_dim"].min()
+        floor, ceiling = typical_range(best.tolist(), refs)
+        lowest = d.groupby(["model", "seed"])["bits_per_dim"].min()
+        # the top: where the runs ended up and the baselines, so an early transient leaves the panel at the top
+        top = max([v for v in best.tolist() + refs if np.isfinite(v) and v <= ceiling], default=ceiling)
+        out[dataset] = {
+            "floor": floor, "ceiling": ceiling,
+            "off_scale": [(f"{model} seed {seed}", float(v)) for (model, seed), v in best.items() if v > ceiling],
+            "below": [(f"{model} seed {seed}", float(v)) for (model, seed), v in lowest.items() if v < floor],
+            "domain": padded_domain(d["bits_per_dim"].tolist() + refs, top, pad=0.03, floor=floor),
+        }
+    return out
+
+
+def learning_curves_chart(curves: pd.DataFrame, baselines: pd.DataFrame) -> alt.ConcatChart:
+    """Bits/dim against training step, one panel per dataset, one colour per model (the site's scale), solid
+    for training and dashed for validation; each of the dataset's baselines at its validation bits/dim as a
+    labelled grey rule. Each panel's y axis covers where the runs ended up and the baselines
+    (:func:`learning_curve_scale`): early evaluations leave it at the top, and a run whose best lies off
+    the scale is named in the panel's subtitle."""
+    scale = learning_curve_scale(curves, baselines)
+    colour = model_color(curves["model"])
+    panels = []
+    for dataset, d in curves.groupby("dataset", sort=True):
+        s = scale[dataset]
+        shown = baselines[baselines["dataset"] == dataset]
+        lines = pd.DataFrame({"label": shown["label"] + " (baseline)", "bits_per_dim": shown["val_bpd"]})
+        y = alt.Y("bits_per_dim:Q", title="bits/dim", scale=alt.Scale(domain=s["domain"], zero=False, nice=False))
+        runs = alt.Chart(d).mark_line(point=False, opacity=0.85, clip=True).encode(
+            x=alt.X("step:Q", title="training step"),
+            y=y,
+            color=colour,
+            strokeDash=alt.StrokeDash("split:N", title="split",
+                                      scale=alt.Scale(domain=["train", "val"], range=[[1, 0], [5, 3]])),
+            detail="seed:N",
+            tooltip=["dataset", "model", "seed", "split", "step", alt.Tooltip("bits_per_dim:Q", format=".3f")],
+        )
+        note = off_scale_note(s["off_scale"], s["ceiling"], below=s["below"], floor=s["floor"])
+        panels.append(alt.layer(runs, *_baseline_layers(lines)).resolve_scale(y="shared").properties(
+            width=PANEL_WIDTH, height=PANEL_HEIGHT, title=_panel_title(dataset, note)))
+    off = [f"{name} on {dataset}" for dataset, s in scale.items() for name, _ in s["off_scale"] + s["below"]]
+    description = (
+        f"Line charts of training (solid) and validation (dashed) bits/dim against training step for every run, "
+        f"one panel per dataset ({_datasets_phrase(sorted(scale))}), one colour per model; grey dotted lines mark "
+        f"the dataset's baselines at their validation bits/dim. Each vertical axis covers the typical runs"
+        + (f"; off the scale: {', '.join(off)}." if off else "; no run is off the scale."))
+    return alt.concat(*panels, columns=2).properties(description=description)
+
+
+AXIS_TITLE = "test bits/dim (lower is better)"
+
+
+def overview_datasets(runs: pd.DataFrame, baselines: pd.DataFrame) -> list[str]:
+    """The image datasets (discrete levels: a uniform and an independent-pixel baseline) the study trained
+    on, or every dataset when it has none."""
+    discrete = set(baselines.loc[baselines["discrete"].astype(bool), "dataset"]) & set(runs["dataset"])
+    return sorted(discrete) if discrete else sorted(runs["dataset"].unique())
+
+
+def overview_frame(runs: pd.DataFrame, baselines: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """What the headline figure draws on the image datasets: per run (``seeds``: test bits/dim, ``shown`` the
+    value clipped to its panel, ``off`` whether it is off scale) and per model (``models``: mean over seeds,
+    the range of the seeds as drawn, the likelihood kind), and per dataset its ``ceiling`` and ``domain``."""
+    datasets = overview_datasets(runs, baselines)
+    seeds, models, scale = [], [], {}
+    for dataset in datasets:
+        r = runs[runs["dataset"] == dataset]
+        refs = baselines.loc[baselines["dataset"] == dataset, "test_bpd"].tolist()
+        ceiling = typical_ceiling(r["test_bpd"].tolist(), refs)  # every seed: one degenerate seed moves no median
+        domain = padded_domain(r["test_bpd"].tolist() + refs, ceiling)
+        edge = domain[1]
+        if not (r["test_bpd"] <= ceiling).all():  # room at the right edge for the off-scale marks
+            width = domain[1] - domain[0]
+            edge, domain = domain[1] + 0.05 * width, [domain[0], domain[1] + 0.1 * width]
+        scale[dataset] = {"ceiling": ceiling, "domain": domain}
+        for run in r.itertuples(index=False):
+            off = not (run.test_bpd <= ceiling)
+            seeds.append({"dataset": dataset, "model": run.model, "seed": int(run.seed), "test_bpd": float(run.test_bpd),
+                          "shown": edge if off else float(run.test_bpd), "off": off,
+                          "label": sig(run.test_bpd) if off else "", "quantity": run.bound})
+        for model, g in r.groupby("model"):
+            mean = float(g["test_bpd"].mean())
+            clipped = g["test_bpd"].clip(upper=edge)
+            models.append({"dataset": dataset, "model": model, "test_bpd": mean, "sd": float(g["test_bpd"].std(ddof=1))
+                           if len(g) > 1 else math.nan, "seeds": int(len(g)), "low": float(clipped.min()),
+                           "high": float(clipped.max()), "off": not (mean <= ceiling),
+                           "shown": edge if not (mean <= ceiling) else mean,
+                           "likelihood": "exact" if g["exact"].all() else "bound",
+                           "quantity": ", ".join(sorted(g["bound"].unique()))})
+    return pd.DataFrame(seeds), pd.DataFrame(models), scale
+
+
+def overview_chart(runs: pd.DataFrame, baselines: pd.DataFrame) -> alt.ConcatChart:
+    """The headline figure: test bits/dim of every model on each image dataset against its baselines. One
+    panel per dataset, one row per model (the site's order and colours): a small open circle per seed, a
+    line across the seeds, the mean over seeds as a large mark (circle: exact likelihood, diamond: bound);
+    grey dotted vertical rules at the dataset's baselines, labelled. Each x axis reaches only the typical
+    models (:func:`typical_ceiling`): an off-scale seed or mean is drawn as a triangle at the right edge
+    with its value, and named in the panel's subtitle."""
+    seeds, models, scale = overview_frame(runs, baselines)
+    order = model_order(models["model"])
+    colour = model_color(order, legend=None)
+    panels = []
+    for i, dataset in enumerate(sorted(scale)):
+        s, d, m = scale[dataset], seeds[seeds["dataset"] == dataset], models[models["dataset"] == dataset]
+        x = alt.X("shown:Q", title=AXIS_TITLE,
+                  scale=alt.Scale(domain=s["domain"], zero=False, nice=False))
+        y = alt.Y("model:N", sort=order, scale=alt.Scale(domain=order), title=None,
+                  axis=alt.Axis(labelFontSize=11) if i == 0 else alt.Axis(labels=False, ticks=False, title=None))
+        tooltip = ["dataset", "model", alt.Tooltip("test_bpd:Q", title="test bits/dim", format=".4g"), "quantity"]
+        spread = alt.Chart(m).mark_rule(strokeWidth=2, opacity=0.6).encode(
+            x=alt.X("low:Q", title=AXIS_TITLE, scale=alt.Scale(domain=s["domain"], zero=False, nice=False)), x2="high:Q",
+            y=y, color=colour)
+        dots = alt.Chart(d).mark_point(size=28, filled=False, opacity=0.8, clip=True).encode(
+            x=x, y=y, color=colour, tooltip=tooltip + ["seed"])
+        mean = alt.Chart(m[~m["off"]]).mark_point(size=110, filled=True, opacity=0.95).encode(
+            x=x, y=y, color=colour,
+            shape=alt.Shape("likelihood:N", title="mean over seeds", scale=alt.Scale(
+                domain=["exact", "bound"], range=["circle", "diamond"])),
+            tooltip=tooltip + [alt.Tooltip("sd:Q", title="sd over seeds", format=".3g"), "seeds"])
+        layers = [spread, dots, mean]
+        off_runs = d[d["off"]]
+        if len(off_runs):
+            layers.append(alt.Chart(off_runs).mark_point(shape="triangle-right", size=90, filled=True).encode(
+                x=x, y=y, color=colour, tooltip=tooltip + ["seed"]))
+            layers.append(alt.Chart(off_runs.drop_duplicates("model")).mark_text(
+                align="right", baseline="bottom", dx=-6, dy=-4, fontSize=9).encode(x=x, y=y, text="label:N"))
+        lines = baselines[baselines["dataset"] == dataset]
+        layers += _baseline_layers(pd.DataFrame({"label": lines["label"], "bits_per_dim": lines["test_bpd"]}), axis="x",
+                                   title=AXIS_TITLE)
+        named = [(f"{r.model} seed {r.seed}", r.test_bpd) for r in off_runs.itertuples(index=False)]
+        note = off_scale_note(named, s["ceiling"]) or (" " if len(seeds[seeds["off"]]) else "")  # titles aligned
+        panels.append(alt.layer(*layers).properties(
+            width=210, height=24 * len(order), title=_panel_title(dataset, note, offset=16)))
+    best = models.loc[models.groupby("dataset")["test_bpd"].idxmin()] if len(models) else models
+    said = "; ".join(f"{r.dataset}: {r.model} at {sig(r.test_bpd)}" for r in best.itertuples(index=False))
+    lines = baselines[baselines["dataset"].isin(list(scale))]
+    off = [f"{r.model} seed {r.seed} on {r.dataset}" for r in seeds[seeds["off"]].itertuples(index=False)] if len(seeds) else []
+    description = (
+        f"Dot plot of test bits/dim (lower is better) of every model, one panel per image dataset "
+        f"({_datasets_phrase(sorted(scale))}), one row and colour per model: a small open circle per training seed, "
+        "a line across the seeds and a large mark for the mean over seeds (circle: exact likelihood, diamond: "
+        f"bound); grey dotted vertical lines mark the baselines ({', '.join(dict.fromkeys(lines['label']))}). "
+        f"Lowest mean per dataset: {said}."
+        + (f" Off the scale, drawn as triangles at the right edge: {', '.join(off)}." if off else ""))
+    return alt.concat(*panels, columns=len(panels), spacing=12).resolve_scale(y="shared", color="shared").properties(
+        description=description).configure_legend(orient="bottom", direction="horizontal")
 
 
 def variables(runs: pd.DataFrame) -> dict[str, Any]:
@@ -491,28 +809,41 @@ def iwae_table(curves: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def iwae_chart(curves: pd.DataFrame, references: pd.DataFrame) -> alt.FacetChart:
-    """IWAE-k bits/dim against k (log scale) for the bound models, with each exact flow's value
-    on the same examples as a horizontal rule, and the dataset's reference baseline on the same
-    examples as a labelled grey rule; one panel per dataset."""
+def iwae_chart(curves: pd.DataFrame, references: pd.DataFrame) -> alt.ConcatChart:
+    """IWAE-k bits/dim against k (log scale) for the bound models (means over seeds), with each exact flow's
+    value on the same examples as a dashed rule in its colour and the dataset's reference baseline on the
+    same examples as a labelled grey rule; one panel per dataset. Each y axis reaches only the typical
+    models (:func:`typical_ceiling`); a model above it is named in the panel's subtitle."""
     means = curves.groupby(["dataset", "model", "k", "exact"], dropna=False)["bits_per_dim"].mean().reset_index()
-    means["layer"] = np.where(means["exact"], "exact", "bound")
-    shown = references[references["dataset"].isin(set(means["dataset"]))]
-    data = pd.concat([means, shown.assign(label=shown["label"] + " (baseline)", layer="baseline")], ignore_index=True)
-    width = 230
-    lines = alt.Chart().mark_line(point=True).encode(
-        x=alt.X("k:Q", scale=alt.Scale(type="log"), title="k (importance samples)"),
-        y=alt.Y("bits_per_dim:Q", scale=alt.Scale(zero=False), title="bits/dim (lower is better)"),
-        color=alt.Color("model:N"),
-        tooltip=["dataset", "model", "k", alt.Tooltip("bits_per_dim:Q", format=".4f")],
-    ).transform_filter(alt.datum.layer == "bound")
-    rules = alt.Chart().mark_rule(strokeDash=[4, 3]).encode(
-        y="bits_per_dim:Q", color=alt.Color("model:N"),
-        tooltip=["dataset", "model", alt.Tooltip("bits_per_dim:Q", format=".4f")],
-    ).transform_filter(alt.datum.layer == "exact")
-    baseline_rules, baseline_labels = _reference_lines(width)
-    return alt.layer(lines, rules, baseline_rules, baseline_labels, data=data).properties(
-        width=width, height=170).facet(facet=alt.Facet("dataset:N", title=None), columns=2).resolve_scale(y="independent")
+    colour = model_color(means["model"])
+    panels, off = [], []
+    for dataset, d in means.groupby("dataset", sort=True):
+        refs = references[references["dataset"] == dataset]
+        per_model = d.groupby("model")["bits_per_dim"].max()
+        ceiling = typical_ceiling(d.groupby("model")["bits_per_dim"].mean().tolist(), refs["bits_per_dim"].tolist())
+        named = [(model, float(v)) for model, v in per_model.items() if v > ceiling]
+        off += [f"{model} on {dataset}" for model, _ in named]
+        domain = padded_domain(d["bits_per_dim"].tolist() + refs["bits_per_dim"].tolist(), ceiling)
+        y = alt.Y("bits_per_dim:Q", scale=alt.Scale(domain=domain, zero=False, nice=False),
+                  title="bits/dim (lower is better)")
+        bound, exact = d[~d["exact"].astype(bool)], d[d["exact"].astype(bool)]
+        layers = [alt.Chart(bound).mark_line(point=True, clip=True).encode(
+            x=alt.X("k:Q", scale=alt.Scale(type="log"), title="k (importance samples)"), y=y, color=colour,
+            tooltip=["dataset", "model", "k", alt.Tooltip("bits_per_dim:Q", format=".4f")])]
+        if len(exact):
+            layers.append(alt.Chart(exact.drop(columns="k")).mark_rule(strokeDash=[4, 3], clip=True).encode(
+                y=y, color=colour, tooltip=["dataset", "model", alt.Tooltip("bits_per_dim:Q", format=".4f")]))
+        lines = refs.assign(label=refs["label"] + " (baseline)")
+        panels.append(alt.layer(*layers, *_baseline_layers(lines, title="bits/dim (lower is better)")).properties(
+            width=PANEL_WIDTH, height=PANEL_HEIGHT, title=_panel_title(dataset, off_scale_note(named, ceiling))))
+    datasets = sorted(means["dataset"].unique())
+    description = (
+        "Line charts of the bound models' IWAE-k bits/dim against the number of importance samples k (log scale), "
+        f"means over seeds, one panel per dataset ({_datasets_phrase(datasets)}), one colour per model; dashed "
+        "horizontal lines are the exact flows' bits/dim on the same test examples, in their colours, and a grey "
+        "dotted line the dataset's reference baseline on them"
+        + (f"; off the scale: {', '.join(off)}." if off else "."))
+    return alt.concat(*panels, columns=2).properties(description=description)
 
 
 def per_class(runs: pd.DataFrame) -> pd.DataFrame:
@@ -540,15 +871,70 @@ def per_class_table(classes: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def per_class_chart(classes: pd.DataFrame) -> alt.FacetChart:
+def baseline_per_class(baselines: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Each baseline's test bits/dim per class on the labelled datasets (the classes of the test examples
+    from a run's scores of the same dataset; every run and baseline scores the test split in the same
+    order): dataset, label, class, bits_per_dim."""
+    rows = []
+    for dataset, of in runs.groupby("dataset", sort=True):
+        if dataset not in ("digits", "mnist"):
+            continue
+        with np.load(of["scores"].iloc[0]) as scores:
+            if "labels" not in scores.files:
+                continue
+            labels = scores["labels"]
+        for row in baselines[baselines["dataset"] == dataset].itertuples(index=False):
+            with np.load(row.scores) as scores:
+                values = _bpd(scores[row.baseline], row.num_dims)
+            if len(values) != len(labels):
+                raise ValueError(f"{row.scores}: {len(values)} test scores of {row.baseline}, but the runs of {dataset} "
+                                 f"scored {len(labels)} test examples; rerun rule baselines for {dataset}")
+            frame = pd.DataFrame({"class": labels, "bpd": values})
+            for label, group in frame.groupby("class"):
+                rows.append({"dataset": dataset, "label": row.label, "class": int(label),
+                             "bits_per_dim": float(group["bpd"].mean())})
+    return pd.DataFrame(rows, columns=["dataset", "label", "class", "bits_per_dim"])
+
+
+def per_class_chart(classes: pd.DataFrame, baselines: pd.DataFrame | None = None) -> alt.ConcatChart:
+    """Test bits/dim per class, one line per model (mean over seeds, the site's colours) and a grey dotted
+    line per baseline (:func:`baseline_per_class`), one panel per labelled dataset. Each y axis reaches
+    only the typical models (:func:`typical_ceiling`); a model above it is named in the panel's subtitle."""
     means = classes.groupby(["dataset", "model", "class"])["bits_per_dim"].mean().reset_index()
-    return alt.Chart(means).mark_line(point=True).encode(
-        x=alt.X("class:O", title="class"),
-        y=alt.Y("bits_per_dim:Q", scale=alt.Scale(zero=False), title="test bits/dim"),
-        color="model:N",
-        tooltip=["dataset", "model", "class", alt.Tooltip("bits_per_dim:Q", format=".3f")],
-    ).properties(width=260, height=170).facet(facet=alt.Facet("dataset:N", title=None), columns=2).resolve_scale(
-        y="independent")
+    baselines = baselines if baselines is not None else pd.DataFrame(columns=["dataset", "label", "class", "bits_per_dim"])
+    colour = model_color(means["model"])
+    panels, off = [], []
+    for dataset, d in means.groupby("dataset", sort=True):
+        b = baselines[baselines["dataset"] == dataset]
+        ceiling = typical_ceiling(d.groupby("model")["bits_per_dim"].mean().tolist(), b["bits_per_dim"].tolist())
+        worst = d.groupby("model")["bits_per_dim"].max()
+        named = [(model, float(v)) for model, v in worst.items() if v > ceiling]
+        off += [f"{model} on {dataset}" for model, _ in named]
+        y = alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(
+            domain=padded_domain(d["bits_per_dim"].tolist() + b["bits_per_dim"].tolist(), ceiling), zero=False,
+            nice=False))
+        x = alt.X("class:O", title="class", axis=alt.Axis(labelAngle=0))
+        layers = [alt.Chart(d).mark_line(point=True, clip=True).encode(
+            x=x, y=y, color=colour,
+            tooltip=["dataset", "model", "class", alt.Tooltip("bits_per_dim:Q", format=".3f")])]
+        if len(b):
+            lines = b.assign(label=b["label"] + " (baseline)")
+            layers.append(alt.Chart(lines).mark_line(color=BASELINE_COLOUR, strokeDash=[2, 2], strokeWidth=1,
+                                                     clip=True).encode(
+                x=x, y=y, detail="label:N", tooltip=["dataset", alt.Tooltip("label:N", title="baseline"), "class",
+                                                     alt.Tooltip("bits_per_dim:Q", format=".3f")]))
+            last = lines[lines["class"] == lines["class"].max()]
+            layers.append(alt.Chart(last).mark_text(align="right", baseline="bottom", dy=-3, fontSize=9,
+                                                    color=BASELINE_COLOUR).encode(x=x, y=y, text="label:N"))
+        panels.append(alt.layer(*layers).properties(width=260, height=PANEL_HEIGHT,
+                                                    title=_panel_title(dataset, off_scale_note(named, ceiling))))
+    datasets = sorted(means["dataset"].unique())
+    description = (
+        "Line charts of test bits/dim per class, one line per model (means over seeds), one panel per labelled "
+        f"dataset ({_datasets_phrase(datasets) if datasets else 'none'}), one colour per model"
+        + ("; grey dotted lines are the dataset's baselines per class" if len(baselines) else "")
+        + (f"; off the scale: {', '.join(off)}." if off else "."))
+    return alt.concat(*panels, columns=2).properties(description=description)
 
 
 def curve_variables(curves: pd.DataFrame, classes: pd.DataFrame) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 A page shows figure ``<stem>`` by including ``results/figures/<stem>.chart.md``. That fragment
 is not an analysis output: ``stage`` writes it from the figure's Vega-Lite spec
 (``<stem>.vl.json``) as a raw-HTML block that holds the spec inline and draws it with
-``vegaEmbed`` (SVG renderer), with the static ``<stem>.svg`` as the no-script fallback.
+``vegaEmbed`` (SVG renderer), with the static ``<stem>.svg`` as the no-script fallback; the spec's
+``description`` is the chart's alt text (``aria-label``, and the fallback's ``alt``).
 vega, vega-lite and vega-embed come from one file, ``vega-bundle.js``, that vl-convert
 builds offline and the site serves itself, so opening a page requests nothing from
 another host, from a web server or straight from disk.
@@ -11,6 +12,7 @@ another host, from a web server or straight from disk.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -31,20 +33,28 @@ def chart_sources(stem: str) -> list[str]:
     return [f"results/figures/{stem}.vl.json", f"results/figures/{stem}.svg"]
 
 
+def alt_text(stem: str, spec: dict) -> str:
+    """The chart's alt text: its Vega-Lite ``description`` (every analysis sets one), else its name."""
+    description = spec.get("description")
+    return " ".join(str(description).split()) if isinstance(description, str) and description.strip() else stem
+
+
 def chart_fragment(stem: str, spec: dict) -> str:
-    """The raw-HTML block that draws ``spec`` where the page includes it."""
+    """The raw-HTML block that draws ``spec`` where the page includes it; its ``aria-label`` and the
+    no-script image's ``alt`` are the chart's :func:`alt_text`."""
     element = f"vega-{stem}"
     # inside <script>, "</" would end the element early: JSON allows "<\/" for the same text
     inline = json.dumps(spec, separators=(",", ":"), sort_keys=True).replace("</", "<\\/")
+    label = html.escape(alt_text(stem, spec), quote=True)
     return (
         "```{=html}\n"
-        f'<div class="vega-chart" id="{element}" role="img" aria-label="{stem}"></div>\n'
+        f'<div class="vega-chart" id="{element}" role="img" aria-label="{label}"></div>\n'
         f'<script type="application/json" id="{element}-spec">{inline}</script>\n'
         "<script>\n"
         f'vegaEmbed("#{element}", JSON.parse(document.getElementById("{element}-spec").textContent),\n'
         '  {renderer: "svg", actions: false}).catch(function (error) { console.error("chart ' + stem + ':", error); });\n'
         "</script>\n"
-        f'<noscript><img src="results/figures/{stem}.svg" alt="{stem}"></noscript>\n'
+        f'<noscript><img src="results/figures/{stem}.svg" alt="{label}"></noscript>\n'
         "```\n"
     )
 

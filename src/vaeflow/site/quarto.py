@@ -7,7 +7,7 @@ including ``results/figures/<stem>.chart.md``, which ``stage`` writes from the f
 (:mod:`vaeflow.site.charts`). ``stage`` copies the pages and exactly those files into
 ``results/site-src/`` (a self-contained Quarto project, with the merged variables as
 ``_variables.yml`` and the local vega bundle), so the render's inputs are exactly what the
-pages show.
+pages show; a table comes with its CSV, which the download link under it points to.
 ``check_project`` verifies a project without Quarto: every page, include, embed, image,
 cross-reference, variable and citation resolves.
 """
@@ -15,6 +15,7 @@ cross-reference, variable and citation resolves.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from vaeflow.site.charts import BUNDLE, chart_sources, chart_stem, write_bundle, write_chart
@@ -48,6 +50,8 @@ _ANY_ID = re.compile(r"\{#([\w-]+)")
 _PAGE_LINK = re.compile(r"\]\(([\w-]*\.qmd)?#([\w-]+)\)")
 _FLOAT_DIV = re.compile(r"^:::+\s*\{#((?:fig|tbl)-[\w-]+)[^}]*\}\s*$(.*?)^:::+\s*$", re.M | re.S)
 _FLOAT_IMAGE = re.compile(r"!\[((?:[^\[\]]|\[[^\]]*\])*)\]\([^)]*\)\{#((?:fig|tbl)-[\w-]+)")
+_TABLE = re.compile(r"^results/tables/([\w-]+)\.md$")
+_RESULT_LINK = re.compile(r"(?<!!)\[(?:[^\[\]]|\[[^\]]*\])*\]\((results/[^)\s#]+)\)")  # not an image
 PROVENANCE_PAGE = "reproduce.qmd"
 
 
@@ -88,14 +92,22 @@ def _page_texts(report_dir: str | Path) -> list[str]:
     return [path.read_text(encoding="utf-8") for path in paths if path.is_file()]
 
 
+def table_sources(rel: str) -> list[str]:
+    """A table the pages include (``results/tables/<stem>.md``) and its full CSV, which the table's
+    download link under it points to; any other path alone."""
+    match = _TABLE.match(rel)
+    return [rel, f"results/tables/{match.group(1)}.csv"] if match else [rel]
+
+
 def site_inputs(report_dir: str | Path) -> list[str]:
     """Every generated file the site uses, as paths relative to the project root (``results/...``);
-    a chart stands for the figure's spec and SVG it is made from."""
+    a chart stands for the figure's spec and SVG it is made from, a table for its markdown and the CSV
+    it links to."""
     used: set[str] = set()
     for text in _page_texts(report_dir):
         for rel in results_used(text):
             stem = chart_stem(rel)
-            used.update(chart_sources(stem) if stem else [rel])
+            used.update(chart_sources(stem) if stem else table_sources(rel))
     return sorted(used)
 
 
@@ -112,6 +124,25 @@ def source_files(report_dir: str | Path) -> list[Path]:
     return files + [report_dir / page for page in pages(report_dir) if (report_dir / page).is_file()]
 
 
+def _as_shown(value: Any) -> Any:
+    """A variable as a page should print it: floats as positional decimals (Quarto prints the YAML
+    float 0.047 as "4.7e-2"), everything else unchanged, recursively."""
+    if isinstance(value, dict):
+        return {key: _as_shown(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_shown(item) for item in value]
+    if isinstance(value, float) and math.isfinite(value):
+        return np.format_float_positional(value, trim="-")
+    return value
+
+
+def write_site_variables(variables: str | Path, out: str | Path) -> None:
+    """The site's ``_variables.yml``: ``results/variables.yml`` with every float written as the
+    decimal a reader expects (:func:`_as_shown`)."""
+    values = yaml.safe_load(Path(variables).read_text(encoding="utf-8")) or {}
+    Path(out).write_text(yaml.safe_dump(_as_shown(values), sort_keys=True, allow_unicode=True), encoding="utf-8")
+
+
 def stage(report_dir: str | Path, results_root: str | Path, variables: str | Path, out_dir: str | Path) -> Path:
     """Build the self-contained project in ``out_dir`` and check it; replace ``out_dir`` only when it passes."""
     report_dir, out_dir = Path(report_dir), Path(out_dir)
@@ -121,7 +152,7 @@ def stage(report_dir: str | Path, results_root: str | Path, variables: str | Pat
     try:
         for path in source_files(report_dir):
             shutil.copy2(path, build / path.name)
-        shutil.copy2(variables, build / "_variables.yml")
+        write_site_variables(variables, build / "_variables.yml")
         for rel in site_inputs(report_dir):
             source = results_root / Path(rel).relative_to("results")
             if not source.is_file():
@@ -193,7 +224,9 @@ def check_project(project_dir: str | Path) -> list[str]:
         problems.append("_quarto.yml: project.type must be website")
     page_list = pages(project)
     navbar = config.get("website", {}).get("navbar", {})
-    for entry in navbar.get("left", []) + navbar.get("right", []):
+    entries = navbar.get("left", []) + navbar.get("right", [])
+    entries += [item for entry in entries if isinstance(entry, dict) for item in entry.get("menu", [])]
+    for entry in entries:
         href = entry.get("href") if isinstance(entry, dict) else entry
         if href and href not in page_list:
             problems.append(f"_quarto.yml: navbar links to {href}, which is not in project.render")
@@ -244,6 +277,9 @@ def check_project(project_dir: str | Path) -> list[str]:
         for image in _IMAGE.findall(prose):
             if "://" not in image and not (page.parent / image).is_file():
                 problems.append(f"{name}: image {image} does not exist")
+        for target in _RESULT_LINK.findall(prose):  # e.g. a table's download link to its CSV
+            if not (page.parent / target).is_file():
+                problems.append(f"{name}: link to {target}, which does not exist")
         for ref in _CITE_OR_REF.findall(prose):
             if ref.startswith(_CROSSREF_PREFIXES):
                 if ref not in ids:
