@@ -536,10 +536,11 @@ def test_site_page_reads_well_at_desktop_and_phone_widths(site, browser, name, w
 @pytest.mark.workflow
 def test_the_abstract_shows_the_variables_it_quotes(site, browser, smoke_study):
     """Each ``{{< var >}}`` of the landing page appears on the rendered page with the value the
-    study's results/variables.yml gives it."""
+    study's variables give it (as staged for the site: floats as decimals)."""
     import re
 
-    variables = yaml.safe_load((smoke_study / "results" / "variables.yml").read_text(encoding="utf-8"))
+    staged = smoke_study / "results" / "site-src" / "_variables.yml"
+    variables = yaml.safe_load(staged.read_text(encoding="utf-8"))
     keys = re.findall(r"\{\{< var ([\w.]+) >\}\}", (ROOT / "report" / "index.qmd").read_text(encoding="utf-8"))
     assert keys
     visit = Visit(browser, site.origin)
