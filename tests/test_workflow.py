@@ -211,8 +211,9 @@ def test_editing_the_notebook_reruns_the_analysis_and_the_site(project):
 
 def test_a_changed_notebook_output_restages_the_site_and_an_unchanged_one_does_not(project):
     """The site's inputs are exactly what it shows: a table it shows re-stages it (and its
-    Reproduce entry); a notebook output it does not show changes nothing downstream."""
-    shown, unshown = project / "results/tables/likelihood.md", project / "results/tables/likelihood.csv"
+    Reproduce entry); a notebook output it does not show (a figure's PNG: the site draws the chart
+    and falls back to the SVG; a table's CSV is shown, as its download link) changes nothing downstream."""
+    shown, unshown = project / "results/tables/likelihood.md", project / "results/figures/learning_curves.png"
     originals = {path: (path.read_bytes(), path.stat()) for path in (shown, unshown)}
     try:
         unshown.write_bytes(originals[unshown][0] + b"\n")
