@@ -69,7 +69,7 @@ SET_LABELS = {
     "reconstruction_mean": "reconstruction μ(z), z ~ q(z|x)",
     "reconstruction_sample": "reconstruction x' ~ p(x|z), z ~ q(z|x)",
 }
-BASELINES = {"inpaint": "mean fill (training mean)", "superres": "bilinear"}
+BASELINES = {"inpaint": "mean fill", "superres": "bilinear"}  # mean fill: the training images' mean
 POWER_FLOOR = 1e-12
 
 
