@@ -34,6 +34,7 @@ from vaeflow.analysis.figures import (
     BASELINE_COLOUR, Shown, code_legend, constant_columns, model_color, model_order, readable, readable_text,
     short_codes,
 )
+from vaeflow.analysis.likelihood import load_baselines
 
 TABLES = ("cost_summary", "cost_time_to_target", "cost_budget", "cost_speed_vs_peers")
 FIGURES = ("cost_val_vs_time", "cost_throughput")
@@ -544,13 +545,10 @@ def val_vs_time_chart(curves: pd.DataFrame, target: Mapping[str, Mapping[str, An
 
 def load_baseline_lines(paths: list[str | Path]) -> pd.DataFrame:
     """Every dataset's sanity baselines at their validation bits/dim, from its ``baselines.json`` (rule
-    ``baselines``): dataset, label, val_bpd; an empty frame without paths."""
-    rows = []
-    for path in map(Path, paths):
-        found = json.loads(path.read_text(encoding="utf-8"))
-        rows += [{"dataset": found["dataset"], "label": entry["label"], "val_bpd": float(entry["bits_per_dim"]["val"])}
-                 for entry in found["baselines"]]
-    return pd.DataFrame(rows, columns=["dataset", "label", "val_bpd"])
+    ``baselines``, read by :func:`vaeflow.analysis.likelihood.load_baselines`): dataset, label, val_bpd;
+    an empty frame without paths."""
+    columns = ["dataset", "label", "val_bpd"]
+    return load_baselines(paths)[columns].astype({"val_bpd": float}) if paths else pd.DataFrame(columns=columns)
 
 
 def throughput_chart(runs: pd.DataFrame) -> alt.LayerChart:
