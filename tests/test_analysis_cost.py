@@ -271,8 +271,11 @@ def test_notebook_writes_its_tables_figures_and_variables(study, tmp_path, root)
     speed = tmp_path / "speed.json"
     speed.write_text(json.dumps(speed_part("vae", 1e9, 1e8, 0.9)))
     baselines = tmp_path / "baselines.json"  # the digits' independent pixels within the curves' range
-    baselines.write_text(json.dumps({"dataset": "digits", "baselines": [
-        {"label": "independent pixels", "bits_per_dim": {"train": 2.3, "val": 2.3, "test": 2.3}}]}))
+    baselines.write_text(json.dumps({  # the fields rule baselines writes that the shared reader needs
+        "dataset": "digits", "levels": 17, "num_dims": 64, "test_scores": "baselines_test_scores.npz",
+        "baselines": [{"name": "independent", "label": "independent pixels", "quantity": "exact discrete likelihood",
+                       "parameters": 1088, "reference": True,
+                       "bits_per_dim": {"train": 2.3, "val": 2.3, "test": 2.3}}]}))
     run_notebook(root / "workflow" / "notebooks" / "cost.ipynb", out / "cost.ipynb", {
         "metrics": [str(p) for p in paths], "settings": {"target_quantile": 0.5}, "speed": str(speed),
         "baselines": [str(baselines)],
