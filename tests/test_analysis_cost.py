@@ -216,14 +216,14 @@ def test_tables_from_run_files(study):
 
     values = cost.variables(runs, per_run, target, budget)
     v = values["digits"]
-    assert (v["fastest_step_model"], v["slowest_step_model"]) == ("vae", "ffjord")
+    assert (v["fastest_step_model"], v["slowest_step_model"]) == ("VAE", "FFJORD")
     assert v["step_time_ratio"] == 33.3  # 400 ms / 12 ms to 3 significant figures
     assert v["maf_density_over_sampling"] == pytest.approx(100.0)
     assert v["iaf_sampling_over_density"] == pytest.approx(100.0)
-    assert (v["first_to_target_model"], v["first_to_target_s"]) == ("vae", 5.0)
+    assert (v["first_to_target_model"], v["first_to_target_s"]) == ("VAE", 5.0)
     assert v["models_reaching_target"] == 2
-    assert (v["best_within_budget_model"], v["best_within_budget_bpd"]) == ("vae", 2.2)
-    assert (v["peak_rss_max_model"], v["peak_rss_max_mib"]) == ("vae", 400.0)
+    assert (v["best_within_budget_model"], v["best_within_budget_bpd"]) == ("VAE", 2.2)
+    assert (v["peak_rss_max_model"], v["peak_rss_max_mib"]) == ("VAE", 400.0)
     assert (v["ffjord_nfe_train_per_solve"], v["ffjord_nfe_eval_per_solve"]) == (16.0, 26.0)
     assert values["toy2d"]["peak_rss_max_mib"] == cost.NOT_RECORDED
     assert values["devices"] == ", ".join(sorted(set(runs["device"])))
@@ -288,7 +288,7 @@ def test_notebook_writes_its_tables_figures_and_variables(study, tmp_path, root)
         for ext in (".vl.json", ".svg", ".png"):
             assert (out / "figures" / f"{stem}{ext}").exists()
     values = yaml.safe_load((out / "cost.yml").read_text())["cost"]
-    assert values["digits"]["fastest_step_model"] == "vae"
+    assert values["digits"]["fastest_step_model"] == "VAE"
     assert values["speed"]["vae_toy2d"]["step_ratio"] == 0.9
     nb = json.loads((out / "cost.ipynb").read_text())
     params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))

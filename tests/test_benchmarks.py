@@ -103,8 +103,8 @@ def test_cost_table_and_variables_from_a_benchmark(tmp_path):
     assert table.loc["vae", "% of matmul peak"] == "30" and table.loc["vae", "ours GFLOP/s"] == "0.300"
     values = cost.speed_variables(speed_results)
     assert values["pairs"] == 2 and values["pairs_faster"] == 1
-    assert values["worst_same_optimizer_model"] == "vae" and values["worst_same_optimizer_ratio"] == 1.2
-    assert values["best_peak_model"] == "vae" and values["best_peak_percent"] == 30.0
+    assert values["worst_same_optimizer_model"] == "VAE" and values["worst_same_optimizer_ratio"] == 1.2
+    assert values["best_peak_model"] == "VAE" and values["best_peak_percent"] == 30.0
     assert values["maf_toy2d"]["step_ratio"] == 0.8 and "step_ratio" not in values["flowpp_toy2d"]
 
 

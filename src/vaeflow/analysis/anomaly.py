@@ -53,7 +53,7 @@ from scipy.stats import mannwhitneyu
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vaeflow.analysis.figures import (
-    DASH, Shown, code_legend, mean_sd, model_order, readable, short_codes, sig,
+    DASH, Shown, code_legend, mean_sd, model_label, model_order, readable, short_codes, sig,
 )
 from vaeflow.analysis.runs import ProbeResult, load_probes
 from vaeflow.data import IMAGE_DATASETS  # torch-free at import, like this module
@@ -651,7 +651,7 @@ def variables(metrics: pd.DataFrame, settings: dict[str, Any], significance: flo
         "failures_any_score": int(len(fail_all)),
         "worst_auroc": round(float(worst["auroc"]), 3),
         "worst_dataset": str(worst["dataset"]),
-        "worst_model": str(worst["model"]),
+        "worst_model": model_label(str(worst["model"])),
         "worst_ood": str(worst["ood"]),
         "worst_likelihood": str(worst["likelihood"]),
         "failures_by_ood": {str(k): int(v) for k, v in fail.groupby("ood").size().items()},

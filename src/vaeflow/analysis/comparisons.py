@@ -40,15 +40,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from vaeflow.analysis.figures import DASH, NBSP, Shown, sig
+from vaeflow.analysis.figures import DASH, MODEL_LABELS, NBSP, Shown, sig
 
 #: the coverage of every interval this module reports
 CONFIDENCE = 0.95
 #: the VAE family; every other model of the study is a normalizing flow
 VAE_FAMILY = ("vae", "vae_iaf")
 #: how a model or dataset is named in a sentence (names missing here are printed as they are)
-MODEL_NAMES = {"vae": "the VAE", "vae_iaf": "the VAE-IAF hybrid", "realnvp": "Real NVP", "glow": "Glow",
-               "maf": "MAF", "iaf": "IAF", "ffjord": "FFJORD", "flowpp": "Flow++"}
+MODEL_NAMES = {**MODEL_LABELS, "vae": "the VAE", "vae_iaf": "the VAE-IAF hybrid"}
 DATASET_NAMES = {"mnist": "MNIST", "digits": "the 8×8 digits", "textures": "the textures", "toy2d": "the 2-D data",
                  "mnist_full": "full MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 #: the comparisons listed per dataset, in this order: neighbours in the ranking (best first), the best VAE against

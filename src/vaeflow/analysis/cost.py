@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from vaeflow.analysis.figures import (
-    BASELINE_COLOUR, Shown, code_legend, constant_columns, model_color, model_order, readable, readable_text,
+    BASELINE_COLOUR, Shown, code_legend, constant_columns, model_color, model_label, model_order, readable, readable_text,
     short_codes,
 )
 from vaeflow.analysis.likelihood import load_baselines
@@ -639,15 +639,15 @@ def speed_variables(speed: Mapping[str, Any]) -> dict[str, Any]:
     }
     if paired:
         worst = max(paired, key=lambda r: r["step_time_ratio_same_optimizer"])
-        out["worst_same_optimizer_model"] = worst["model"]
+        out["worst_same_optimizer_model"] = model_label(worst["model"])
         out["worst_same_optimizer_ratio"] = _r(worst["step_time_ratio_same_optimizer"])
         best = min(paired, key=lambda r: r["step_time_ratio"])
-        out["best_step_model"] = best["model"]
+        out["best_step_model"] = model_label(best["model"])
         out["best_step_ratio"] = _r(best["step_time_ratio"])
         out["max_step_ratio"] = _r(max(r["step_time_ratio"] for r in paired))
     top = max(results, key=lambda r: r["ours"]["fraction_of_peak"]) if results else None
     if top is not None:
-        out["best_peak_model"] = top["model"]
+        out["best_peak_model"] = model_label(top["model"])
         out["best_peak_percent"] = _r(100 * top["ours"]["fraction_of_peak"])
     for r in results:
         key = f"{r['model']}_{r['dataset']}"
@@ -680,9 +680,9 @@ def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str,
         means = g.groupby("model")[["step_ms", "samples_per_s", "density_evals_per_s", "peak_rss_mib",
                                     "nfe_train", "nfe_eval"]].mean()
         v: dict[str, Any] = {
-            "fastest_step_model": str(means["step_ms"].idxmin()),
+            "fastest_step_model": model_label(str(means["step_ms"].idxmin())),
             "fastest_step_ms": _r(means["step_ms"].min()),
-            "slowest_step_model": str(means["step_ms"].idxmax()),
+            "slowest_step_model": model_label(str(means["step_ms"].idxmax())),
             "slowest_step_ms": _r(means["step_ms"].max()),
             "step_time_ratio": _r(means["step_ms"].max() / means["step_ms"].min()),
             "target_bpd": _r(target[dataset]["target"], 4) if math.isfinite(target[dataset]["target"]) else NO_CURVES,
@@ -693,13 +693,13 @@ def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str,
         reach = pr[pr["has_curves"]].groupby("model")["time_to_target_s"].agg(lambda t: t.mean() if t.notna().all() else math.nan)
         reach = reach.dropna()
         v["models_reaching_target"] = int(len(reach))
-        v["first_to_target_model"] = str(reach.idxmin()) if len(reach) else NOT_REACHED
+        v["first_to_target_model"] = model_label(str(reach.idxmin())) if len(reach) else NOT_REACHED
         v["first_to_target_s"] = _r(reach.min()) if len(reach) else NOT_REACHED
         at_budget = pr.groupby("model")["bpd_at_budget"].mean().dropna()
-        v["best_within_budget_model"] = str(at_budget.idxmin()) if len(at_budget) else "none validated"
+        v["best_within_budget_model"] = model_label(str(at_budget.idxmin())) if len(at_budget) else "none validated"
         v["best_within_budget_bpd"] = _r(at_budget.min(), 4) if len(at_budget) else "none validated"
         rss = means["peak_rss_mib"].dropna()
-        v["peak_rss_max_model"] = str(rss.idxmax()) if len(rss) else NOT_RECORDED
+        v["peak_rss_max_model"] = model_label(str(rss.idxmax())) if len(rss) else NOT_RECORDED
         v["peak_rss_max_mib"] = _r(rss.max()) if len(rss) else NOT_RECORDED
         if "ffjord" in means.index and np.isfinite(means.loc["ffjord", ["nfe_train", "nfe_eval"]]).all():
             v["ffjord_nfe_train_per_solve"] = _r(means.loc["ffjord", "nfe_train"])

@@ -40,6 +40,12 @@ MODEL_COLOURS = {
     "vae": "#e15759", "vae_iaf": "#f28e2b", "realnvp": "#4e79a7", "glow": "#76b7b2",
     "maf": "#59a14f", "iaf": "#b07aa1", "ffjord": "#9c755f", "flowpp": "#b6992d",
 }
+#: how the site names each model in text, tables and legends; the site's variables give a model by this
+#: name, never by its configuration id (a sentence adds "the" before the VAEs: ``comparisons.model_name``)
+MODEL_LABELS = {
+    "vae": "VAE", "vae_iaf": "VAE-IAF", "realnvp": "Real NVP", "glow": "Glow",
+    "maf": "MAF", "iaf": "IAF", "ffjord": "FFJORD", "flowpp": "Flow++",
+}
 #: colours for models this list does not know, in order of their names
 EXTRA_COLOURS = ("#ff9da7", "#17becf", "#8c564b", "#bcbd22", "#1f77b4", "#d62728")
 BASELINE_COLOUR = "gray"
@@ -53,6 +59,11 @@ def model_order(models: Iterable[str]) -> list[str]:
     """The distinct ``models`` in the site's order: :data:`MODELS` first, then any other by name."""
     found = set(models)
     return [m for m in MODELS if m in found] + sorted(found - set(MODELS))
+
+
+def model_label(model: str) -> str:
+    """A model as the site names it (:data:`MODEL_LABELS`); an id the study does not know, as it is."""
+    return MODEL_LABELS.get(model, model)
 
 
 def model_colours(models: Iterable[str]) -> dict[str, str]:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from vaeflow.analysis.figures import (
-    DASH, DATA_COLOUR, NBSP, Shown, mean_sd, model_color, model_order, readable, sig,
+    DASH, DATA_COLOUR, NBSP, Shown, mean_sd, model_color, model_label, model_order, readable, sig,
 )
 from vaeflow.analysis.runs import ProbeResult, load_probes
 
@@ -686,7 +686,7 @@ def variables(energy: pd.DataFrame, vae: pd.DataFrame, temperature: pd.DataFrame
         out[dataset]["completion"][task]["summary"] = {
             "models": int(len(psnr)),
             "above_baseline": int((psnr > float(base["psnr (dB)"].iloc[0])).sum()),
-            "best_model": str(psnr.idxmax()) if psnr.notna().any() else "n/a",
+            "best_model": model_label(str(psnr.idxmax())) if psnr.notna().any() else "n/a",
             "best_psnr_db": r(float(psnr.max())),
         }
     return out

@@ -34,7 +34,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from vaeflow.analysis.figures import (
-    QUANTITY_CODES, Shown, code_legend, model_order, readable, readable_text, short_codes,
+    QUANTITY_CODES, Shown, code_legend, model_label, model_order, readable, readable_text, short_codes,
 )
 from vaeflow.analysis.runs import ProbeResult, load_probes
 
@@ -516,8 +516,8 @@ def variables(runs: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:
             block.update(
                 pixel_accuracy=round(float(full["pixel_accuracy"].mean()), 3),
                 pixel_train_examples=int(full["train_examples"].iloc[0]),
-                best_model=str(means.idxmax()), best_accuracy=round(float(means.max()), 3),
-                worst_model=str(means.idxmin()), worst_accuracy=round(float(means.min()), 3),
+                best_model=model_label(str(means.idxmax())), best_accuracy=round(float(means.max()), 3),
+                worst_model=model_label(str(means.idxmin())), worst_accuracy=round(float(means.min()), 3),
             )
         block["pixel_pcs"] = int(round(float(full["pca_pixels"].mean())))
         for model, m in g.groupby("model", sort=True):

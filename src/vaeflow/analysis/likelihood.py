@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from vaeflow.analysis.figures import (
-    BASELINE_COLOUR, DASH, QUANTITY_CODES, Shown, code_legend, mean_sd_of, model_color, model_order, off_scale_note,
+    BASELINE_COLOUR, DASH, QUANTITY_CODES, Shown, code_legend, mean_sd_of, model_color, model_label, model_order, off_scale_note,
     padded_domain, readable, short_codes, sig, typical_ceiling, typical_range,
 )
 from vaeflow.analysis.runs import ProbeResult
@@ -950,7 +950,7 @@ def curve_variables(curves: pd.DataFrame, classes: pd.DataFrame) -> dict[str, An
         if len(finite) and dataset in bound.index.get_level_values("dataset"):
             best_exact[dataset] = float(finite.min())
             out.setdefault("iwae", {}).setdefault(dataset, {}).update({
-                "best_exact_model": str(finite.idxmin()[1]), "best_exact_bpd": round(float(finite.min()), 3)})
+                "best_exact_model": model_label(str(finite.idxmin()[1])), "best_exact_bpd": round(float(finite.min()), 3)})
     for (dataset, model), group in bound.groupby(level=["dataset", "model"]):
         ks = group.index.get_level_values("k")
         first, last = group.iloc[0], group.iloc[-1]
