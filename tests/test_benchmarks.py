@@ -106,6 +106,14 @@ def test_cost_table_and_variables_from_a_benchmark(tmp_path):
     assert values["worst_same_optimizer_model"] == "VAE" and values["worst_same_optimizer_ratio"] == 1.2
     assert values["best_peak_model"] == "VAE" and values["best_peak_percent"] == 30.0
     assert values["maf_toy2d"]["step_ratio"] == 0.8 and "step_ratio" not in values["flowpp_toy2d"]
+    shown = cost.speed_shown(cost.speed_table(speed_results))  # as the site shows it: 11 short columns
+    rows = shown.table.set_index("model")
+    assert len(shown.table.columns) == 11 and list(rows.index) == ["MAF", "VAE", "Flow++"]
+    ours, peer = part["results"][0]["ours"], part["results"][0]["peer"]
+    assert rows.loc["MAF", "ms/step, ours / peer"] == f"{1000 * ours['step_time_s']:.2f} / {1000 * peer['step_time_s']:.2f}"
+    assert rows.loc["MAF", "peer"] == peer["implementation"].split()[0] and rows.loc["Flow++", "peer"] == "none"
+    assert rows.loc["Flow++", "params, ours / peer"] == f"{part['results'][2]['ours']['parameters']:,}"
+    assert f"MAF: {peer['implementation']}" in shown.notes[1] and "implements Flow++" in shown.notes[1]
 
 
 def test_cost_speed_input_errors_say_how_to_rebuild(tmp_path):

@@ -420,6 +420,11 @@ def cost_shown(table: pd.DataFrame) -> Shown:
 # --- figures -------------------------------------------------------------------------------------
 
 
+#: pixels between a panel's edge and its outermost data point, so that the line's point marks at the ends
+#: of the data's range lie inside the plot (the axes are set by the data: no nice rounding)
+EDGE_PADDING = 8
+
+
 def _spectrum_rows(sets: pd.DataFrame) -> pd.DataFrame:
     """Mean radial spectra (mean over seeds), long form, without the DC bin."""
     rows = []
@@ -439,8 +444,8 @@ def spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
     data = rows[rows["set"] == "data"].drop_duplicates(["dataset", "frequency"]).assign(model="test data")
     both = pd.concat([data, samples], ignore_index=True)
     chart = alt.Chart(both).mark_line(point=True).encode(
-        x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False), title="spatial frequency (cycles/pixel)"),
-        y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False), title="mean radial power"),
+        x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="spatial frequency (cycles/pixel)"),
+        y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"),
         color=model_color(samples["model"], title="images", first={"test data": DATA_COLOUR}),
         strokeWidth=alt.condition(alt.datum.model == "test data", alt.value(3), alt.value(1.5)),
         tooltip=["dataset", "model", alt.Tooltip("frequency:Q", format=".3f"), alt.Tooltip("power:Q", format=".3g")],
@@ -468,8 +473,8 @@ def vae_spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
     both["images"] = both["set"].map(SET_LABELS)
     domain = [SET_LABELS[k] for k in SET_LABELS]
     chart = alt.Chart(both).mark_line(point=True).encode(
-        x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False), title="spatial frequency (cycles/pixel)"),
-        y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False), title="mean radial power"),
+        x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="spatial frequency (cycles/pixel)"),
+        y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"),
         color=alt.Color("images:N", scale=alt.Scale(domain=domain, range=[DATA_COLOUR] + _SET_PALETTE), title="images"),
         tooltip=["dataset", "model", "images", alt.Tooltip("frequency:Q", format=".3f"), alt.Tooltip("power:Q", format=".3g")],
     ).properties(width=170, height=160)
@@ -485,13 +490,15 @@ def vae_spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
 def temperature_chart(table: pd.DataFrame, energy: pd.DataFrame) -> alt.FacetChart:
     """HF fraction of flow samples against temperature, with bootstrap CIs; the test images as a rule."""
     lines = alt.Chart().mark_line(point=True).encode(
-        x=alt.X("temperature:Q", title="sampling temperature T", scale=alt.Scale(zero=False)),
-        y=alt.Y("hf fraction:Q", title="fraction of energy above the cutoff", scale=alt.Scale(zero=False)),
+        x=alt.X("temperature:Q", title="sampling temperature T", scale=alt.Scale(zero=False, padding=EDGE_PADDING)),
+        y=alt.Y("hf fraction:Q", title="fraction of energy above the cutoff",
+                scale=alt.Scale(zero=False, padding=EDGE_PADDING)),
         color=model_color(table["model"]),
         tooltip=["dataset", "model", "temperature", "hf fraction", "hf ci low", "hf ci high", "non-finite dropped"],
     )
     bars = alt.Chart().mark_errorbar().encode(
-        x="temperature:Q", y=alt.Y("hf ci low:Q", title="", scale=alt.Scale(zero=False)), y2="hf ci high:Q",
+        x="temperature:Q", y=alt.Y("hf ci low:Q", title="", scale=alt.Scale(zero=False, padding=EDGE_PADDING)),
+        y2="hf ci high:Q",
         color=model_color(table["model"]))
     data = energy[energy["model"] == "test data"][["dataset", "hf fraction"]].rename(columns={"hf fraction": "data"})
     merged = table.merge(data, on="dataset", how="left")
