@@ -81,6 +81,14 @@ class DensityModel(nn.Module, ABC):
     def loss(self, x: Tensor) -> Tensor:
         """Scalar training objective to minimise, in nats per example (mean over the batch)."""
 
+    def check_input(self, x: Tensor) -> None:
+        """Raise ValueError unless ``x`` is a batch ``(B, *data_shape)`` of this model's inputs."""
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape (batch, *{self.data_shape}), got {tuple(x.shape)}; "
+                "pass a batch of examples of the dataset the model was built for"
+            )
+
     def initialize(self, x: Tensor) -> None:
         """Data-dependent initialisation (e.g. Glow's actnorm), called by the training engine
         once, with the first training batch in the model's input space, before the first

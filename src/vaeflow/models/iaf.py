@@ -29,7 +29,6 @@ import torch
 from torch import Tensor, nn
 
 from vaeflow.models.base import DensityModel
-from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.maf import AutoregressiveFlow, MaskedAffineAutoregressive
 
 
@@ -112,9 +111,9 @@ class IAF(AutoregressiveFlow):
         One pass per block: ``log q(y) = log N(z) − log|det ∂y/∂z|``. ``y`` is continuous (dequantised
         level units on images, not rounded) and differentiable with respect to the parameters.
         """
-        z = self._base_sample(n)
+        z = self.base_sample(n)
         y, logdet = self.inverse_and_logdet(z)
-        return y, standard_normal_log_prob(z) - logdet
+        return y, self.base_log_prob(z) - logdet
 
     def distillation_loss(self, teacher: DensityModel, n: int) -> Tensor:
         """Probability density distillation (van den Oord et al. 2018, eq. 4): ``KL(q_student ‖ p_teacher)``.
