@@ -316,6 +316,9 @@ class FFJORD(Flow):
     """
 
     width_option_images = "hidden_channels"  # the dynamics network's convolutions
+
+    slow_density = True  # an adaptive ODE solve with the trace of the Jacobian
+    slow_sampling = True  # an adaptive ODE solve backwards
     #: float32 throughout, autocast or not: the adaptive solver's error control (tolerances 1e-5)
     #: cannot work on bfloat16 dynamics (resolution 2^-8), and the trace is a sum of D terms.
     mixed_precision = False
@@ -451,6 +454,10 @@ class FFJORD(Flow):
         with the training solver."""
         z, logdet = self.forward_and_logdet(x, trace=self.train_trace, solver="train")
         return -(self.base_log_prob(z) + logdet).mean()
+
+    def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``z = f(y)``, the ODE solution without the trace (:meth:`transform`)."""
+        return self.transform(x)
 
     def diagnostics(self) -> dict[str, float]:
         """Function evaluations (summed over blocks) of the forward solves: the last and the mean per

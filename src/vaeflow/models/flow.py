@@ -101,6 +101,18 @@ class Flow(DensityModel):
         """Draw ``z ~ N(0, T²I)`` and invert; image samples become levels ``floor(clamp(y, 0, K-1))``."""
         return to_levels(self.inverse(self.base_sample(n, temperature)), self.levels)
 
+    def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``z = f(y)``, the base variable of the density direction, ``(B, D)``."""
+        return self.forward_and_logdet(x)[0]
+
+    @property
+    def latent_source(self) -> str:
+        return "z = f(x)" if self.levels is None else "z = f(x+u), u ~ U[0,1) (one seeded draw)"
+
+    def from_latent(self, z: Tensor) -> Tensor:
+        """``f⁻¹(z)``; on images the bin it falls in, ``floor(clamp(f⁻¹(z), 0, K-1))``."""
+        return to_levels(self.inverse(z), self.levels)
+
 
 #: a coupling of the multi-scale layout: ``(channels, height, width, parity) -> Bijection``
 CouplingFactory = Callable[[int, int, int, int], Bijection]

@@ -139,6 +139,8 @@ class FlowPP(MultiScaleFlow):
     discrete = True
     bound_name = "variational-dequantisation bound"
     importance_weighted_name = "iw"
+    slow_sampling = True  # the inverse of every mixture-CDF coupling is a bisection
+    can_complete = False  # q(u|x) needs integer levels: the bound is not differentiable in the image
 
     def __init__(
         self,
@@ -263,6 +265,20 @@ class FlowPP(MultiScaleFlow):
         if self.dequantizer is None:
             return self.flow_log_prob(x)
         return self.log_weights(x, 1)[0]
+
+    def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Images: the main flow's ``z = f(x + u)``, ``u ~ q(u|x)`` (one draw from ``generator``), the
+        map whose density the model reports. Vectors: ``z = f(x)``."""
+        if self.dequantizer is None:
+            return super().latent(x, generator)
+        u, _ = self.sample_and_log_q(x, generator)
+        return self.forward_and_logdet(x + u)[0]
+
+    @property
+    def latent_source(self) -> str:
+        if self.dequantizer is None:
+            return super().latent_source
+        return "z = f(x+u), u ~ q(u∣x), its learned dequantiser (one seeded draw)"
 
     def log_prob_bound(self, x: Tensor, k: int) -> Tensor:
         """Images: the importance-weighted bound ``logsumexp_i log w_i - log k``. Vectors: :meth:`log_prob`."""

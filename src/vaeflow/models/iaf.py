@@ -64,6 +64,8 @@ class IAF(AutoregressiveFlow):
     ``order`` ["reverse"], ``max_log_scale`` [3.0].
     """
 
+    slow_density = True  # D sequential MADE passes per block
+
     def __init__(
         self,
         data_shape: tuple[int, ...],

@@ -234,6 +234,8 @@ class MAF(AutoregressiveFlow):
     examples of the batch); ``max_log_scale`` [3.0]: soft bound on each block's ``|α_i|``.
     """
 
+    slow_sampling = True  # D sequential MADE passes per block
+
     def __init__(
         self,
         data_shape: tuple[int, ...],

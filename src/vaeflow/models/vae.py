@@ -85,6 +85,8 @@ class VAE(DensityModel):
     discrete = True  # the instance overrides this: False for real-valued data (levels None)
     bound_name = "ELBO"
     importance_weighted_name = "iwae"
+    latent_kind = "vae"
+    temperature_sampling = False  # T would scale the prior's std only, not the decoder's pixel noise
 
     def __init__(
         self,
@@ -235,3 +237,22 @@ class VAE(DensityModel):
         else:
             x = mean + torch.exp(log_scale) * torch.randn_like(mean)
         return x.reshape(n, *self.data_shape)
+
+    # --- the latent (the latents probe) -------------------------------------------------------
+
+    def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The posterior's code at zero noise, ``(B, latent_dim)``: ``μ(x)`` for the Gaussian posterior
+        (subclasses: their posterior's sample at ``ε = 0``)."""
+        posterior = self.posterior_parameters(x)
+        z, _ = self.posterior_sample(posterior, torch.zeros_like(posterior[0]))
+        return z
+
+    @property
+    def latent_source(self) -> str:
+        return "posterior mean mu(x)"
+
+    def from_latent(self, z: Tensor) -> Tensor:
+        """The decoder's mean; on images rounded to the nearest level and clamped to ``[0, K-1]``."""
+        mean = self.decode(z)[0]
+        x = mean if self.levels is None else torch.round(mean.clamp(0, self.levels - 1))
+        return x.reshape(len(z), *self.data_shape)

@@ -126,5 +126,11 @@ class VAEIAF(VAE):
         """One-sample Monte Carlo ELBO ``log p(x|z_T) + log p(z_T) - log q(z_T|x)``, per example, in nats."""
         return super().log_prob(x)
 
+    @property
+    def latent_source(self) -> str:
+        """``z_T`` at ``ε = 0``: the IAF applied to ``z_0 = μ(x)`` (Kingma et al. 2016, eq. 10), since the
+        decoder and the prior act on ``z_T``; not the posterior's exact mean."""
+        return "z_T at eps=0 (IAF applied to the posterior mean of z_0)"
+
     def _widest_layer(self) -> int:
         return max(super()._widest_layer(), self.iaf_hidden)
