@@ -57,7 +57,9 @@ methods ``completion_method = [baseline, model]`` (2) and the images (n): ``comp
 ``completion_objective (Q, 2, n)`` (nats, named in ``objective_name``), ``truth_hf_power (n,)``,
 ``completion_shown (Q, 2, E, C, H, W)`` and ``truth_shown (E, C, H, W)``. Runs outside
 ``completion_models`` have ``Q = 0``. ``seconds (2,)``: wall time of the sampling, and of the
-spectra and completions (for the cost table). Every stored number is finite except
+spectra and completions (for the cost table). ``latent_kind`` (0-d str): the model's
+``latent_kind`` ("vae": the run has the decoder sets; "flow"), so the analysis reads what kind of
+model a run is from the run rather than from a list of names. Every stored number is finite except
 ``set_temperature``.
 """
 
@@ -427,6 +429,7 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     grid_sets = [0, t1] + [i for i, st in enumerate(sets) if st[0] == "decoder_mean"]
     grid = [sets[i][4][: s["grid_samples"]] for i in grid_sets]  # (g, C, H, W): RGB keeps its colour
     arrays: dict[str, np.ndarray] = {
+        "latent_kind": np.array(model.latent_kind),
         "levels": np.array(levels),
         "cutoff": np.array(s["cutoff"]),
         "radial_frequency": radial_bins(*data.test.shape[2:])[1],
