@@ -19,6 +19,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor, nn
 
 from vaeflow.models import MODELS, build_model, model_options
 from vaeflow.models.base import DensityModel
@@ -120,6 +121,40 @@ def test_flow_density_on_the_plane_integrates_to_one(name: str) -> None:
     assert (density.sum() * cell).item() == pytest.approx(1.0, abs=0.02)
     base = (-0.5 * grid.square().sum(1) - math.log(2 * math.pi)).exp()
     assert 0.5 * ((density - base).abs().sum() * cell).item() > 0.1
+
+
+class _DiagonalAffine(Flow):
+    """The smallest exact flow, a transform and nothing else: ``z = (y - m)·exp(-a)`` elementwise,
+    so ``log p(y) = log N(y; m, diag exp(2a))``."""
+
+    def __init__(self) -> None:
+        super().__init__((2,), None)
+        self.shift = nn.Parameter(torch.tensor([0.5, -1.0], dtype=F64))
+        self.log_scale = nn.Parameter(torch.tensor([0.3, -0.2], dtype=F64))
+
+    def forward_and_logdet(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        self.check_input(y)
+        return (y - self.shift) * torch.exp(-self.log_scale), (-self.log_scale.sum()).expand(len(y))
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return z * torch.exp(self.log_scale) + self.shift
+
+
+def test_a_flow_that_writes_only_its_transform_gets_density_bound_loss_and_sampling() -> None:
+    model = _DiagonalAffine()
+    y = 2 * torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    with torch.no_grad():
+        expected = torch.distributions.Normal(model.shift, model.log_scale.exp()).log_prob(y).sum(1)
+        torch.testing.assert_close(model.log_prob(y), expected)
+        torch.testing.assert_close(model.log_prob_bound(y, 5), expected)
+        torch.testing.assert_close(model.loss(y), -expected.mean())
+        torch.testing.assert_close(model.from_latent(model.latent(y)), y)
+    with pytest.raises(ValueError, match=r"_DiagonalAffine expects inputs of shape \(batch, \*\(2,\)\)"):
+        model.log_prob(torch.zeros(3, 4, dtype=F64))
+    torch.manual_seed(0)
+    samples = model.sample(40_000, temperature=0.5)  # N(0, T²I) through the inverse: std T·exp(a)
+    torch.testing.assert_close(samples.mean(0), model.shift.detach(), atol=0.01, rtol=0)
+    torch.testing.assert_close(samples.std(0), 0.5 * model.log_scale.detach().exp(), atol=0, rtol=0.02)
 
 
 # --- every model -----------------------------------------------------------------------------------

@@ -45,7 +45,12 @@ class Flow(DensityModel):
 
     exact = True
     discrete = False
-    preprocess: Bijection | None  # set by every subclass's constructor (an attribute of the checkpoints' layout)
+
+    def __init__(self, data_shape: tuple[int, ...], levels: int | None) -> None:
+        super().__init__(data_shape, levels)
+        #: the bijection applied to the inputs first (on images, the rescaling of the levels that
+        #: carries ``-D·log K``); None for none. A subclass sets it in its constructor.
+        self.preprocess: Bijection | None = None
 
     @abstractmethod
     def forward_and_logdet(self, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -129,7 +134,6 @@ class MultiScaleFlow(Flow):
 
     def __init__(self, data_shape: tuple[int, ...], levels: int | None) -> None:
         super().__init__(data_shape, levels)
-        self.preprocess: Bijection | None = None
         self.scales = nn.ModuleList()
         # event shapes of the pieces of z, in the order they appear in z_flat
         self._z_shapes: list[tuple[int, ...]] = []

@@ -174,7 +174,6 @@ class Glow(Flow):
         check_levels("Glow", self.levels)
         check_rank("Glow", self.data_shape)
         # levels given: inputs are dequantised levels, rescaled with the -D·log K term in the log-det
-        self.preprocess: Bijection | None = None
         if self.levels is not None:
             self.preprocess = LevelRescale(self.levels) if logit_alpha is None else LogitPreprocess(self.levels, logit_alpha)
         self.flow_levels = nn.ModuleList()
