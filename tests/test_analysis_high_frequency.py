@@ -269,6 +269,7 @@ def test_probe_arrays_are_consistent(tiny_results) -> None:
     assert list(vae["set_name"]) == ["data", "samples", "decoder_mean", "reconstruction_mean", "reconstruction_sample"]
     assert list(nvp["set_name"]) == ["data", "samples", "samples"] and list(nvp["set_temperature"][1:]) == [0.5, 1.0]
     assert list(maf["set_requested"][1:]) == [10, 10]  # capped by max_samples_slow
+    assert [str(a["latent_kind"]) for a in (vae, nvp, maf)] == ["vae", "flow", "flow"]
     direct = hfp.spectral_summary(data.test, 17, 0.25)
     np.testing.assert_allclose(vae["hf_power"][vae["image_set"] == 0], direct["hf_power"])
     for arrays in (vae, nvp, maf):

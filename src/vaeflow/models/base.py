@@ -51,6 +51,49 @@ class DensityModel(nn.Module, ABC):
     width_option_images: str = "hidden"
     width_option_vectors: str = "hidden"
 
+    # --- capabilities: what probes, analyses, benchmarks and the workflow ask instead of names ---
+
+    #: the kind of latent variable: "vae" (an encoder ``q(z|x)``, a decoder ``p(x|z)`` and a prior
+    #: over a code of ``latent_dim`` coordinates; ``decode``, ``posterior_parameters`` and
+    #: ``posterior_sample`` exist) or "flow" (a bijection onto a base variable of the data's size)
+    latent_kind: str = "flow"
+    #: whether ``log_prob`` costs far more than one pass of the networks: sequential (IAF: ``D``
+    #: MADE passes per block) or an ODE solve with its trace (FFJORD)
+    slow_density: bool = False
+    #: whether ``sample`` does: sequential (MAF: ``D`` MADE passes per block), an ODE solve
+    #: (FFJORD) or a bisection in every coupling (Flow++)
+    slow_sampling: bool = False
+    #: whether samples at temperature ``T < 1`` are studied: ``T`` scales the std of the base
+    #: variable, which for a flow is all the randomness of a sample (Kingma & Dhariwal 2018, §5);
+    #: a VAE's sample also draws its decoder's pixel noise, which ``T`` leaves alone
+    temperature_sampling: bool = True
+    #: whether the model can complete images (inpainting, super-resolution) by gradient ascent on
+    #: its (bound on the) log-likelihood in a continuous image: the objective must be
+    #: differentiable in the image (not Flow++'s, whose dequantiser needs integer levels)
+    can_complete: bool = True
+
+    def reports_bound(self) -> bool:
+        """Whether ``log_prob`` is a bound (``bound_name``) with a tighter importance-weighted
+        ``log_prob_bound`` and ``log_weights`` (VAEs; Flow++ on images), not the exact likelihood."""
+        return not self.exact
+
+    def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The latent code ``(B, L)`` of inputs ``x`` in the model's input space (what ``log_prob``
+        takes: dequantised levels for a continuous model on images), deterministic but for the
+        draws from ``generator`` a model may need. Described in words by :attr:`latent_source`."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to reach its latent space; "
+                                  "implement latent(), latent_source and from_latent()")
+
+    @property
+    def latent_source(self) -> str:
+        """In words, which latent :meth:`latent` returns."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its latent; implement latent_source")
+
+    def from_latent(self, z: Tensor) -> Tensor:
+        """Examples ``(B, *data_shape)`` from latent codes ``z (B, L)``, deterministically: grey levels
+        (as floats) on images, reals on vectors."""
+        raise NotImplementedError(f"{type(self).__name__} cannot decode its latents; implement from_latent()")
+
     @classmethod
     def width_option(cls, data_shape: tuple[int, ...]) -> str:
         """The option that sets this model's width on data of ``data_shape``."""
@@ -80,6 +123,14 @@ class DensityModel(nn.Module, ABC):
     @abstractmethod
     def loss(self, x: Tensor) -> Tensor:
         """Scalar training objective to minimise, in nats per example (mean over the batch)."""
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise ValueError unless ``x`` is a batch ``(B, *data_shape)`` of this model's inputs."""
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape (batch, *{self.data_shape}), got {tuple(x.shape)}; "
+                "pass a batch of examples of the dataset the model was built for"
+            )
 
     def initialize(self, x: Tensor) -> None:
         """Data-dependent initialisation (e.g. Glow's actnorm), called by the training engine

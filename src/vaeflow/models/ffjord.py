@@ -55,10 +55,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaeflow.models.base import DensityModel
-from vaeflow.models.distributions import standard_normal_log_prob
+from vaeflow.models.flow import Flow
+from vaeflow.models.options import (
+    check_choice,
+    check_count,
+    check_levels,
+    check_optional_count,
+    check_positive,
+    check_rank,
+)
 from vaeflow.models.precision import autocast_off
-from vaeflow.models.transforms import LogitPreprocess, to_levels
+from vaeflow.models.transforms import LogitPreprocess
 
 TRACES = ("exact", "hutchinson")
 NOISES = ("rademacher", "gaussian")
@@ -286,12 +293,7 @@ class CNF(nn.Module):
 # --- the density model --------------------------------------------------------------------------
 
 
-def _check(name: str, ok: bool, value: object, what: str) -> None:
-    if not ok:
-        raise ValueError(f"FFJORD option {name!r} must be {what}, got {value!r}")
-
-
-class FFJORD(DensityModel):
+class FFJORD(Flow):
     """FFJORD density model (Grathwohl et al. 2019); ``exact = True``, ``discrete = False``.
 
     Options (keyword, defaults in brackets):
@@ -315,8 +317,8 @@ class FFJORD(DensityModel):
 
     width_option_images = "hidden_channels"  # the dynamics network's convolutions
 
-    exact = True
-    discrete = False
+    slow_density = True  # an adaptive ODE solve with the trace of the Jacobian
+    slow_sampling = True  # an adaptive ODE solve backwards
     #: float32 throughout, autocast or not: the adaptive solver's error control (tolerances 1e-5)
     #: cannot work on bfloat16 dynamics (resolution 2^-8), and the trace is a sum of D terms.
     mixed_precision = False
@@ -349,31 +351,29 @@ class FFJORD(DensityModel):
         exact_trace_max_dim: int = 256,
     ) -> None:
         super().__init__(data_shape, levels)
-        if len(self.data_shape) not in (1, 3):
-            raise ValueError(f"FFJORD: data_shape must be (C, H, W) for images or (D,) for vectors, got {self.data_shape}")
-        if self.levels is not None and self.levels < 2:
-            raise ValueError(f"FFJORD: levels must be >= 2 for image data (or None for real data), got {levels!r}")
+        check_rank("FFJORD", self.data_shape)
+        check_levels("FFJORD", self.levels)
         image = len(self.data_shape) == 3
-        for name, value in (("hidden", hidden), ("hidden_channels", hidden_channels), ("layers", layers),
-                            ("blocks", blocks), ("solver_steps", solver_steps), ("max_num_steps", max_num_steps)):
-            _check(name, int(value) == value and value >= 1, value, "a positive integer")
-        if eval_solver_steps is not None:
-            _check("eval_solver_steps", int(eval_solver_steps) == eval_solver_steps and eval_solver_steps >= 1,
-                   eval_solver_steps, "a positive integer or null")
-        _check("exact_trace_max_dim", int(exact_trace_max_dim) == exact_trace_max_dim and exact_trace_max_dim >= 0,
-               exact_trace_max_dim, "a non-negative integer")
-        for name, value in (("solver", solver), ("eval_solver", eval_solver)):
-            _check(name, value in _solvers() and value != "scipy_solver", value,
-                   f"a torchdiffeq method ({', '.join(m for m in _solvers() if m != 'scipy_solver')})")
+        hidden = check_count("FFJORD", "hidden", hidden)
+        hidden_channels = check_count("FFJORD", "hidden_channels", hidden_channels)
+        layers = check_count("FFJORD", "layers", layers)
+        blocks = check_count("FFJORD", "blocks", blocks)
+        solver_steps = check_count("FFJORD", "solver_steps", solver_steps)
+        max_num_steps = check_count("FFJORD", "max_num_steps", max_num_steps)
+        eval_solver_steps = check_optional_count("FFJORD", "eval_solver_steps", eval_solver_steps)
+        exact_trace_max_dim = check_count("FFJORD", "exact_trace_max_dim", exact_trace_max_dim, minimum=0)
+        methods = [m for m in _solvers() if m != "scipy_solver"]
+        check_choice("FFJORD", "solver", solver, methods, "a torchdiffeq method")
+        check_choice("FFJORD", "eval_solver", eval_solver, methods, "a torchdiffeq method")
         time_length = time_length if time_length is not None else (1.0 if image else 0.5)
         train_time = train_time if train_time is not None else not image
         for name, value in (("atol", atol), ("rtol", rtol), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol),
                             ("time_length", time_length)):
-            _check(name, float(value) > 0, value, "a positive number")
+            check_positive("FFJORD", name, value)
         activation = activation or ("softplus" if image else "tanh")
-        _check("activation", activation in ACTIVATIONS, activation, f"one of {sorted(ACTIVATIONS)} (smooth, for the ODE)")
-        _check("trace", trace in TRACES, trace, f"one of {TRACES}")
-        _check("noise", noise in NOISES, noise, f"one of {NOISES}")
+        check_choice("FFJORD", "activation", activation, sorted(ACTIVATIONS), "smooth, for the ODE")
+        check_choice("FFJORD", "trace", trace, TRACES)
+        check_choice("FFJORD", "noise", noise, NOISES)
 
         self.preprocess = None if self.levels is None else LogitPreprocess(self.levels, logit_alpha)
         width = hidden_channels if image else hidden
@@ -397,10 +397,6 @@ class FFJORD(DensityModel):
 
     # -- maps ---------------------------------------------------------------------------------
 
-    def _check_input(self, y: Tensor) -> None:
-        if tuple(y.shape[1:]) != self.data_shape:
-            raise ValueError(f"FFJORD expects inputs of shape (batch, *{self.data_shape}), got {tuple(y.shape)}")
-
     def _settings(self, which: str) -> SolverSettings:
         return self.train_settings if which == "train" else self.eval_settings
 
@@ -413,15 +409,11 @@ class FFJORD(DensityModel):
         """Map inputs to the flattened base variable ``z (B, D)`` and ``log|det ∂z/∂y|`` ``(B,)``,
         the LogitPreprocess term included. ``trace``: "exact" or "hutchinson"; ``solver``: "eval"
         or "train" settings."""
-        self._check_input(y)
         if trace not in TRACES:
             raise ValueError(f"FFJORD.forward_and_logdet: trace must be one of {TRACES}, got {trace!r}")
         settings = self._settings(solver)
-        logdet = y.new_zeros(y.shape[0])
-        h = y
         with autocast_off(y.device):  # float32 even inside a mixed-precision region (mixed_precision)
-            if self.preprocess is not None:
-                h, logdet = self.preprocess(h)
+            h, logdet = self.preprocessed(y)
             solved = []
             for block in self.blocks:
                 h, step, rhs = block.integrate(h, settings, trace)
@@ -434,9 +426,8 @@ class FFJORD(DensityModel):
 
     def transform(self, y: Tensor, solver: str = "eval") -> Tensor:
         """``y ↦ z`` (flattened, ``(B, D)``) without any trace: the map whose Jacobian the log-det describes."""
-        self._check_input(y)
         with autocast_off(y.device):
-            h = y if self.preprocess is None else self.preprocess(y)[0]
+            h = self.preprocessed(y)[0]
             for block in self.blocks:
                 h = block.integrate(h, self._settings(solver), None)[0]
         return h.flatten(1)
@@ -447,7 +438,7 @@ class FFJORD(DensityModel):
         with autocast_off(h.device):
             for block in reversed(self.blocks):
                 h = block.integrate(h, self._settings(solver), None, reverse=True)[0]
-            return h if self.preprocess is None else self.preprocess.inverse(h)
+            return self.unpreprocessed(h)
 
     # -- the interface --------------------------------------------------------------------------
 
@@ -456,26 +447,17 @@ class FFJORD(DensityModel):
         (deterministic) when ``D ≤ exact_trace_max_dim``, else an unbiased Hutchinson estimate."""
         trace = "exact" if self.num_dims <= self.exact_trace_max_dim else "hutchinson"
         z, logdet = self.forward_and_logdet(x, trace=trace, solver="eval")
-        return standard_normal_log_prob(z) + logdet
-
-    def log_prob_bound(self, x: Tensor, k: int) -> Tensor:
-        """A flow's likelihood is exact: equal to :meth:`log_prob` for every ``k``."""
-        return self.log_prob(x)
+        return self.base_log_prob(z) + logdet
 
     def loss(self, x: Tensor) -> Tensor:
         """Negative (Hutchinson-estimated, unless ``trace="exact"``) log-likelihood, mean over the batch,
         with the training solver."""
         z, logdet = self.forward_and_logdet(x, trace=self.train_trace, solver="train")
-        return -(standard_normal_log_prob(z) + logdet).mean()
+        return -(self.base_log_prob(z) + logdet).mean()
 
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """Draw ``z ~ N(0, T²I)`` and integrate backwards; image samples become ``floor(clamp(y, 0, K-1))``."""
-        param = next(self.parameters())
-        z = temperature * torch.randn(n, self.num_dims, device=param.device, dtype=param.dtype)
-        y = self.inverse(z)
-        y = to_levels(y, self.levels)
-        return y
+    def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``z = f(y)``, the ODE solution without the trace (:meth:`transform`)."""
+        return self.transform(x)
 
     def diagnostics(self) -> dict[str, float]:
         """Function evaluations (summed over blocks) of the forward solves: the last and the mean per

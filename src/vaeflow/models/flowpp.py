@@ -37,27 +37,22 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vaeflow.models.base import DensityModel
 from vaeflow.models.coupling import ResidualBlock
 from vaeflow.models.distributions import standard_normal_log_prob
+from vaeflow.models.flow import MultiScaleFlow
 from vaeflow.models.mixture_coupling import (
     channel_mixture_coupling,
     checkerboard_mixture_coupling,
     vector_mixture_coupling,
 )
 from vaeflow.models.multiscale import FLOWPP_SCALES
+from vaeflow.models.options import check_count, check_rank
 from vaeflow.models.precision import sum_per_example
-from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
+from vaeflow.models.transforms import Compose, LogitPreprocess
 
 #: Number of (draw, example, element) entries pushed through the flows at once in
 #: :meth:`FlowPP.log_weights`, bounding the memory of large-``k`` bounds.
 _CHUNK_ENTRIES = 2**21
-
-
-def _check_int(name: str, value: int, minimum: int = 1) -> None:
-    if int(value) != value or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"FlowPP option {name!r} must be {kind}, got {value!r}")
 
 
 class VariationalDequantizer(nn.Module):
@@ -122,7 +117,7 @@ class VariationalDequantizer(nn.Module):
         return log_q + standard_normal_log_prob(eps) - logdet
 
 
-class FlowPP(DensityModel):
+class FlowPP(MultiScaleFlow):
     """Flow++ density model (see the module docstring for the bound and the layout).
 
     Options (keyword, defaults in brackets). Images: ``hidden_channels`` [32] of every conv net,
@@ -133,7 +128,9 @@ class FlowPP(DensityModel):
     Options of the other data kind are ignored.
 
     Images: ``exact = False``, ``discrete = True`` (takes integer levels). Vectors:
-    ``exact = True``, ``discrete = False``.
+    ``exact = True``, ``discrete = False``. The main flow ``p(y)`` is the multi-scale layout of
+    :class:`~vaeflow.models.flow.MultiScaleFlow` (:meth:`flow_log_prob`, :meth:`inverse`);
+    sampling is :class:`~vaeflow.models.flow.Flow`'s.
     """
 
     width_option_images = "hidden_channels"  # the coupling networks' convolutions
@@ -142,6 +139,8 @@ class FlowPP(DensityModel):
     discrete = True
     bound_name = "variational-dequantisation bound"
     importance_weighted_name = "iw"
+    slow_sampling = True  # the inverse of every mixture-CDF coupling is a bisection
+    can_complete = False  # q(u|x) needs integer levels: the bound is not differentiable in the image
 
     def __init__(
         self,
@@ -160,11 +159,9 @@ class FlowPP(DensityModel):
         mlp_layers: int = 2,
     ) -> None:
         super().__init__(data_shape, levels)
-        _check_int("components", components)
-        self.scales = nn.ModuleList()
-        self._z_shapes: list[tuple[int, ...]] = []  # event shapes of the pieces of z_flat, in order
-        self.preprocess: Bijection | None = None
+        components = check_count("FlowPP", "components", components)
         self.dequantizer: VariationalDequantizer | None = None
+        check_rank("FlowPP", self.data_shape)
         if len(self.data_shape) == 3:
             if self.levels is None or self.levels < 2:
                 raise ValueError(
@@ -172,31 +169,32 @@ class FlowPP(DensityModel):
                 )
             self.exact, self.discrete = False, True
             self._build_image_flow(hidden_channels, res_blocks, components, steps, n_scales, dequant_steps, logit_alpha)
-        elif len(self.data_shape) == 1:
+        else:
             if self.levels is not None:
                 raise ValueError(
                     f"FlowPP on vectors (data_shape {self.data_shape}) takes real data (levels None), got levels={levels!r}; "
                     "give image data as (C, H, W)"
                 )
-            for name, value in (("coupling_layers", coupling_layers), ("hidden", hidden), ("mlp_layers", mlp_layers)):
-                _check_int(name, value)
+            coupling_layers = check_count("FlowPP", "coupling_layers", coupling_layers)
+            hidden = check_count("FlowPP", "hidden", hidden)
+            mlp_layers = check_count("FlowPP", "mlp_layers", mlp_layers)
             self.exact, self.discrete = True, False
             dim = self.data_shape[0]
-            self.final = Compose(
-                *[vector_mixture_coupling(dim, i % 2, hidden, mlp_layers, components) for i in range(coupling_layers)]
+            self.build_single_scale(
+                Compose(*[vector_mixture_coupling(dim, i % 2, hidden, mlp_layers, components) for i in range(coupling_layers)])
             )
-            self._z_shapes.append(self.data_shape)
-        else:
-            raise ValueError(f"FlowPP: data_shape must be (C, H, W) for images or (D,) for vectors, got {self.data_shape}")
 
     def _build_image_flow(
         self, hidden_channels: int, res_blocks: int, components: int, steps: int, n_scales: int, dequant_steps: int,
         logit_alpha: float,
     ) -> None:
-        for name, value in (("hidden_channels", hidden_channels), ("steps", steps), ("n_scales", n_scales),
-                            ("dequant_steps", dequant_steps)):
-            _check_int(name, value)
-        _check_int("res_blocks", res_blocks, minimum=0)
+        """``q(u|x)`` and the main flow: per scale ``steps`` checkerboard couplings, a squeeze and
+        ``steps`` channel couplings; the last scale ``steps`` checkerboard couplings."""
+        hidden_channels = check_count("FlowPP", "hidden_channels", hidden_channels)
+        steps = check_count("FlowPP", "steps", steps)
+        n_scales = check_count("FlowPP", "n_scales", n_scales)
+        dequant_steps = check_count("FlowPP", "dequant_steps", dequant_steps)
+        res_blocks = check_count("FlowPP", "res_blocks", res_blocks, minimum=0)
         channels, height, width = self.data_shape
         if height * width < 2:
             raise ValueError(f"FlowPP: images need at least 2 pixels for checkerboard couplings, got data_shape {self.data_shape}")
@@ -208,57 +206,13 @@ class FlowPP(DensityModel):
             res_blocks=res_blocks, components=components,
         )
         common = dict(hidden=hidden_channels, res_blocks=res_blocks, components=components)
-        for _ in range(n_scales - 1):
-            layers: list[Bijection] = [checkerboard_mixture_coupling(channels, height, width, i % 2, **common) for i in range(steps)]
-            layers.append(Squeeze())
-            channels, height, width = 4 * channels, height // 2, width // 2
-            layers += [channel_mixture_coupling(channels, height, width, i % 2, **common) for i in range(steps)]
-            self.scales.append(Compose(*layers))
-            channels //= 2
-            self._z_shapes.append((channels, height, width))  # the factored-out half
-        self.final = Compose(*[checkerboard_mixture_coupling(channels, height, width, i % 2, **common) for i in range(steps)])
-        self._z_shapes.append((channels, height, width))
-
-    # --- the main flow p(y) -------------------------------------------------------------------
-
-    def _check_shape(self, x: Tensor) -> None:
-        if tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(f"FlowPP expects inputs of shape (batch, *{self.data_shape}), got {tuple(x.shape)}")
-
-    def forward_and_logdet(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Main flow: inputs ``y`` (dequantised levels, or vectors) to ``z_flat (B, D)`` and ``log|det ∂z/∂y|``."""
-        self._check_shape(y)
-        logdet = y.new_zeros(y.shape[0])
-        h = y
-        if self.preprocess is not None:
-            h, step = self.preprocess(h)
-            logdet = logdet + step
-        pieces: list[Tensor] = []
-        for scale in self.scales:
-            h, step = scale(h)
-            logdet = logdet + step
-            half = h.shape[1] // 2
-            pieces.append(h[:, :half].flatten(1))
-            h = h[:, half:]
-        h, step = self.final(h)
-        pieces.append(h.flatten(1))
-        return torch.cat(pieces, dim=1), logdet + step
-
-    def inverse(self, z_flat: Tensor) -> Tensor:
-        """Invert :meth:`forward_and_logdet` (bisection in every coupling): ``z_flat (B, D)`` to ``(B, *data_shape)``."""
-        sizes = [math.prod(shape) for shape in self._z_shapes]
-        pieces = [p.reshape(-1, *shape) for p, shape in zip(z_flat.split(sizes, dim=1), self._z_shapes)]
-        h = self.final.inverse(pieces[-1])
-        for scale, factored in zip(reversed(self.scales), reversed(pieces[:-1])):
-            h = scale.inverse(torch.cat([factored, h], dim=1))
-        if self.preprocess is not None:
-            h = self.preprocess.inverse(h)
-        return h
-
-    def flow_log_prob(self, y: Tensor) -> Tensor:
-        """``log p(y)`` of the main flow: per unit-width bin on images (level units), exact on vectors."""
-        z, logdet = self.forward_and_logdet(y)
-        return standard_normal_log_prob(z) + logdet
+        self.build_scales(
+            n_scales,
+            per_scale=steps,
+            last=steps,
+            checkerboard=lambda c, h, w, parity: checkerboard_mixture_coupling(c, h, w, parity, **common),
+            channelwise=lambda c, h, w, parity: channel_mixture_coupling(c, h, w, parity, **common),
+        )
 
     # --- the dequantiser q(u|x) ---------------------------------------------------------------
 
@@ -268,7 +222,7 @@ class FlowPP(DensityModel):
         return self.dequantizer
 
     def _check_levels(self, x: Tensor) -> None:
-        self._check_shape(x)
+        self.check_input(x)
         assert self.levels is not None
         if ((x != torch.floor(x)) | (x < 0) | (x > self.levels - 1)).any():
             raise ValueError(
@@ -312,21 +266,22 @@ class FlowPP(DensityModel):
             return self.flow_log_prob(x)
         return self.log_weights(x, 1)[0]
 
+    def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Images: the main flow's ``z = f(x + u)``, ``u ~ q(u|x)`` (one draw from ``generator``), the
+        map whose density the model reports. Vectors: ``z = f(x)``."""
+        if self.dequantizer is None:
+            return super().latent(x, generator)
+        u, _ = self.sample_and_log_q(x, generator)
+        return self.forward_and_logdet(x + u)[0]
+
+    @property
+    def latent_source(self) -> str:
+        if self.dequantizer is None:
+            return super().latent_source
+        return "z = f(x+u), u ~ q(u∣x), its learned dequantiser (one seeded draw)"
+
     def log_prob_bound(self, x: Tensor, k: int) -> Tensor:
         """Images: the importance-weighted bound ``logsumexp_i log w_i - log k``. Vectors: :meth:`log_prob`."""
         if self.dequantizer is None:
             return self.flow_log_prob(x)
         return torch.logsumexp(self.log_weights(x, k), dim=0) - math.log(k)
-
-    def loss(self, x: Tensor) -> Tensor:
-        """Negative (bound on the) log-likelihood, mean over the batch."""
-        return -self.log_prob(x).mean()
-
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """Draw ``z ~ N(0, T²I)`` and invert the main flow; images become levels ``floor(clamp(y, 0, K-1))``."""
-        param = next(self.parameters())
-        z = temperature * torch.randn(n, self.num_dims, device=param.device, dtype=param.dtype)
-        y = self.inverse(z)
-        y = to_levels(y, self.levels)
-        return y

@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaeflow.models.actnorm import ActNorm
-from vaeflow.models.base import DensityModel
 from vaeflow.models.coupling import MLP
-from vaeflow.models.distributions import standard_normal_log_prob
+from vaeflow.models.flow import Flow
 from vaeflow.models.invertible_conv import InvertibleConv1x1
 from vaeflow.models.multiscale import GLOW_LEVELS
+from vaeflow.models.options import check_count, check_levels, check_rank
 from vaeflow.models.precision import full_precision, sum_per_example
-from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze, to_levels
+from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze
 
 
 class LevelRescale(Bijection):
@@ -140,12 +140,7 @@ def flow_step(num_channels: int, net: nn.Module) -> Compose:
     return Compose(ActNorm(num_channels), InvertibleConv1x1(num_channels), GlowCoupling(num_channels, net))
 
 
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"Glow option {name!r} must be a positive integer, got {value!r}")
-
-
-class Glow(DensityModel):
+class Glow(Flow):
     """Glow density model; ``exact = True`` (the log-likelihood is exact), ``discrete = False``.
 
     Options (all keyword, defaults in brackets). Images: ``hidden_channels`` [32] of each
@@ -154,12 +149,13 @@ class Glow(DensityModel):
     Glow's ``y/K - ½``; a number in (0, ½): Real NVP's logit pre-processing with that α].
     Vectors: ``vector_steps`` [6] steps, ``hidden`` [64] units × ``mlp_layers`` [2] per coupling MLP.
     Options of the other data kind are ignored.
+
+    The density, bound, loss and sampling are :class:`~vaeflow.models.flow.Flow`'s on the
+    standardised base variable of :meth:`forward_and_logdet`; sampling ``ε ~ N(0, T²I)`` scales
+    every prior's std (top and split priors) by ``T``, Glow's temperature sampling.
     """
 
     width_option_images = "hidden_channels"  # the coupling networks' convolutions
-
-    exact = True
-    discrete = False
 
     def __init__(
         self,
@@ -175,10 +171,9 @@ class Glow(DensityModel):
         vector_steps: int = 6,
     ) -> None:
         super().__init__(data_shape, levels)
-        if self.levels is not None and self.levels < 2:
-            raise ValueError(f"Glow: levels must be >= 2 for image data (or None for real data), got {levels!r}")
+        check_levels("Glow", self.levels)
+        check_rank("Glow", self.data_shape)
         # levels given: inputs are dequantised levels, rescaled with the -D·log K term in the log-det
-        self.preprocess: Bijection | None = None
         if self.levels is not None:
             self.preprocess = LevelRescale(self.levels) if logit_alpha is None else LogitPreprocess(self.levels, logit_alpha)
         self.flow_levels = nn.ModuleList()
@@ -187,14 +182,13 @@ class Glow(DensityModel):
         self._z_shapes: list[tuple[int, ...]] = []
         if len(self.data_shape) == 3:
             self._build_image_flow(hidden_channels, steps, n_levels)
-        elif len(self.data_shape) == 1:
-            self._build_vector_flow(hidden, mlp_layers, vector_steps)
         else:
-            raise ValueError(f"Glow: data_shape must be (C, H, W) for images or (D,) for vectors, got {self.data_shape}")
+            self._build_vector_flow(hidden, mlp_layers, vector_steps)
 
     def _build_image_flow(self, hidden_channels: int, steps: int, n_levels: int) -> None:
-        for name, value in (("hidden_channels", hidden_channels), ("steps", steps), ("n_levels", n_levels)):
-            _check_positive_int(name, value)
+        hidden_channels = check_count("Glow", "hidden_channels", hidden_channels)
+        steps = check_count("Glow", "steps", steps)
+        n_levels = check_count("Glow", "n_levels", n_levels)
         channels, height, width = self.data_shape
         GLOW_LEVELS.check(n_levels, self.data_shape)  # the rule the study configuration is checked with
         for level in range(n_levels):
@@ -212,8 +206,9 @@ class Glow(DensityModel):
         self._z_shapes.append((channels, height, width))
 
     def _build_vector_flow(self, hidden: int, mlp_layers: int, vector_steps: int) -> None:
-        for name, value in (("hidden", hidden), ("mlp_layers", mlp_layers), ("vector_steps", vector_steps)):
-            _check_positive_int(name, value)
+        hidden = check_count("Glow", "hidden", hidden)
+        mlp_layers = check_count("Glow", "mlp_layers", mlp_layers)
+        vector_steps = check_count("Glow", "vector_steps", vector_steps)
         dim = self.data_shape[0]
         if dim < 2:
             raise ValueError(f"Glow: vector data need at least 2 dimensions for a coupling, got data_shape {self.data_shape}")
@@ -223,10 +218,6 @@ class Glow(DensityModel):
         )
         self._z_shapes.append(self.data_shape)
 
-    def _check_input(self, y: Tensor) -> None:
-        if tuple(y.shape[1:]) != self.data_shape:
-            raise ValueError(f"Glow expects inputs of shape (batch, *{self.data_shape}), got {tuple(y.shape)}")
-
     def encode(self, y: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor], Tensor]:
         """Raw pieces of ``z`` and their priors: ``(pieces, means, log_stds, log|det ∂z/∂y|)``.
 
@@ -234,12 +225,7 @@ class Glow(DensityModel):
         level's output last. ``means[i]``/``log_stds[i]`` parameterise each piece's prior (zeros for
         the last piece's standard normal). The log-det is that of ``y ↦ (pieces)``, without the priors.
         """
-        self._check_input(y)
-        logdet = y.new_zeros(y.shape[0])
-        h = y
-        if self.preprocess is not None:
-            h, step = self.preprocess(h)
-            logdet = logdet + step
+        h, logdet = self.preprocessed(y)
         pieces: list[Tensor] = []
         means: list[Tensor] = []
         log_stds: list[Tensor] = []
@@ -285,9 +271,7 @@ class Glow(DensityModel):
                     piece = mean + torch.exp(log_std) * piece
                 h = torch.cat([piece, h], dim=1)
             h = self.flow_levels[index].inverse(h)
-        if self.preprocess is not None:
-            h = self.preprocess.inverse(h)
-        return h
+        return self.unpreprocessed(h)
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
@@ -302,26 +286,3 @@ class Glow(DensityModel):
         finally:
             for handle in handles:
                 handle.remove()
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact ``log p(y)`` in nats per example; per unit-width bin on images."""
-        z, logdet = self.forward_and_logdet(x)
-        return standard_normal_log_prob(z) + logdet
-
-    def log_prob_bound(self, x: Tensor, k: int) -> Tensor:
-        """A flow's likelihood is exact: equal to :meth:`log_prob` for every ``k``."""
-        return self.log_prob(x)
-
-    def loss(self, x: Tensor) -> Tensor:
-        """Negative log-likelihood, mean over the batch."""
-        return -self.log_prob(x).mean()
-
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """Draw ``ε ~ N(0, T²I)`` and invert, i.e. every prior's std (top and split priors) scaled by
-        ``T`` (Glow's temperature sampling); image samples become levels ``floor(clamp(y, 0, K-1))``."""
-        param = next(self.parameters())
-        eps = temperature * torch.randn(n, self.num_dims, device=param.device, dtype=param.dtype)
-        y = self.inverse(eps)
-        y = to_levels(y, self.levels)
-        return y

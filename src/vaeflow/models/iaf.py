@@ -29,7 +29,6 @@ import torch
 from torch import Tensor, nn
 
 from vaeflow.models.base import DensityModel
-from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.maf import AutoregressiveFlow, MaskedAffineAutoregressive
 
 
@@ -64,6 +63,8 @@ class IAF(AutoregressiveFlow):
     ``batch_norm``: ``blocks`` [5], ``hidden`` [128], ``layers`` [2], ``logit_alpha`` [0.05],
     ``order`` ["reverse"], ``max_log_scale`` [3.0].
     """
+
+    slow_density = True  # D sequential MADE passes per block
 
     def __init__(
         self,
@@ -112,9 +113,9 @@ class IAF(AutoregressiveFlow):
         One pass per block: ``log q(y) = log N(z) − log|det ∂y/∂z|``. ``y`` is continuous (dequantised
         level units on images, not rounded) and differentiable with respect to the parameters.
         """
-        z = self._base_sample(n)
+        z = self.base_sample(n)
         y, logdet = self.inverse_and_logdet(z)
-        return y, standard_normal_log_prob(z) - logdet
+        return y, self.base_log_prob(z) - logdet
 
     def distillation_loss(self, teacher: DensityModel, n: int) -> Tensor:
         """Probability density distillation (van den Oord et al. 2018, eq. 4): ``KL(q_student ‖ p_teacher)``.

@@ -25,17 +25,16 @@ the MADE's output layer is zero-initialised, so a fresh block is the identity.
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaeflow.models.base import DensityModel
-from vaeflow.models.distributions import standard_normal_log_prob
+from vaeflow.models.flow import Flow
 from vaeflow.models.made import MADE
+from vaeflow.models.options import check_choice, check_count, check_levels, check_positive, check_rank
 from vaeflow.models.precision import full_precision, sum_per_example
-from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, to_levels
+from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess
 
 #: Accepted values of the ``order`` option.
 ORDERS = ("reverse", "random")
@@ -169,19 +168,12 @@ class BatchNormBijection(Bijection):
         return (u - self.beta) * torch.exp(-self.log_gamma) * torch.sqrt(self.running_var + self.eps) + self.running_mean
 
 
-def _check_positive_int(model: str, name: str, value: int) -> None:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{model} option {name!r} must be a positive integer, got {value!r}")
+class AutoregressiveFlow(Flow):
+    """What MAF and IAF share: option checks, logit preprocessing and flattening.
 
-
-class AutoregressiveFlow(DensityModel):
-    """What MAF and IAF share: option checks, logit preprocessing, flattening, the base density.
-
-    Subclasses implement :meth:`forward_and_logdet` (inputs → flattened ``z``) and :meth:`inverse`.
+    Subclasses implement :meth:`forward_and_logdet` (inputs → flattened ``z``) and :meth:`inverse`;
+    the base density, ``log_prob``, the loss and sampling are :class:`~vaeflow.models.flow.Flow`'s.
     """
-
-    exact = True
-    discrete = False
 
     def __init__(
         self,
@@ -197,32 +189,21 @@ class AutoregressiveFlow(DensityModel):
     ) -> None:
         super().__init__(data_shape, levels)
         name = type(self).__name__
-        if len(self.data_shape) not in (1, 3):
-            raise ValueError(f"{name}: data_shape must be (C, H, W) for images or (D,) for vectors, got {self.data_shape}")
+        check_rank(name, self.data_shape)
         if self.num_dims < 2:
             raise ValueError(f"{name}: an autoregressive flow needs at least 2 dimensions, got data_shape {self.data_shape}")
-        if self.levels is not None and self.levels < 2:
-            raise ValueError(f"{name}: levels must be >= 2 for image data (or None for real data), got {levels!r}")
+        check_levels(name, self.levels)
         for option, value in (("blocks", blocks), ("hidden", hidden), ("layers", layers)):
-            _check_positive_int(name, option, value)
-        if order not in ORDERS:
-            raise ValueError(f"{name} option 'order' must be one of {', '.join(map(repr, ORDERS))}, got {order!r}")
-        if not max_log_scale > 0:
-            raise ValueError(f"{name} option 'max_log_scale' must be positive, got {max_log_scale!r}")
+            check_count(name, option, value)
+        check_choice(name, "order", order, ORDERS)
+        check_positive(name, "max_log_scale", max_log_scale)
         # levels given: inputs are dequantised levels, mapped to logit space with the -D·log K term
         self.preprocess: LogitPreprocess | None = None if self.levels is None else LogitPreprocess(self.levels, logit_alpha)
         self.orders = autoregressive_orders(self.num_dims, blocks, order)
 
-    def _check_input(self, y: Tensor) -> None:
-        if tuple(y.shape[1:]) != self.data_shape:
-            raise ValueError(f"{type(self).__name__} expects inputs of shape (batch, *{self.data_shape}), got {tuple(y.shape)}")
-
     def _to_flat(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Preprocess (images) and flatten: ``(h (B, D), log|det ∂h/∂y|)``."""
-        self._check_input(y)
-        if self.preprocess is None:
-            return y.reshape(y.shape[0], -1), y.new_zeros(y.shape[0])
-        h, logdet = self.preprocess(y)
+        h, logdet = self.preprocessed(y)
         return h.reshape(y.shape[0], -1), logdet
 
     def _from_flat(self, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -239,40 +220,6 @@ class AutoregressiveFlow(DensityModel):
         logdet_h_of_y = constant - sum_per_example(F.logsigmoid(h) + F.logsigmoid(-h))
         return pre.inverse(h), -logdet_h_of_y
 
-    @abstractmethod
-    def forward_and_logdet(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Inputs ``(B, *data_shape)`` to base variables ``z (B, D)`` and ``log|det ∂z/∂y|`` ``(B,)``."""
-
-    @abstractmethod
-    def inverse(self, z: Tensor) -> Tensor:
-        """Base variables ``z (B, D)`` to inputs ``(B, *data_shape)`` (continuous, level units on images)."""
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact ``log p(y) = log N(z; 0, I) + log|det ∂z/∂y|`` in nats; per unit-width bin on images."""
-        z, logdet = self.forward_and_logdet(x)
-        return standard_normal_log_prob(z) + logdet
-
-    def log_prob_bound(self, x: Tensor, k: int) -> Tensor:
-        """A flow's likelihood is exact: equal to :meth:`log_prob` for every ``k``."""
-        return self.log_prob(x)
-
-    def loss(self, x: Tensor) -> Tensor:
-        """Negative log-likelihood (maximum likelihood), mean over the batch."""
-        return -self.log_prob(x).mean()
-
-    def _base_sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        param = next(self.parameters())
-        return temperature * torch.randn(n, self.num_dims, device=param.device, dtype=param.dtype)
-
-    def _quantise(self, y: Tensor) -> Tensor:
-        """Image samples become integer levels ``floor(clamp(y, 0, K − 1))``; vectors pass through."""
-        return to_levels(y, self.levels)
-
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """Draw ``z ~ N(0, T²I)`` and invert; image samples become integer levels in ``[0, K − 1]``."""
-        return self._quantise(self.inverse(self._base_sample(n, temperature)))
-
 
 class MAF(AutoregressiveFlow):
     """Masked Autoregressive Flow (Papamakarios et al. 2017); ``exact = True``, ``discrete = False``.
@@ -286,6 +233,8 @@ class MAF(AutoregressiveFlow):
     between blocks (off by default so that a training-mode density never depends on the other
     examples of the batch); ``max_log_scale`` [3.0]: soft bound on each block's ``|α_i|``.
     """
+
+    slow_sampling = True  # D sequential MADE passes per block
 
     def __init__(
         self,

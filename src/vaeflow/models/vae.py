@@ -33,6 +33,7 @@ from vaeflow.models.distributions import (
     discretized_logistic_sample,
     standard_normal_log_prob,
 )
+from vaeflow.models.options import check_count, check_levels
 from vaeflow.models.precision import full_precision
 
 #: Lower clamp of the decoder's log-scale in level units. At s = e^-3 ≈ 0.05 a logistic centred
@@ -84,6 +85,8 @@ class VAE(DensityModel):
     discrete = True  # the instance overrides this: False for real-valued data (levels None)
     bound_name = "ELBO"
     importance_weighted_name = "iwae"
+    latent_kind = "vae"
+    temperature_sampling = False  # T would scale the prior's std only, not the decoder's pixel noise
 
     def __init__(
         self,
@@ -98,17 +101,15 @@ class VAE(DensityModel):
     ) -> None:
         super().__init__(data_shape, levels)
         for name, value in (("latent_dim", latent_dim), ("hidden", hidden), ("layers", layers), ("iwae_k", iwae_k)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"VAE option {name!r} must be a positive integer, got {value!r}")
-        if not beta >= 0:
-            raise ValueError(f"VAE option 'beta' must be >= 0, got {beta!r}")
+            check_count(type(self).__name__, name, value)
+        if isinstance(beta, bool) or not beta >= 0:
+            raise ValueError(f"{type(self).__name__} option 'beta' must be a number >= 0, got {beta!r}")
         if iwae_k > 1 and beta != 1:
             raise ValueError(
                 f"VAE options beta={beta!r} and iwae_k={iwae_k!r} cannot be combined: the β-weighted IWAE is not "
                 "a standard objective. Use beta (β-VAE, ELBO training) or iwae_k (IWAE training), not both."
             )
-        if self.levels is not None and self.levels < 2:
-            raise ValueError(f"VAE: levels must be >= 2 for image data (or None for real data), got {levels!r}")
+        check_levels(type(self).__name__, self.levels)
         self.discrete = self.levels is not None
         self.latent_dim = int(latent_dim)
         self.beta = float(beta)
@@ -122,10 +123,7 @@ class VAE(DensityModel):
 
     def _encoder_output(self, x: Tensor) -> Tensor:
         """The encoder MLP on the flattened input (image levels rescaled to ``[-1, 1]``), ``(B, out)``."""
-        if tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of shape (batch, *{self.data_shape}), got {tuple(x.shape)}"
-            )
+        self.check_input(x)
         h = x.flatten(1)
         if self.discrete:
             h = 2.0 * h / (self.levels - 1) - 1.0
@@ -239,3 +237,22 @@ class VAE(DensityModel):
         else:
             x = mean + torch.exp(log_scale) * torch.randn_like(mean)
         return x.reshape(n, *self.data_shape)
+
+    # --- the latent (the latents probe) -------------------------------------------------------
+
+    def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The posterior's code at zero noise, ``(B, latent_dim)``: ``μ(x)`` for the Gaussian posterior
+        (subclasses: their posterior's sample at ``ε = 0``)."""
+        posterior = self.posterior_parameters(x)
+        z, _ = self.posterior_sample(posterior, torch.zeros_like(posterior[0]))
+        return z
+
+    @property
+    def latent_source(self) -> str:
+        return "posterior mean mu(x)"
+
+    def from_latent(self, z: Tensor) -> Tensor:
+        """The decoder's mean; on images rounded to the nearest level and clamped to ``[0, K-1]``."""
+        mean = self.decode(z)[0]
+        x = mean if self.levels is None else torch.round(mean.clamp(0, self.levels - 1))
+        return x.reshape(len(z), *self.data_shape)

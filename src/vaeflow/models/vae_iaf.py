@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.made import MADE
+from vaeflow.models.options import check_count
 from vaeflow.models.precision import full_precision, sum_per_example
 from vaeflow.models.vae import VAE
 
@@ -68,8 +69,7 @@ class VAEIAF(VAE):
         )
         checks = (("iaf_steps", iaf_steps, 0), ("iaf_hidden", iaf_hidden, 1), ("context_dim", context_dim, 0))
         for name, value, least in checks:
-            if int(value) != value or value < least:
-                raise ValueError(f"VAEIAF option {name!r} must be an integer >= {least}, got {value!r}")
+            check_count("VAEIAF", name, value, minimum=least)
         if iaf_steps > 0 and self.latent_dim < 2:
             raise ValueError(
                 f"VAEIAF needs latent_dim >= 2 for its autoregressive steps, got latent_dim={latent_dim!r}; "
@@ -125,6 +125,12 @@ class VAEIAF(VAE):
     def log_prob(self, x: Tensor) -> Tensor:
         """One-sample Monte Carlo ELBO ``log p(x|z_T) + log p(z_T) - log q(z_T|x)``, per example, in nats."""
         return super().log_prob(x)
+
+    @property
+    def latent_source(self) -> str:
+        """``z_T`` at ``ε = 0``: the IAF applied to ``z_0 = μ(x)`` (Kingma et al. 2016, eq. 10), since the
+        decoder and the prior act on ``z_T``; not the posterior's exact mean."""
+        return "z_T at eps=0 (IAF applied to the posterior mean of z_0)"
 
     def _widest_layer(self) -> int:
         return max(super()._widest_layer(), self.iaf_hidden)

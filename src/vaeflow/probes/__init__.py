@@ -55,6 +55,10 @@ def applies(probe: str, model: str, dataset: str, image: bool) -> bool:
     * high_frequency and anomaly: every model on every image dataset (spectra and
       out-of-distribution images need images; 2-D toy data have neither);
     * latents: every run (a VAE's posterior, a flow's base variable).
+
+    The likelihood rule restates, by name, the models' ``reports_bound()`` (the workflow asks
+    this while planning, which must not import torch and so cannot build a model);
+    tests/test_model_contract.py checks the two agree for every registered model.
     """
     if probe == "likelihood":
         return model in ("vae", "vae_iaf") or (model == "flowpp" and bool(image))

@@ -77,6 +77,7 @@ from vaeflow.data.dequantization import to_tensor
 from vaeflow.evaluation.bits import bits_per_dim
 from vaeflow.evaluation.evaluate import _per_example
 from vaeflow.models import MODELS, DensityModel
+from vaeflow.probes import model_name
 
 SYNTHETIC_SETS: tuple[str, ...] = ("noise", "constant", "inverted", "flipped")
 COMPRESSORS: tuple[str, ...] = ("png", "zlib")
@@ -97,15 +98,6 @@ REQUIRED_SETTINGS: dict[str, type] = {
     "batch_size": int,
     "compressors": list,
 }
-
-
-def model_name(model: DensityModel) -> str:
-    """The config name of ``model`` (its key in :data:`vaeflow.models.MODELS`)."""
-    names = [name for name, cls in MODELS.items() if type(model) is cls]
-    if len(names) != 1:
-        raise ValueError(f"{type(model).__name__} is not one of the study's models ({', '.join(MODELS)}); "
-                         f"the anomaly probe names slow models by their config name")
-    return names[0]
 
 
 def check_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,9 @@ methods ``completion_method = [baseline, model]`` (2) and the images (n): ``comp
 ``completion_objective (Q, 2, n)`` (nats, named in ``objective_name``), ``truth_hf_power (n,)``,
 ``completion_shown (Q, 2, E, C, H, W)`` and ``truth_shown (E, C, H, W)``. Runs outside
 ``completion_models`` have ``Q = 0``. ``seconds (2,)``: wall time of the sampling, and of the
-spectra and completions (for the cost table). Every stored number is finite except
+spectra and completions (for the cost table). ``latent_kind`` (0-d str): the model's
+``latent_kind`` ("vae": the run has the decoder sets; "flow"), so the analysis reads what kind of
+model a run is from the run rather than from a list of names. Every stored number is finite except
 ``set_temperature``.
 """
 
@@ -72,7 +74,7 @@ import torch
 
 from vaeflow.data import PreparedDataset
 from vaeflow.data.dequantization import to_tensor
-from vaeflow.models import DensityModel
+from vaeflow.models import MODELS, DensityModel
 from vaeflow.models.distributions import discretized_logistic_sample
 from vaeflow.probes import NOTEBOOK_KEYS as REGISTRY_NOTEBOOK_KEYS
 from vaeflow.probes import model_name
@@ -100,10 +102,13 @@ SETTINGS: dict[str, type] = {
 NOTEBOOK_KEYS = REGISTRY_NOTEBOOK_KEYS["high_frequency"]
 
 MASKS = ("centre", "lower_half")
-VAE_MODELS = ("vae", "vae_iaf")
 METHODS = ("baseline", "model")
-#: models whose objective is differentiable in a continuous input (IAF and FFJORD are, but slowly)
-COMPLETION_CAPABLE = ("vae", "vae_iaf", "realnvp", "glow", "maf", "iaf", "ffjord")
+
+
+def completion_capable() -> list[str]:
+    """The registry's models that can complete images (their ``can_complete``: an objective
+    differentiable in a continuous input; IAF's and FFJORD's are, but slowly)."""
+    return [name for name, cls in MODELS.items() if cls.can_complete]
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -146,11 +151,12 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     out["temperatures"] = sorted({float(t) for t in temps} | {1.0})
     if out["inpaint_mask"] not in MASKS:
         raise ValueError(f"{where}.inpaint_mask must be one of {', '.join(MASKS)}, got {out['inpaint_mask']!r}")
-    unsupported = sorted(set(out["completion_models"]) - set(COMPLETION_CAPABLE))
+    capable = completion_capable()
+    unsupported = sorted(set(out["completion_models"]) - set(capable))
     if unsupported:
         raise ValueError(f"{where}.completion_models lists {', '.join(map(str, unsupported))}, which cannot complete "
-                         f"images by gradient ascent on log p (Flow++'s bound needs integer levels); use some of "
-                         f"{', '.join(COMPLETION_CAPABLE)}")
+                         f"images by gradient ascent on log p (can_complete is False: Flow++'s bound needs integer "
+                         f"levels); use some of {', '.join(capable)}")
     if not out["completion_lr"] > 0:
         raise ValueError(f"{where}.completion_lr must be positive, got {out['completion_lr']}")
     return out
@@ -404,7 +410,7 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
 
     started = time.perf_counter()
     sets: list[tuple[str, float, int, int, np.ndarray]] = [("data", math.nan, len(data.test), 0, data.test.astype(np.float64))]
-    temperatures = [1.0] if name in VAE_MODELS else s["temperatures"]
+    temperatures = s["temperatures"] if model.temperature_sampling else [1.0]
     for t in temperatures:
         n = count(s["samples"] if t == 1.0 else s["temperature_samples"])
         images, bad = draw(model, n, t, batch)
@@ -412,7 +418,7 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
             raise ValueError(f"high_frequency probe ({name}, {data.name}): {bad} of {n} samples at T={t} are "
                              "non-finite; too few to measure a spectrum")
         sets.append(("samples", t, n, bad, images))
-    if name in VAE_MODELS:
+    if model.latent_kind == "vae":  # decoder means and reconstructions
         n = count(s["samples"])
         for set_name, images in _vae_sets(model, data.test[:n], n, batch).items():
             sets.append((set_name, 1.0 if set_name == "decoder_mean" else math.nan, len(images), 0, images))
@@ -423,6 +429,7 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     grid_sets = [0, t1] + [i for i, st in enumerate(sets) if st[0] == "decoder_mean"]
     grid = [sets[i][4][: s["grid_samples"]] for i in grid_sets]  # (g, C, H, W): RGB keeps its colour
     arrays: dict[str, np.ndarray] = {
+        "latent_kind": np.array(model.latent_kind),
         "levels": np.array(levels),
         "cutoff": np.array(s["cutoff"]),
         "radial_frequency": radial_bins(*data.test.shape[2:])[1],

@@ -6,7 +6,8 @@ the per-coordinate variance of the test codes, and, on image data, decoded inter
 between test pairs and (VAEs) latent traversals. The notebook fits the probes; the model work
 happens here, once per run.
 
-Which latent (every model is covered, on every dataset):
+Which latent (every model is covered, on every dataset; each model says it, by its ``latent``,
+``latent_source`` and ``from_latent``, :class:`vaeflow.models.DensityModel`):
 
 * VAE: the posterior mean ``μ(x)`` of ``q(z|x)`` (Kingma & Welling 2014).
 * VAE-IAF: ``z_T`` at ``ε = 0``, i.e. the inverse autoregressive flow applied to the Gaussian
@@ -60,8 +61,8 @@ from torch import Tensor
 
 from vaeflow.data import PreparedDataset
 from vaeflow.data.dequantization import model_input, to_tensor
-from vaeflow.models import MODELS, FFJORD, VAE, DensityModel, FlowPP
-from vaeflow.models.transforms import to_levels
+from vaeflow.models import MODELS, DensityModel
+from vaeflow.probes import model_name
 
 #: settings the probe reads from ``analyses.latents`` (name -> what it must be)
 PROBE_SETTINGS: dict[str, str] = {
@@ -169,63 +170,28 @@ def pair_indices(labels: np.ndarray | None, count: int, available: int) -> np.nd
 # --- the model's latents and images -----------------------------------------------------------
 
 
-def model_name(model: DensityModel) -> str:
-    """The config name of ``model``'s class (``MODELS`` maps names to classes)."""
-    for name, cls in MODELS.items():
-        if type(model) is cls:
-            return name
-    raise ValueError(f"latents probe: {type(model).__name__} is not one of the study's models ({', '.join(MODELS)})")
-
-
-def latent_source(model: DensityModel, image: bool) -> str:
-    """In words, which latent :func:`latents` returns for ``model``."""
-    if isinstance(model, VAE):
-        if type(model) is VAE:
-            return "posterior mean mu(x)"
-        return "z_T at eps=0 (IAF applied to the posterior mean of z_0)"
-    if not image:
-        return "z = f(x)"
-    if isinstance(model, FlowPP):
-        return "z = f(x+u), u ~ q(u∣x), its learned dequantiser (one seeded draw)"
-    return "z = f(x+u), u ~ U[0,1) (one seeded draw)"
-
-
 @torch.no_grad()
 def latents(model: DensityModel, x: Tensor, levels: int | None, generator: torch.Generator, batch: int) -> Tensor:
-    """The latent code of every example of ``x`` (see the module docstring), ``(N, L)``."""
+    """The latent code of every example of ``x`` (raw data: levels on images), ``(N, L)``: the model's
+    :meth:`~vaeflow.models.DensityModel.latent` of its input (``x + u``, ``u ~ U[0,1)`` from
+    ``generator``, for a continuous model on images; ``x`` otherwise)."""
     out = []
     for start in range(0, len(x), batch):
         xb = x[start : start + batch]
-        if isinstance(model, VAE):
-            posterior = model.posterior_parameters(xb)
-            z, _ = model.posterior_sample(posterior, torch.zeros_like(posterior[0]))
-        else:
-            if isinstance(model, FlowPP) and model.dequantizer is not None:
-                u, _ = model.sample_and_log_q(xb, generator)
-                y = xb + u
-            elif model.discrete:
-                raise ValueError(f"latents probe: {type(model).__name__} is discrete but has no dequantiser; "
-                                 "say in vaeflow.probes.latents how to reach its latent space")
-            else:
-                y = model_input(xb, levels, False, generator)
-            z = model.transform(y) if isinstance(model, FFJORD) else model.forward_and_logdet(y)[0]
+        z = model.latent(model_input(xb, levels, model.discrete, generator), generator)
         out.append(z.reshape(len(xb), -1))
     return torch.cat(out)
 
 
 @torch.no_grad()
 def decode(model: DensityModel, z: Tensor, levels: int | None, batch: int) -> Tensor:
-    """Images ``(N, *data_shape)`` from latents ``z (N, L)``: a VAE's decoder mean rounded to the
-    nearest level, a flow's ``floor(clamp(f⁻¹(z), 0, K-1))``; real vectors unrounded."""
+    """Images ``(N, *data_shape)`` from latents ``z (N, L)`` in batches, by the model's
+    :meth:`~vaeflow.models.DensityModel.from_latent`: a VAE's decoder mean rounded to the nearest
+    level, a flow's ``floor(clamp(f⁻¹(z), 0, K-1))``; real vectors unrounded."""
     out = []
     for start in range(0, len(z), batch):
         zb = z[start : start + batch]
-        if isinstance(model, VAE):
-            mean = model.decode(zb)[0]
-            x = mean if levels is None else torch.round(mean.clamp(0, levels - 1))
-        else:
-            x = to_levels(model.inverse(zb), levels)
-        out.append(x.reshape(len(zb), *model.data_shape))
+        out.append(model.from_latent(zb).reshape(len(zb), *model.data_shape))
     return torch.cat(out)
 
 
@@ -275,8 +241,8 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     arrays: dict[str, np.ndarray] = {
         "model": np.array(name),
         "dataset": np.array(data.name),
-        "kind": np.array("vae" if isinstance(model, VAE) else "flow"),
-        "latent_source": np.array(latent_source(model, image)),
+        "kind": np.array(model.latent_kind),
+        "latent_source": np.array(model.latent_source),
         "latent_dim": np.array(z_train.shape[1], dtype=np.int64),
         "num_dims": np.array(data.num_dims, dtype=np.int64),
         "levels": np.array(0 if levels is None else levels, dtype=np.int64),
@@ -307,7 +273,7 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
                 len(pairs), 2, *model.data_shape),
             interp_images=images.cpu().float().numpy(),
         )
-        if isinstance(model, VAE) and s["traversal_dims"] > 0:
+        if model.latent_kind == "vae" and s["traversal_dims"] > 0:
             base_index = int(pairs[0, 0])
             base = latents(model, to_tensor(data.test[base_index : base_index + 1]).to(device), levels, generator, batch)[0]
             dims = torch.argsort(activity, descending=True, stable=True)[: s["traversal_dims"]]
