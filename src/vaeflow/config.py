@@ -264,9 +264,12 @@ def _schema_error(errors: list[ValidationError], where: _Sources) -> str:
     if error.validator == "required":
         fix = f"Add it there (see {SCHEMA} for what it means)"
     elif error.validator == "enum" and isinstance(error.validator_value, list):
-        guess = _closest(error.instance, [v for v in error.validator_value if isinstance(v, str)])
+        subset = isinstance(error.schema, dict) and error.schema.get("title")
+        guess = None if subset else _closest(error.instance, [v for v in error.validator_value if isinstance(v, str)])
         if guess:
             message += f"; did you mean {guess!r}?"
+        elif subset:  # a named subset of the model or dataset names (config/schema.yaml $defs)
+            message += f" (the {' '.join(str(subset).split())})"
     elif error.validator == "propertyNames":
         names = error.schema.get("propertyNames", {}).get("enum") if isinstance(error.schema, dict) else None
         if names:
