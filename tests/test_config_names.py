@@ -44,46 +44,95 @@ def rename(path: tuple[str, ...], old: str, new: str):
 # every place of a study that names a model or a dataset: (change, the place the message names, the right name)
 MISSPELT = {
     "models": (rename(("models",), "vae", "vea"), "'models'", "vae"),
-    "models.<m>.distill.teacher": (put(("models", "iaf", "distill"), {"teacher": "mfa", "datasets": ["digits"]}),
-                                   "'models.iaf.distill.teacher'", "maf"),
-    "analyses.high_frequency.slow_models": (put(("analyses", "high_frequency", "slow_models"), ["ffjrod"]),
-                                            "'analyses.high_frequency.slow_models[0]'", "ffjord"),
-    "analyses.anomaly.slow_models": (put(("analyses", "anomaly", "slow_models"), ["ffjrod"]),
-                                     "'analyses.anomaly.slow_models[0]'", "ffjord"),
-    "analyses.latents.slow_models": (put(("analyses", "latents", "slow_models"), ["ffjrod"]),
-                                     "'analyses.latents.slow_models[0]'", "ffjord"),
-    "analyses.high_frequency.completion_models": (put(("analyses", "high_frequency", "completion_models"), ["realnpv"]),
-                                                  "'analyses.high_frequency.completion_models[0]'", "realnvp"),
-    "analyses.likelihood.max_k": (put(("analyses", "likelihood", "max_k"), {"flowp": 4}),
-                                  "'analyses.likelihood.max_k'", "flowpp"),
+    "models.<m>.distill.teacher": (
+        put(("models", "iaf", "distill"), {"teacher": "mfa", "datasets": ["digits"]}),
+        "'models.iaf.distill.teacher'",
+        "maf",
+    ),
+    "analyses.high_frequency.slow_models": (
+        put(("analyses", "high_frequency", "slow_models"), ["ffjrod"]),
+        "'analyses.high_frequency.slow_models[0]'",
+        "ffjord",
+    ),
+    "analyses.anomaly.slow_models": (
+        put(("analyses", "anomaly", "slow_models"), ["ffjrod"]),
+        "'analyses.anomaly.slow_models[0]'",
+        "ffjord",
+    ),
+    "analyses.latents.slow_models": (
+        put(("analyses", "latents", "slow_models"), ["ffjrod"]),
+        "'analyses.latents.slow_models[0]'",
+        "ffjord",
+    ),
+    "analyses.high_frequency.completion_models": (
+        put(("analyses", "high_frequency", "completion_models"), ["realnpv"]),
+        "'analyses.high_frequency.completion_models[0]'",
+        "realnvp",
+    ),
+    "analyses.likelihood.max_k": (
+        put(("analyses", "likelihood", "max_k"), {"flowp": 4}),
+        "'analyses.likelihood.max_k'",
+        "flowpp",
+    ),
     "datasets": (put(("datasets", "mnsit"), {}), "'datasets'", "mnist"),
     "parameter_budget": (put(("parameter_budget",), {"mnsit": 1000}), "'parameter_budget'", "mnist"),
     "logit_alpha": (put(("logit_alpha",), {"mnsit": 0.05}), "'logit_alpha'", "mnist"),
     "models.<m>.steps": (put(("models", "vae", "steps", "mnsit"), 10), "'models.vae.steps'", "mnist"),
     "models.<m>.left_out": (put(("models", "vae", "left_out"), {"mnsit": "why"}), "'models.vae.left_out'", "mnist"),
-    "models.<m>.dataset_options": (put(("models", "vae", "dataset_options"), {"mnsit": {}}),
-                                   "'models.vae.dataset_options'", "mnist"),
-    "models.<m>.distill.datasets": (put(("models", "iaf", "distill"), {"teacher": "maf", "datasets": ["digts"]}),
-                                    "'models.iaf.distill.datasets[0]'", "digits"),
-    "analyses.high_frequency.grid_dataset": (put(("analyses", "high_frequency", "grid_dataset"), "mnsit"),
-                                             "'analyses.high_frequency.grid_dataset'", "mnist"),
-    "analyses.latents.figure_dataset": (put(("analyses", "latents", "figure_dataset"), "mnsit"),
-                                        "'analyses.latents.figure_dataset'", "mnist"),
-    "analyses.cost.target_bpd": (put(("analyses", "cost", "target_bpd"), {"mnsit": 1.0}), "'analyses.cost.target_bpd'",
-                                 "mnist"),
-    "analyses.cost.budget_s": (put(("analyses", "cost", "budget_s"), {"mnsit": 60.0}), "'analyses.cost.budget_s'", "mnist"),
+    "models.<m>.dataset_options": (
+        put(("models", "vae", "dataset_options"), {"mnsit": {}}),
+        "'models.vae.dataset_options'",
+        "mnist",
+    ),
+    "models.<m>.distill.datasets": (
+        put(("models", "iaf", "distill"), {"teacher": "maf", "datasets": ["digts"]}),
+        "'models.iaf.distill.datasets[0]'",
+        "digits",
+    ),
+    "analyses.high_frequency.grid_dataset": (
+        put(("analyses", "high_frequency", "grid_dataset"), "mnsit"),
+        "'analyses.high_frequency.grid_dataset'",
+        "mnist",
+    ),
+    "analyses.latents.figure_dataset": (
+        put(("analyses", "latents", "figure_dataset"), "mnsit"),
+        "'analyses.latents.figure_dataset'",
+        "mnist",
+    ),
+    "analyses.cost.target_bpd": (
+        put(("analyses", "cost", "target_bpd"), {"mnsit": 1.0}),
+        "'analyses.cost.target_bpd'",
+        "mnist",
+    ),
+    "analyses.cost.budget_s": (
+        put(("analyses", "cost", "budget_s"), {"mnsit": 60.0}),
+        "'analyses.cost.budget_s'",
+        "mnist",
+    ),
 }
 
 # names that exist but cannot do what the place asks: (change, place, the named subset)
 INCAPABLE = {
-    "completion_models": (put(("analyses", "high_frequency", "completion_models"), ["flowpp"]),
-                          "'analyses.high_frequency.completion_models[0]'", "models that can complete images"),
-    "max_k": (put(("analyses", "likelihood", "max_k"), {"realnvp": 4}), "'analyses.likelihood.max_k'",
-              "models whose likelihood is a bound"),
-    "grid_dataset": (put(("analyses", "high_frequency", "grid_dataset"), "toy2d"),
-                     "'analyses.high_frequency.grid_dataset'", "datasets of images"),
-    "figure_dataset": (put(("analyses", "latents", "figure_dataset"), "toy2d"), "'analyses.latents.figure_dataset'",
-                       "datasets of images"),
+    "completion_models": (
+        put(("analyses", "high_frequency", "completion_models"), ["flowpp"]),
+        "'analyses.high_frequency.completion_models[0]'",
+        "models that can complete images",
+    ),
+    "max_k": (
+        put(("analyses", "likelihood", "max_k"), {"realnvp": 4}),
+        "'analyses.likelihood.max_k'",
+        "models whose likelihood is a bound",
+    ),
+    "grid_dataset": (
+        put(("analyses", "high_frequency", "grid_dataset"), "toy2d"),
+        "'analyses.high_frequency.grid_dataset'",
+        "datasets of images",
+    ),
+    "figure_dataset": (
+        put(("analyses", "latents", "figure_dataset"), "toy2d"),
+        "'analyses.latents.figure_dataset'",
+        "datasets of images",
+    ),
     "logit_alpha": (put(("logit_alpha",), {"toy2d": 0.05}), "'logit_alpha'", "datasets of images"),
 }
 
@@ -131,8 +180,11 @@ def test_names_are_listed_once_in_the_schema():
     s = schema()
     names = set(s["$defs"]["model_name"]["enum"]) | set(s["$defs"]["dataset_name"]["enum"])
     allowed = {"model_name", "dataset_name", "image_dataset_name", "completion_model", "bound_model"}
-    listed = ["/".join(path) for path, values in _enums(s) if names & set(map(str, values))
-              and not (path[0] == "$defs" and path[1] in allowed)]
+    listed = [
+        "/".join(path)
+        for path, values in _enums(s)
+        if names & set(map(str, values)) and not (path[0] == "$defs" and path[1] in allowed)
+    ]
     assert not listed, f"model or dataset names listed outside $defs (refer to #/$defs/... instead): {listed}"
 
 

@@ -10,10 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.functional import jacobian
 
+from brute_force import dequantised_levels, randomise
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.ffjord import FFJORD, trace_probes
-
-from brute_force import dequantised_levels, randomise
 
 F64 = torch.float64
 TIGHT = {"atol": 1e-9, "rtol": 1e-9, "eval_atol": 1e-9, "eval_rtol": 1e-9}
@@ -32,7 +31,10 @@ def image_flow(seed: int = 0, std: float = 0.1, **options: object) -> FFJORD:
 
 
 CASES = {
-    "vector-2": lambda: (vector_flow(2), 2.0 * torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=F64)),
+    "vector-2": lambda: (
+        vector_flow(2),
+        2.0 * torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=F64),
+    ),
     "vector-6-two-blocks": lambda: (
         vector_flow(6, blocks=2, time_length=0.7, train_time=True),
         torch.randn(3, 6, generator=torch.Generator().manual_seed(2), dtype=F64),
@@ -136,8 +138,11 @@ def test_hutchinson_noise_is_held_fixed_within_a_solve() -> None:
 
 def test_toy_density_integrates_to_one() -> None:
     torch.manual_seed(0)
-    model = randomise(FFJORD((2,), None, hidden=32, layers=2, eval_atol=1e-6, eval_rtol=1e-6, time_length=1.0,
-                             train_time=False), std=0.3, seed=3)
+    model = randomise(
+        FFJORD((2,), None, hidden=32, layers=2, eval_atol=1e-6, eval_rtol=1e-6, time_length=1.0, train_time=False),
+        std=0.3,
+        seed=3,
+    )
     half_width, n = 8.0, 150
     edges = torch.linspace(-half_width, half_width, n + 1)
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -173,8 +178,14 @@ def test_zero_dynamics_image_is_logit_preprocess_plus_normal() -> None:
     y = dequantised_levels((4, 1, 4, 4), levels)
     s = alpha + (1 - 2 * alpha) * y / levels
     z = torch.log(s / (1 - s))
-    by_hand = (-0.5 * z.square() - 0.5 * math.log(2 * math.pi) - math.log(levels) + math.log(1 - 2 * alpha)
-               - torch.log(s) - torch.log(1 - s)).sum((1, 2, 3))
+    by_hand = (
+        -0.5 * z.square()
+        - 0.5 * math.log(2 * math.pi)
+        - math.log(levels)
+        + math.log(1 - 2 * alpha)
+        - torch.log(s)
+        - torch.log(1 - s)
+    ).sum((1, 2, 3))
     with torch.no_grad():
         torch.testing.assert_close(model.log_prob(y), by_hand)
     torch.testing.assert_close(model.loss(y), -by_hand.mean())

@@ -44,8 +44,13 @@ BINARY_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".ico", ".npz", ".pt", ".gz"
 
 def project_files() -> list[str]:
     """Tracked files and untracked ones git does not ignore, relative to the repository."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sorted({p for p in out.split("\0") if p and (ROOT / p).is_file()})
 
 
@@ -91,8 +96,10 @@ def problems(path: str, content: str, files: set[str]) -> list[str]:
 
 def test_the_check_finds_references_outside():
     files = {"README.md", "docs/design.md", "src/a.py"}
-    bad = ("See `../shared/DESIGN.md`.\nDESIGN.md, 'Likelihood accounting'\nsee docs/missing.md\n"
-           "[notes](docs/nowhere.md)\nenv: ../../../environment.yml\n")
+    bad = (
+        "See `../shared/DESIGN.md`.\nDESIGN.md, 'Likelihood accounting'\nsee docs/missing.md\n"
+        "[notes](docs/nowhere.md)\nenv: ../../../environment.yml\n"
+    )
     found = problems("README.md", bad, files)
     assert [f.split(": ", 1)[1] for f in found] == [
         "'../shared/DESIGN.md' climbs out of the repository",
@@ -122,10 +129,12 @@ def test_no_file_points_outside_the_repository():
                 pending_clean.append(path)
             continue
         found += issues
-    assert not found, ("references to files outside the repository (the design notes are docs/design.md):\n  "
-                       + "\n  ".join(found))
-    assert not pending_clean, (f"{pending_clean} no longer point outside the repository: remove them from PENDING "
-                               f"in {Path(__file__).name}")
+    assert not found, (
+        "references to files outside the repository (the design notes are docs/design.md):\n  " + "\n  ".join(found)
+    )
+    assert not pending_clean, (
+        f"{pending_clean} no longer point outside the repository: remove them from PENDING in {Path(__file__).name}"
+    )
 
 
 @pytest.mark.parametrize("path", sorted(PENDING))

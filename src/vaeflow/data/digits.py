@@ -27,8 +27,10 @@ def load_images() -> tuple[np.ndarray, np.ndarray]:
     bunch = load_digits()
     images = bunch.images.astype(np.uint8)[:, None, :, :]
     if images.shape != (N_IMAGES, *SHAPE):
-        raise ValueError(f"sklearn.datasets.load_digits() gave images of shape {images.shape}, expected "
-                         f"{(N_IMAGES, *SHAPE)}; update N_IMAGES and SHAPE in {__name__}")
+        raise ValueError(
+            f"sklearn.datasets.load_digits() gave images of shape {images.shape}, expected "
+            f"{(N_IMAGES, *SHAPE)}; update N_IMAGES and SHAPE in {__name__}"
+        )
     return images, bunch.target.astype(np.int64)
 
 
