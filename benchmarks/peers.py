@@ -386,15 +386,19 @@ def write_results(out: Path, args: argparse.Namespace, rows: list[dict]) -> None
         f"Test bits/dim: mean ± sd over the seeds of each pair, {args.steps} steps each; ratios are ours / peer "
         "(< 1: ours is better or faster).",
         "",
-        "| family | dataset | seeds | ours params | ours bits/dim | peer | peer params | peer bits/dim | bpd ratio | per-seed ratios | ours − peer (paired, ± se) | ours ms/step | peer ms/step | step-time ratio |",
+        "| family | dataset | seeds | ours params | ours bits/dim | peer | peer params | peer bits/dim | bpd ratio "
+        "| per-seed ratios | ours − peer (paired, ± se) | ours ms/step | peer ms/step | step-time ratio |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         per_seed = ", ".join(f"{x:.3f}" for x in r["bpd_ratio_per_seed"])
         lines.append(
-            f"| {r['family']} | {r['dataset']} | {len(r['ours_bpd_per_seed'])} | {r['ours_parameters']} | {r['ours_bpd_mean']:.3f} ± {r['ours_bpd_sd']:.3f} | "
-            f"{r['peer']} | {r['peer_parameters']} | {r['peer_bpd_mean']:.3f} ± {r['peer_bpd_sd']:.3f} | {r['bpd_ratio']:.3f} | {per_seed} | "
-            f"{r['bpd_diff_mean']:+.4f} ± {_se(r['bpd_diff_se'])} | {1000 * r['ours_step_time_s']:.1f} | {1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |"
+            f"| {r['family']} | {r['dataset']} | {len(r['ours_bpd_per_seed'])} | {r['ours_parameters']} | "
+            f"{r['ours_bpd_mean']:.3f} ± {r['ours_bpd_sd']:.3f} | "
+            f"{r['peer']} | {r['peer_parameters']} | {r['peer_bpd_mean']:.3f} ± {r['peer_bpd_sd']:.3f} | "
+            f"{r['bpd_ratio']:.3f} | {per_seed} | "
+            f"{r['bpd_diff_mean']:+.4f} ± {_se(r['bpd_diff_se'])} | {1000 * r['ours_step_time_s']:.1f} | "
+            f"{1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |"
         )
     write_text_atomic(out / "peers.md", "\n".join(lines) + "\n")
 

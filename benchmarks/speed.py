@@ -389,9 +389,9 @@ def benchmark_pair(
         for s in sides:
             s.module.eval()
             with torch.no_grad():
-                timings[s.name]["sample"].append(per_call(lambda: s.sample(n), min_time, min_calls=1))
+                timings[s.name]["sample"].append(per_call(lambda s=s: s.sample(n), min_time, min_calls=1))
                 timings[s.name]["density"].append(
-                    per_call(lambda: s.density(density_in[s.name]), min_time, min_calls=1)
+                    per_call(lambda s=s: s.density(density_in[s.name]), min_time, min_calls=1)
                 )
             s.module.train()
 
@@ -620,7 +620,8 @@ def summary(result: dict) -> str:
         f"{result['matmul_peak_flop_per_s'] / 1e9:.1f} GFLOP/s.",
         "",
         "| model | data | ours params | peer | peer params | ours ms/step | peer ms/step | step ratio | "
-        "ours samples/s | peer samples/s | sample ratio | ours density evals/s | peer density evals/s | density ratio | "
+        "ours samples/s | peer samples/s | sample ratio | "
+        "ours density evals/s | peer density evals/s | density ratio | "
         "ours GFLOP/s | % of matmul peak |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -401,14 +401,14 @@ def test_the_site_shows_the_high_frequency_tables_compactly(tiny_results) -> Non
     assert list(vae["image set"]) == ["samples", "decoder mean", "recon. mean", "recon. sample"]
     assert f"*recon. sample*: {hfa.SET_LABELS['reconstruction_sample']}" in vae_shown.notes[-1]
     assert set(vae["images"]) == {f"2 × {int(n)}" for n in hfa.vae_table(sets, settings)["images per seed"]}
-    for shown in (
+    for each in (
         shown,
         hfa.vae_shown(hfa.vae_table(sets, settings), settings),
         hfa.temperature_shown(hfa.temperature_table(sets, settings), settings),
         hfa.completion_shown(hfa.completion_table(hfa.completion_frame(tiny_results))),
         hfa.cost_shown(hfa.cost_table(tiny_results)),
     ):
-        text = " | ".join(shown.table.astype(str).to_numpy().ravel())
+        text = " | ".join(each.table.astype(str).to_numpy().ravel())
         assert "nan" not in text and " ± " not in text  # a dash for what does not apply; "mean ± sd" on one line
         numbers = re.findall(r"\d+\.\d+", text)
         assert all(len(n.replace(".", "").lstrip("0")) <= 3 for n in numbers), numbers  # 3 significant figures

@@ -402,7 +402,10 @@ def test_the_reproduce_page_names_the_archive_and_what_was_rebuilt_since(good, t
 
 
 def test_plan_counts_reads_snakemakes_job_stats():
-    out = "Job stats:\njob                    count\n-------------------  -------\nall 1\nlikelihood_analysis 1\ntotal 2\n"
+    out = (
+        "Job stats:\njob                    count\n-------------------  -------\nall 1\nlikelihood_analysis "
+        "1\ntotal 2\n"
+    )
     assert plan_counts(out) == {"likelihood_analysis": 1}
     assert plan_counts("Nothing to be done (all requested files are present and up to date).") == {}
 

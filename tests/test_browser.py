@@ -289,7 +289,7 @@ def test_report_lists_every_table_and_figure_by_analysis(report_page):
     # one category per analysis, its tables and its figures in subcategories
     assert len(categories) == len(ANALYSES)
     for kind, suffix in (("tables", "csv"), ("figures", "svg")):
-        for analysis, stem in declared(kind):
+        for _, stem in declared(kind):
             placed = [
                 (c, s)
                 for c, subs in categories.items()
@@ -520,7 +520,8 @@ READER_CHECKS = """() => {
                 if (mark.closest('[clip-path]')) continue;  // clipped to the plot by vega
                 const r = mark.getBoundingClientRect();
                 if (r.width === 0 && r.height === 0) continue;
-                if (r.left < box.left - 2 || r.right > box.right + 2 || r.top < box.top - 2 || r.bottom > box.bottom + 2)
+                if (r.left < box.left - 2 || r.right > box.right + 2
+                    || r.top < box.top - 2 || r.bottom > box.bottom + 2)
                     problems.push(`chart ${svg.closest('.vega-chart').id}: a ${group.getAttribute('class')} mark `
                         + 'outside its plotting area');
             }

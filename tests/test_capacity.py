@@ -19,7 +19,9 @@ SMALL = {  # small depths, so that a sweep over widths stays quick
 
 
 def test_nearest_width_equals_brute_force():
-    params = lambda w: 3 * w * w + 10 * w + 7  # a quadratic count, as a hidden layer's
+    def params(w):  # a quadratic count, as a hidden layer's
+        return 3 * w * w + 10 * w + 7
+
     for target in (50, 100, 1_000, 12_345, 300_000):
         brute = min(range(4, 2000), key=lambda w: (abs(params(w) - target), w))
         assert nearest_width(params, target, start=16) == brute, target
@@ -33,7 +35,10 @@ def test_every_model_is_brought_to_the_budget_by_its_width_alone(name, kind):
     options = fit_to_budget(name, shape, levels, SMALL[name], budget)
     key = MODELS[name].width_option(shape)
     assert {k: v for k, v in options.items() if k != key} == SMALL[name]  # nothing but the width moved
-    count = lambda w: build_model(name, shape, levels, {**SMALL[name], key: w}).num_parameters()
+
+    def count(w):
+        return build_model(name, shape, levels, {**SMALL[name], key: w}).num_parameters()
+
     fitted = options[key]
     assert count(fitted) == build_model(name, shape, levels, options).num_parameters()
     assert budget / TOLERANCE <= count(fitted) <= budget * TOLERANCE

@@ -246,8 +246,10 @@ def test_an_unset_scale_count_is_checked_with_the_models_default(root, tmp_path)
     [
         ("  batch_size: 32\n  lr", "  batch_size: 1000000000\n  lr", "training.batch_size", 1000000000, "digits", 1257),
         (
-            "    options: {latent_dim: 4, hidden: 32, layers: 1}\n    dataset_options:\n      toy2d: {latent_dim: 2}\n  realnvp",
-            "    options: {latent_dim: 4, hidden: 32, layers: 1}\n    training: {batch_size: 2001}\n    dataset_options:\n"
+            "    options: {latent_dim: 4, hidden: 32, layers: 1}\n    dataset_options:\n      toy2d: {latent_dim: "
+            "2}\n  realnvp",
+            "    options: {latent_dim: 4, hidden: 32, layers: 1}\n    training: {batch_size: 2001}\n    "
+            "dataset_options:\n"
             "      toy2d: {latent_dim: 2}\n  realnvp",
             "models.vae.training.batch_size",
             2001,

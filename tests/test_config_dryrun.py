@@ -28,7 +28,8 @@ def test_a_scale_count_the_data_cannot_take_stops_the_dry_run(project):
     line = text[: text.index(old)].count("\n") + 1
     output = _fails(project, "--configfile", "config/bad.yaml")
     assert (
-        f"invalid study configuration config/bad.yaml, line {line}: at 'models.realnvp.dataset_options.digits.n_scales': "
+        f"invalid study configuration config/bad.yaml, line {line}: at "
+        "'models.realnvp.dataset_options.digits.n_scales': "
         f"6 does not fit dataset 'digits', whose examples have shape (1, 8, 8)"
     ) in output, output
     assert "Set it to at most 3" in output

@@ -323,7 +323,7 @@ def test_checksum_table_holds_the_canonical_sources() -> None:
     table = download.RAW_FILES
     assert set(table) == set(FULL_SIZE_DATASETS)
     assert [f.name for f in table["mnist_full"]] == list(IDX_NAMES) == [f.name for f in table["fashion_mnist"]]
-    for dataset, files in table.items():
+    for files in table.values():
         for entry in files:
             assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0 and entry.size > 0
             assert entry.url.endswith("/" + entry.name)

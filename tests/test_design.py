@@ -75,8 +75,8 @@ def test_left_out_runs_are_listed_with_reason_and_measured_step(study, tmp_path,
     path, config = study
     plain = markdown(config, None)
     assert (
-        "- ffjord on textures: left out to exercise the left_out setting in the tests. Its cost per step was not measured"
-        in plain
+        "- ffjord on textures: left out to exercise the left_out setting in the tests. Its cost per step was not "
+        "measured" in plain
     )
     speed = {
         "left_out": [

@@ -66,7 +66,7 @@ def test_exact_trace_logdet_equals_autograd_jacobian(case: str) -> None:
     assert cnf_part.abs().min() > 0.01, "the CNF's own log-det should be far from zero"
     for i in range(x.shape[0]):
         shape = x[i : i + 1].shape
-        jac = jacobian(lambda v: model.transform(v.reshape(shape)).reshape(-1), x[i].reshape(-1))
+        jac = jacobian(lambda v, shape=shape: model.transform(v.reshape(shape)).reshape(-1), x[i].reshape(-1))
         brute = torch.linalg.slogdet(jac)[1]
         assert logdet[i].item() == pytest.approx(brute.item(), abs=1e-4)
     # log p = log N(z) + log|det|, deterministic in evaluation, and log_prob_bound equals it

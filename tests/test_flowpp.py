@@ -265,7 +265,7 @@ def test_dequantizer_log_q_is_the_change_of_variables() -> None:
     for i in range(x.shape[0]):
         xi = x[i : i + 1]
         brute = standard_normal_log_prob(eps[i : i + 1]) - jacobian_logdet(
-            lambda e: model.dequantizer.transform(e, xi)[0], eps[i : i + 1]
+            lambda e, xi=xi: model.dequantizer.transform(e, xi)[0], eps[i : i + 1]
         )
         assert log_q[i].item() == pytest.approx(brute.item(), abs=1e-8)
     # the inverse path (bisection) gives the same log q at the same u

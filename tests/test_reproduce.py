@@ -53,7 +53,7 @@ def test_outputs_of_one_job_are_grouped_and_each_gets_its_anchor_and_command(stu
         "--configfile config/smoke.yaml"
     ) in text
     assert "12.5 s" in text and "`abc123`" in text and "3 files" in text
-    assert "`" + "%064x" % 2 + "`" in text  # each input's recorded sha256
+    assert f"`{2:064x}`" in text  # each input's recorded sha256
 
 
 def test_the_default_config_needs_no_configfile_flag():

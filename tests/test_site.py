@@ -44,7 +44,8 @@ def _project(tmp_path):
         "@tbl-t, @fig-f and @fig-nb; {{< var likelihood.mnist.bpd >}} bits/dim; mail a@b.org.\n"
     )
     (project / "reproduce.qmd").write_text(
-        "---\ntitle: R\n---\n### Table t {#table-t}\n\n### Figure f {#figure-f}\n\nBack to [the page](page.qmd#tbl-t).\n"
+        "---\ntitle: R\n---\n### Table t {#table-t}\n\n### Figure f {#figure-f}\n\nBack to [the "
+        "page](page.qmd#tbl-t).\n"
     )
     return project
 

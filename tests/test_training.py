@@ -77,7 +77,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, digits, model):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     curves_a = (tmp_path / "whole" / "curves.csv").read_text().splitlines()
     curves_b = (tmp_path / "resumed" / "curves.csv").read_text().splitlines()
-    strip = lambda rows: [",".join(r.split(",")[:5]) for r in rows]  # drop elapsed time
+
+    def strip(rows):  # drop elapsed time
+        return [",".join(r.split(",")[:5]) for r in rows]
+
     assert strip(curves_a) == strip(curves_b)
 
 
@@ -176,7 +179,10 @@ def test_resume_file_from_other_code_is_set_aside_and_training_restarts(tmp_path
         [sys.executable, "-c", script, run, "-1", str(tmp_path / "fresh")], env=env, capture_output=True, text=True
     )
     assert fresh.returncode == 0, fresh.stderr
-    digest = lambda p: hashlib.sha256((p / "checkpoint.pt").read_bytes()).hexdigest()
+
+    def digest(p):
+        return hashlib.sha256((p / "checkpoint.pt").read_bytes()).hexdigest()
+
     assert digest(out) == digest(tmp_path / "fresh")
     assert (out / "curves.csv").read_text().split("\n")[1].split(",")[:4] == (
         tmp_path / "fresh" / "curves.csv"

@@ -738,8 +738,10 @@ def unpack(archive: Path, staging: Path) -> tuple[dict[str, Any], dict[str, dict
                 if member.size != expected["size"] or sha.hexdigest() != expected["sha256"]:
                     raise ArchiveError(
                         f"{archive}: member {name} does not match its manifest (sha256 {sha.hexdigest()[:16]}..., "
-                        f"{member.size} bytes; the manifest says {expected['sha256'][:16]}..., {expected['size']} bytes): "
-                        f"the archive was altered or damaged after it was made. Nothing was written. Get an intact copy "
+                        f"{member.size} bytes; the manifest says {expected['sha256'][:16]}..., {expected['size']} "
+                        "bytes): "
+                        "the archive was altered or damaged after it was made. Nothing was written. Get an intact "
+                        "copy "
                         f"(compare its sha256 with the one published beside it: sha256sum {archive.name})."
                     )
                 if expected["kind"] == "record":

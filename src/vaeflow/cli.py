@@ -87,7 +87,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
     test = metrics["test"]
     print(
-        f"{metrics['model']} on {metrics['dataset']} seed {metrics['seed']}: test {test['bits_per_dim']:.4f} bits/dim ({test['bound']})"
+        f"{metrics['model']} on {metrics['dataset']} seed {metrics['seed']}: test {test['bits_per_dim']:.4f} "
+        f"bits/dim ({test['bound']})"
     )
 
 
@@ -143,7 +144,8 @@ def cmd_site(args: argparse.Namespace) -> None:
         if problems:
             raise SystemExit("Quarto project check failed:\n  " + "\n  ".join(problems))
         print(
-            f"Quarto project {args.report_dir}: every page, embed, include, cross-reference, variable and citation resolves"
+            f"Quarto project {args.report_dir}: every page, embed, include, cross-reference, variable and citation "
+            "resolves"
         )
     else:
         quarto.render(args.report_dir, args.out)

@@ -301,7 +301,10 @@ def _schema_error(errors: list[ValidationError], where: _Sources) -> str:
             message += f"; allowed names here: {', '.join(names)}"
     elif isinstance(error.schema, dict) and error.schema.get("description"):
         fix += f"; {_key(path)}: {' '.join(str(error.schema['description']).split())}"
-    return f"invalid study configuration {where(path)}: at '{_key(path)}': {message}{'' if message.endswith('?') else '.'} {fix}."
+    return (
+        f"invalid study configuration {where(path)}: at '{_key(path)}': "
+        f"{message}{'' if message.endswith('?') else '.'} {fix}."
+    )
 
 
 def validate_config(
@@ -384,7 +387,8 @@ def _check_against_data(config: dict[str, Any], where: _Sources) -> None:
             raise ConfigError(
                 f"invalid study configuration {where(('models', model, 'steps'))}: at 'models.{model}.steps': no "
                 f"training steps for dataset(s) {', '.join(map(repr, missing))}. Add {missing[0]}: <steps> there, or "
-                f"leave the model out of it with models.{model}.left_out: {{{missing[0]}: <the reason the site gives>}}."
+                f"leave the model out of it with models.{model}.left_out: "
+                f"{{{missing[0]}: <the reason the site gives>}}."
             )
         both = [d for d in left_out if d in block["steps"]]
         if both:
@@ -490,7 +494,8 @@ def _check_device(config: dict[str, Any], where: _Sources) -> None:
 
         raise ConfigError(
             f"invalid study configuration {where(('device',))}: at 'device': {device!r}, but torch on this machine "
-            f"sees no CUDA GPU (torch {torch.__version__}, {'built for CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}). "
+            f"sees no CUDA GPU (torch {torch.__version__}, "
+            f"{'built for CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}). "
             f"Set device: auto there (CUDA wherever a job finds a GPU, CPU otherwise; on a cluster, jobs on GPU nodes "
             f"get their GPU) or device: cpu, or plan the study on a machine with a GPU."
         ) from None

@@ -706,11 +706,13 @@ def auroc_chart(metrics: pd.DataFrame) -> alt.FacetChart:
         )
         .properties(
             description=(
-                "Heat maps of the AUROC of out-of-distribution detection, one row of panels per in-distribution dataset ("
+                "Heat maps of the AUROC of out-of-distribution detection, one row of panels per in-distribution "
+                "dataset ("
                 + ", ".join(sorted(prim["dataset"].unique()))
                 + ") and one column per detection method ("
                 + ", ".join(methods)
-                + "); in each, one row per model and one column per OOD set, the AUROC written in the cell and coloured from "
+                + "); in each, one row per model and one column per OOD set, the AUROC written in the cell and "
+                "coloured from "
                 "red (0, the OOD set ranked as more in-distribution) through white (0.5, chance) to blue (1, detected)."
                 + worst
             )
@@ -787,11 +789,13 @@ def bpd_chart(quantiles: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
         .resolve_scale(y="independent")
         .properties(
             description=(
-                "Box plots of the negative log-likelihood in bits/dim (symmetric-log axis) of every scored image set, one "
+                "Box plots of the negative log-likelihood in bits/dim (symmetric-log axis) of every scored image "
+                "set, one "
                 "panel per in-distribution dataset and model ("
                 + str(len(panels))
                 + " panels): whiskers from the 10th to "
-                "the 90th percentile, a box from the 25th to the 75th and a black tick at the median; the training images "
+                "the 90th percentile, a box from the 25th to the 75th and a black tick at the median; the training "
+                "images "
                 "(grey) and the in-distribution test images (blue) first, then the out-of-distribution sets (red)."
             )
         )

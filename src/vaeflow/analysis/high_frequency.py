@@ -154,7 +154,8 @@ def spectral_distance(radial_set: np.ndarray, radial_data: np.ndarray) -> float:
     b = np.log10(np.maximum(np.asarray(radial_data, dtype=np.float64)[1:], POWER_FLOOR))
     if a.shape != b.shape or a.size == 0:
         raise ValueError(
-            f"spectral_distance needs two radial spectra of the same length > 1, got {radial_set.shape} and {radial_data.shape}"
+            f"spectral_distance needs two radial spectra of the same length > 1, got {radial_set.shape} and "
+            f"{radial_data.shape}"
         )
     return float(np.mean(np.abs(a - b)))
 
@@ -630,7 +631,8 @@ def spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
         .resolve_scale(x="independent", y="independent")
         .properties(
             description=(
-                "Log-log line charts of the mean radial power spectrum against spatial frequency, one panel per dataset ("
+                "Log-log line charts of the mean radial power spectrum against spatial frequency, one panel per "
+                "dataset ("
                 + ", ".join(datasets)
                 + "): the test images as a thick black line and each model's samples at "
                 "temperature 1 in its colour. A line above the black one at high frequencies carries more fine detail "
@@ -824,7 +826,8 @@ def samples_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
     chosen = [r for r in results if r.dataset == dataset]
     if not chosen:
         raise ValueError(
-            f"no high_frequency probe of dataset {dataset!r} for the sample grid; set analyses.high_frequency.grid_dataset "
+            f"no high_frequency probe of dataset {dataset!r} for the sample grid; set "
+            "analyses.high_frequency.grid_dataset "
             f"to one of {', '.join(sorted({r.dataset for r in results}))}"
         )
     rows: dict[str, tuple[str, list[np.ndarray], int]] = {}

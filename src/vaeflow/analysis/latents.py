@@ -469,8 +469,10 @@ def interpolations_chart(frame: pd.DataFrame, pixels: int = 36) -> alt.VConcatCh
         .configure_view(stroke=None)
         .properties(
             description=(
-                f"Grids of decoded images, one block per pair of test images ({frame['pair'].nunique()} pairs) and one row "
-                f"per model ({', '.join(models)}): the two test images at the ends and, between them, the images decoded "
+                f"Grids of decoded images, one block per pair of test images ({frame['pair'].nunique()} pairs) and "
+                "one row "
+                f"per model ({', '.join(models)}): the two test images at the ends and, between them, the images "
+                "decoded "
                 "from evenly spaced points on the straight line between their latents."
             )
         )
@@ -515,7 +517,8 @@ def traversals_chart(frame: pd.DataFrame, pixels: int = 36) -> alt.Chart:
         .configure_view(stroke=None)
         .properties(
             description=(
-                f"A grid of decoded images, one row per VAE latent coordinate ({len(rows)} rows: {', '.join(rows)}): the "
+                f"A grid of decoded images, one row per VAE latent coordinate ({len(rows)} rows: "
+                f"{', '.join(rows)}): the "
                 "test image first, then the decoder mean as that coordinate alone takes the values "
                 + ", ".join(c for c in columns if c != "x")
                 + " prior standard deviations."
@@ -624,7 +627,8 @@ def scatter_chart(frame: pd.DataFrame) -> alt.TopLevelMixin:
         .resolve_scale(x="independent", y="independent")
         .properties(
             description=(
-                f"Scatter plots of 2-D points coloured by mixture component, one panel each ({', '.join(panels)}): the test "
+                f"Scatter plots of 2-D points coloured by mixture component, one panel each ({', '.join(panels)}): "
+                "the test "
                 "points themselves (data) and their latent codes under each model."
             )
         )

@@ -335,7 +335,7 @@ def likelihood_shown(runs: pd.DataFrame, baselines: pd.DataFrame) -> Shown:
             marks_used.update(marks)
             row[dataset] = cell + (f"^{marks}^" if marks else "")
         rows.append(row)
-    for name, of in baselines.groupby("baseline", sort=False):
+    for _, of in baselines.groupby("baseline", sort=False):
         row = {"model": f"{of['label'].iloc[0]} (baseline)"}
         row["quantity"], exceptions[row["model"]] = _main_quantity(
             {r.dataset: codes[r.quantity] for r in of.itertuples(index=False)}

@@ -52,5 +52,8 @@ def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
     import sklearn
 
     images, labels = load_images()
-    source = f"scikit-learn {sklearn.__version__}: sklearn.datasets.load_digits() (UCI optical handwritten digits, 8x8, 0..16)"
+    source = (
+        f"scikit-learn {sklearn.__version__}: sklearn.datasets.load_digits() (UCI optical handwritten digits, "
+        "8x8, 0..16)"
+    )
     return split_labelled(NAME, LEVELS, images, labels, opts, seed, source)

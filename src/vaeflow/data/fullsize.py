@@ -100,7 +100,8 @@ def path_option(dataset: str, value: Any) -> str | None:
 
 
 def provenance(dataset: str, files: dict[str, Path]) -> str:
-    """``name sha256 <first 12 hex digits>`` of each raw file (verified by :func:`locate_raw_files`), for the source line."""
+    """``name sha256 <first 12 hex digits>`` of each raw file (verified by :func:`locate_raw_files`),
+    for the source line."""
     return ", ".join(f"{name} sha256 {raw_file(dataset, name).sha256[:12]}" for name in files)
 
 

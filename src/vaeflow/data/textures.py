@@ -43,7 +43,8 @@ def check_images(images: Any) -> list[str]:
     """Validate the ``images`` option: a non-empty list of distinct names from :data:`IMAGES`."""
     if isinstance(images, str) or not isinstance(images, (list, tuple)) or not images:
         raise ValueError(
-            f"dataset {NAME!r}: option images must be a non-empty list of names from {', '.join(IMAGES)}; got {images!r}"
+            f"dataset {NAME!r}: option images must be a non-empty list of names from {', '.join(IMAGES)}; got "
+            f"{images!r}"
         )
     unknown = [name for name in images if name not in IMAGES]
     if unknown:

@@ -111,7 +111,8 @@ def _checked_options(options: dict[str, Any] | None) -> dict[str, Any]:
     opts = fill_options(NAME, options, DEFAULTS)
     if opts["density"] not in DENSITIES:
         raise ValueError(
-            f"dataset {NAME!r}: unknown density {opts['density']!r}; option density must be one of {', '.join(DENSITIES)}"
+            f"dataset {NAME!r}: unknown density {opts['density']!r}; option density must be one of "
+            f"{', '.join(DENSITIES)}"
         )
     opts.update({f"n_{split}": int_option(NAME, f"n_{split}", opts[f"n_{split}"], 1) for split in SPLITS})
     return opts

@@ -129,7 +129,8 @@ def markdown(
         "- **Configuration:** "
         + ", ".join(f"`{c}`" for c in configfiles)
         + " (validated against `config/schema.yaml`)",
-        f"- **Training seeds:** {', '.join(str(s) for s in seeds)}; each run seeds torch, numpy and its batch order from its seed",
+        f"- **Training seeds:** {', '.join(str(s) for s in seeds)}; each run seeds torch, numpy and its batch order "
+        "from its seed",
         f"- **Data seed:** {data_seed} (the train/validation/test split of every dataset)",
         f"- **Runs:** {len(runs)} ({len({(r['dataset'], r['model']) for r in runs})} model–dataset pairs)",
         "",

@@ -128,7 +128,8 @@ def early_stopping(settings: dict[str, Any]) -> tuple[int | None, float]:
 
 
 def peak_memory_mib(device: torch.device, carried: float = 0.0) -> dict[str, float]:
-    """This process's peak resident memory (``ru_maxrss``, KiB on Linux) and, on CUDA, peak allocated GPU memory, in MiB."""
+    """This process's peak resident memory (``ru_maxrss``, KiB on Linux) and, on CUDA, peak allocated GPU memory,
+    in MiB."""
     peak = {"peak_rss_mib": max(carried, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     if device.type == "cuda":
         peak["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
