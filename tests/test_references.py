@@ -42,15 +42,30 @@ MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
 BINARY_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".ico", ".npz", ".pt", ".gz", ".zst", ".pdf", ".woff", ".woff2"}
 
 
+# what a checkout without git holds besides the project (the folders .gitignore names, and tools' caches):
+# at the top, and anywhere
+GENERATED_TOP = {".git", "results", "resources", ".snakemake", ".venv", ".pytest_cache", ".ruff_cache"}
+GENERATED = {"__pycache__", ".ipynb_checkpoints", ".quarto", "_site"}
+
+
 def project_files() -> list[str]:
-    """Tracked files and untracked ones git does not ignore, relative to the repository."""
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    """Tracked files and untracked ones git does not ignore, relative to the repository; outside a git
+    checkout, every file but the generated ones."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        paths = (p.relative_to(ROOT) for p in ROOT.rglob("*") if p.is_file())
+        return sorted(
+            str(p)
+            for p in paths
+            if p.parts[0] not in GENERATED_TOP and not GENERATED & set(p.parts) and ".egg-info" not in str(p)
+        )
     return sorted({p for p in out.split("\0") if p and (ROOT / p).is_file()})
 
 
