@@ -31,8 +31,9 @@ ALPHAS = (1e-6, 0.01, 0.05)
 PROBE_MODEL = "maf"
 
 
-def sweep(config: dict, dataset: str, alphas: list[float], data_dir: Path | None, seed: int,
-          done: list[dict]) -> list[dict]:
+def sweep(
+    config: dict, dataset: str, alphas: list[float], data_dir: Path | None, seed: int, done: list[dict]
+) -> list[dict]:
     """Best validation bits/dim of :data:`PROBE_MODEL` on ``dataset`` for each α, trained as the study trains it.
 
     ``done``: rows of an earlier, interrupted sweep with the same settings; their α are not trained again.
@@ -54,11 +55,23 @@ def sweep(config: dict, dataset: str, alphas: list[float], data_dir: Path | None
             continue
         with tempfile.TemporaryDirectory() as tmp:
             trained = train(run, data, tmp, device="cpu", progress=False)
-        rows.append({"dataset": dataset, "alpha": float(alpha), "val_bpd": trained["best_val_bits_per_dim"],
-                     "best_step": trained["best_step"], "steps": trained["steps"],
-                     "converged": trained["converged"], "parameters": trained["parameters"], "run": run})
-        print(f"{dataset} α={alpha:g}: best validation {trained['best_val_bits_per_dim']:.4f} bits/dim at step "
-              f"{trained['best_step']} of {trained['steps']}", flush=True)
+        rows.append(
+            {
+                "dataset": dataset,
+                "alpha": float(alpha),
+                "val_bpd": trained["best_val_bits_per_dim"],
+                "best_step": trained["best_step"],
+                "steps": trained["steps"],
+                "converged": trained["converged"],
+                "parameters": trained["parameters"],
+                "run": run,
+            }
+        )
+        print(
+            f"{dataset} α={alpha:g}: best validation {trained['best_val_bits_per_dim']:.4f} bits/dim at step "
+            f"{trained['best_step']} of {trained['steps']}",
+            flush=True,
+        )
     return rows
 
 
@@ -75,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--schema", default="config/schema.yaml")
-    parser.add_argument("--out", default="benchmarks/results/logit_alpha.json",
-                        help="written after each dataset; rows already there (same settings) are not trained again")
+    parser.add_argument(
+        "--out",
+        default="benchmarks/results/logit_alpha.json",
+        help="written after each dataset; rows already there (same settings) are not trained again",
+    )
     parser.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
     parser.add_argument("--datasets", nargs="+", help="image datasets of the config (default: all of them)")
     parser.add_argument("--data-dir", type=Path, help="prepared datasets (<name>.npz) to reuse, e.g. results/data")
@@ -87,16 +103,20 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(int(config["threads"]))  # as the study's jobs: more threads than cores would spin
     if PROBE_MODEL not in config["models"]:
-        print(f"error: {args.config} has no {PROBE_MODEL!r} model to sweep α with; add it or pass another config",
-              file=sys.stderr)
+        print(
+            f"error: {args.config} has no {PROBE_MODEL!r} model to sweep α with; add it or pass another config",
+            file=sys.stderr,
+        )
         return 2
     datasets = args.datasets or [d for d in config["datasets"] if d != "toy2d"]
     done = json.loads(Path(args.out).read_text())["rows"] if Path(args.out).exists() else []
     rows: list[dict] = []
     for dataset in datasets:
         rows += sweep(config, dataset, args.alphas, args.data_dir, args.seed, done)
-        write_json_atomic(args.out, {"model": PROBE_MODEL, "seed": args.seed, "config": args.config,
-                                     "chosen": chosen(rows), "rows": rows})
+        write_json_atomic(
+            args.out,
+            {"model": PROBE_MODEL, "seed": args.seed, "config": args.config, "chosen": chosen(rows), "rows": rows},
+        )
     return 0
 
 

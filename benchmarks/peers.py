@@ -45,7 +45,9 @@ class PeerDensity(nn.Module):
     are over the same dequantised levels and their bits/dim compare directly.
     """
 
-    def __init__(self, log_prob: Callable[[Tensor], Tensor], module: nn.Module, levels: int | None, alpha: float = 0.05):
+    def __init__(
+        self, log_prob: Callable[[Tensor], Tensor], module: nn.Module, levels: int | None, alpha: float = 0.05
+    ):
         super().__init__()
         self.module = module
         self._log_prob = log_prob
@@ -78,10 +80,13 @@ def peer_maf(features: int, levels: int | None, hidden: int, layers: int, transf
 
 
 def peer_iaf(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> PeerDensity:
-    from zuko.flows import Flow, LazyInverse, MaskedAutoregressiveTransform, UnconditionalDistribution
     from zuko.distributions import DiagNormal
+    from zuko.flows import Flow, LazyInverse, MaskedAutoregressiveTransform, UnconditionalDistribution
 
-    steps = [LazyInverse(MaskedAutoregressiveTransform(features, hidden_features=[hidden] * layers)) for _ in range(transforms)]
+    steps = [
+        LazyInverse(MaskedAutoregressiveTransform(features, hidden_features=[hidden] * layers))
+        for _ in range(transforms)
+    ]
     base = UnconditionalDistribution(DiagNormal, torch.zeros(features), torch.ones(features), buffer=True)
     return _zuko(Flow(steps, base), levels)
 
@@ -98,24 +103,52 @@ def peer_glow(features: int, levels: int | None, hidden: int, layers: int, trans
     flows = []
     for _ in range(transforms):
         net = nf.nets.MLP([features // 2] + [hidden] * layers + [2 * (features - features // 2)], init_zeros=True)
-        flows += [nf.flows.ActNorm((features,)), nf.flows.LULinearPermute(features),
-                  nf.flows.AffineCouplingBlock(net, scale_map="sigmoid")]
+        flows += [
+            nf.flows.ActNorm((features,)),
+            nf.flows.LULinearPermute(features),
+            nf.flows.AffineCouplingBlock(net, scale_map="sigmoid"),
+        ]
     model = nf.NormalizingFlow(nf.distributions.DiagGaussian(features, trainable=False), flows)
     return PeerDensity(model.log_prob, model, levels)
 
 
 # family -> (our model name, our options, peer builder, peer name, peer size arguments)
 FAMILIES: dict[str, tuple[str, dict, Callable[..., PeerDensity], str, dict]] = {
-    "realnvp": ("realnvp", {"coupling_layers": 8, "hidden": 64, "mlp_layers": 2}, peer_realnvp,
-                "zuko.flows.RealNVP", {"hidden": 64, "layers": 2, "transforms": 8}),
-    "maf": ("maf", {"blocks": 5, "hidden": 64, "layers": 2}, peer_maf,
-            "zuko.flows.MAF", {"hidden": 64, "layers": 2, "transforms": 5}),
-    "iaf": ("iaf", {"blocks": 5, "hidden": 64, "layers": 2}, peer_iaf,
-            "zuko LazyInverse(MaskedAutoregressiveTransform)", {"hidden": 64, "layers": 2, "transforms": 5}),
-    "ffjord": ("ffjord", {"hidden": 64, "layers": 3, "trace": "exact"}, peer_ffjord,
-               "zuko.flows.CNF", {"hidden": 64, "layers": 3, "transforms": 1}),
-    "glow": ("glow", {"hidden": 64, "mlp_layers": 2, "vector_steps": 6, "logit_alpha": 0.05}, peer_glow,
-             "normflows ActNorm+LULinearPermute+AffineCouplingBlock", {"hidden": 64, "layers": 2, "transforms": 6}),
+    "realnvp": (
+        "realnvp",
+        {"coupling_layers": 8, "hidden": 64, "mlp_layers": 2},
+        peer_realnvp,
+        "zuko.flows.RealNVP",
+        {"hidden": 64, "layers": 2, "transforms": 8},
+    ),
+    "maf": (
+        "maf",
+        {"blocks": 5, "hidden": 64, "layers": 2},
+        peer_maf,
+        "zuko.flows.MAF",
+        {"hidden": 64, "layers": 2, "transforms": 5},
+    ),
+    "iaf": (
+        "iaf",
+        {"blocks": 5, "hidden": 64, "layers": 2},
+        peer_iaf,
+        "zuko LazyInverse(MaskedAutoregressiveTransform)",
+        {"hidden": 64, "layers": 2, "transforms": 5},
+    ),
+    "ffjord": (
+        "ffjord",
+        {"hidden": 64, "layers": 3, "trace": "exact"},
+        peer_ffjord,
+        "zuko.flows.CNF",
+        {"hidden": 64, "layers": 3, "transforms": 1},
+    ),
+    "glow": (
+        "glow",
+        {"hidden": 64, "mlp_layers": 2, "vector_steps": 6, "logit_alpha": 0.05},
+        peer_glow,
+        "normflows ActNorm+LULinearPermute+AffineCouplingBlock",
+        {"hidden": 64, "layers": 2, "transforms": 6},
+    ),
 }
 
 
@@ -129,14 +162,16 @@ def match_size(builder: Callable[..., PeerDensity], features: int, levels: int |
     Layer count and number of transforms stay as given (the same as ours); only the width
     moves, so the two sides compare at a comparable parameter count.
     """
+
     def params(hidden: int) -> int:
         return count_parameters(builder(features, levels, **{**size, "hidden": hidden}))
 
     return {**size, "hidden": nearest_width(params, target, size["hidden"])}
 
 
-def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: int | None, steps: int,
-                    batch: int, seed: int, lr: float) -> dict[str, float]:
+def train_and_score(
+    model: nn.Module, x_train: Tensor, x_test: Tensor, levels: int | None, steps: int, batch: int, seed: int, lr: float
+) -> dict[str, float]:
     """One loop for both sides: same batches, same noise, same optimiser; median step time."""
     order = torch.Generator().manual_seed(seed)
     noise = torch.Generator().manual_seed(seed + 1)
@@ -156,8 +191,12 @@ def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: i
         optimizer.step()
         times.append(time.perf_counter() - started)
         if not math.isfinite(float(loss.detach())):
-            return {"test_bits_per_dim": float("nan"), "step_time_s": statistics.median(times), "diverged_at": step,
-                    "parameters": count_parameters(model)}
+            return {
+                "test_bits_per_dim": float("nan"),
+                "step_time_s": statistics.median(times),
+                "diverged_at": step,
+                "parameters": count_parameters(model),
+            }
     model.eval()
     generator = torch.Generator().manual_seed(seed + 2)
     total = 0.0
@@ -166,9 +205,11 @@ def train_and_score(model: nn.Module, x_train: Tensor, x_test: Tensor, levels: i
             y = model_input(x_test[start : start + 500], levels, False, generator)
             total += float(model.log_prob(y).sum())
     dims = x_test[0].numel()
-    return {"test_bits_per_dim": float(bits_per_dim(total / len(x_test), dims)),
-            "step_time_s": statistics.median(times[5:] or times),
-            "parameters": count_parameters(model)}
+    return {
+        "test_bits_per_dim": float(bits_per_dim(total / len(x_test), dims)),
+        "step_time_s": statistics.median(times[5:] or times),
+        "parameters": count_parameters(model),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,11 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--datasets", nargs="*", default=["toy2d", "digits"])
     parser.add_argument("--out", default="results/benchmarks")
-    parser.add_argument("--resummarise", action="store_true",
-                        help="recompute the summary (paired differences, ratios, markdown) from OUT/peers.json without training")
-    parser.add_argument("--merge", nargs="*", default=[], metavar="PEERS_JSON",
-                        help="with --resummarise: add the per-seed results of these peers.json files (other seeds of the "
-                             "same pairs and step budget) to OUT's rows")
+    parser.add_argument(
+        "--resummarise",
+        action="store_true",
+        help="recompute the summary (paired differences, ratios, markdown) from OUT/peers.json without training",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="*",
+        default=[],
+        metavar="PEERS_JSON",
+        help="with --resummarise: add the per-seed results of these peers.json files (other seeds of the "
+        "same pairs and step budget) to OUT's rows",
+    )
     args = parser.parse_args(argv)
     if args.resummarise:
         return resummarise(Path(args.out), [Path(m) for m in args.merge])
@@ -204,8 +253,13 @@ def main(argv: list[str] | None = None) -> int:
                 # 64-D: a CNF solve, or IAF's D sequential passes per step, cost minutes per
                 # hundred steps on this CPU for both sides; these families are compared on 2-D
                 continue
-            matched = match_size(peer_builder, features, data.levels, peer_size,
-                                 count_parameters(build_model(ours_name, (features,), data.levels, ours_options)))
+            matched = match_size(
+                peer_builder,
+                features,
+                data.levels,
+                peer_size,
+                count_parameters(build_model(ours_name, (features,), data.levels, ours_options)),
+            )
             runs = {"ours": [], "peer": []}
             for seed in range(args.seed, args.seed + args.seeds):
                 # both sides built and trained under the same seed, alternating, so a slow
@@ -215,17 +269,22 @@ def main(argv: list[str] | None = None) -> int:
                 torch.manual_seed(seed)
                 peer = peer_builder(features, data.levels, **matched)
                 for side, model in (("ours", ours), ("peer", peer)):
-                    runs[side].append(train_and_score(model, x_train, x_test, data.levels, args.steps, args.batch, seed, args.lr))
+                    runs[side].append(
+                        train_and_score(model, x_train, x_test, data.levels, args.steps, args.batch, seed, args.lr)
+                    )
             result = summarise(family, dataset, features, args.steps, peer_name, runs)
             result["peer_size"] = matched
             result["seed_list"] = list(range(args.seed, args.seed + args.seeds))
             rows.append(result)
             write_results(Path(args.out), args, rows)  # after every pair: a long run keeps what it measured
-            print(f"{family:8s} {dataset:7s} ours {result['ours_bpd_mean']:.3f}±{result['ours_bpd_sd']:.3f} bpd "
-                  f"({result['ours_parameters']} params, {1000 * result['ours_step_time_s']:.1f} ms/step) | "
-                  f"{peer_name}: {result['peer_bpd_mean']:.3f}±{result['peer_bpd_sd']:.3f} bpd "
-                  f"({result['peer_parameters']} params, {1000 * result['peer_step_time_s']:.1f} ms/step) | "
-                  f"bpd ratio {result['bpd_ratio']:.3f}, step-time ratio {result['step_time_ratio']:.2f}", flush=True)
+            print(
+                f"{family:8s} {dataset:7s} ours {result['ours_bpd_mean']:.3f}±{result['ours_bpd_sd']:.3f} bpd "
+                f"({result['ours_parameters']} params, {1000 * result['ours_step_time_s']:.1f} ms/step) | "
+                f"{peer_name}: {result['peer_bpd_mean']:.3f}±{result['peer_bpd_sd']:.3f} bpd "
+                f"({result['peer_parameters']} params, {1000 * result['peer_step_time_s']:.1f} ms/step) | "
+                f"bpd ratio {result['bpd_ratio']:.3f}, step-time ratio {result['step_time_ratio']:.2f}",
+                flush=True,
+            )
 
     print(f"wrote {Path(args.out) / 'peers.json'} and {Path(args.out) / 'peers.md'}")
     return 0
@@ -237,8 +296,14 @@ def summarise(family: str, dataset: str, features: int, steps: int, peer: str, r
     A diverged run's NaN stays in the mean, so a pair with a divergence shows NaN, not a
     flattering average of the survivors.
     """
-    result: dict = {"family": family, "dataset": dataset, "features": features, "steps": steps, "peer": peer,
-                    "seeds": len(runs["ours"])}
+    result: dict = {
+        "family": family,
+        "dataset": dataset,
+        "features": features,
+        "steps": steps,
+        "peer": peer,
+        "seeds": len(runs["ours"]),
+    }
     for side, scored in runs.items():
         bpd = [r["test_bits_per_dim"] for r in scored]
         result[f"{side}_bpd_per_seed"] = bpd
@@ -253,7 +318,9 @@ def summarise(family: str, dataset: str, features: int, steps: int, peer: str, r
     # whether a ratio near 1 is a real difference or seed noise
     diffs = [a - b for a, b in zip(result["ours_bpd_per_seed"], result["peer_bpd_per_seed"])]
     result["bpd_diff_mean"] = statistics.fmean(diffs)
-    result["bpd_diff_se"] = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None  # one seed: none
+    result["bpd_diff_se"] = (
+        statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+    )  # one seed: none
     result["step_time_ratio"] = result["ours_step_time_s"] / result["peer_step_time_s"]
     return result
 
@@ -273,9 +340,17 @@ def resummarise(out: Path, merge: list[Path] | None = None) -> int:
         return row.get("seed_list") or list(range(settings["seed"], settings["seed"] + len(row["ours_bpd_per_seed"])))
 
     def per_seed(row: dict, settings: dict) -> dict[int, dict[str, dict]]:
-        return {seed: {side: {"test_bits_per_dim": row[f"{side}_bpd_per_seed"][i], "step_time_s": row[f"{side}_step_time_s"],
-                              "parameters": row[f"{side}_parameters"]} for side in ("ours", "peer")}
-                for i, seed in enumerate(seed_list(row, settings))}
+        return {
+            seed: {
+                side: {
+                    "test_bits_per_dim": row[f"{side}_bpd_per_seed"][i],
+                    "step_time_s": row[f"{side}_step_time_s"],
+                    "parameters": row[f"{side}_parameters"],
+                }
+                for side in ("ours", "peer")
+            }
+            for i, seed in enumerate(seed_list(row, settings))
+        }
 
     extra: dict[tuple, dict[int, dict]] = {}
     for path in merge or []:
@@ -307,15 +382,24 @@ def _se(value: float | None) -> str:
 
 def write_results(out: Path, args: argparse.Namespace, rows: list[dict]) -> None:
     write_json_atomic(out / "peers.json", {"settings": vars(args), "results": rows})
-    lines = [f"Test bits/dim: mean ± sd over the seeds of each pair, {args.steps} steps each; ratios are ours / peer "
-             "(< 1: ours is better or faster).", "",
-             "| family | dataset | seeds | ours params | ours bits/dim | peer | peer params | peer bits/dim | bpd ratio | per-seed ratios | ours − peer (paired, ± se) | ours ms/step | peer ms/step | step-time ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Test bits/dim: mean ± sd over the seeds of each pair, {args.steps} steps each; ratios are ours / peer "
+        "(< 1: ours is better or faster).",
+        "",
+        "| family | dataset | seeds | ours params | ours bits/dim | peer | peer params | peer bits/dim | bpd ratio "
+        "| per-seed ratios | ours − peer (paired, ± se) | ours ms/step | peer ms/step | step-time ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         per_seed = ", ".join(f"{x:.3f}" for x in r["bpd_ratio_per_seed"])
-        lines.append(f"| {r['family']} | {r['dataset']} | {len(r['ours_bpd_per_seed'])} | {r['ours_parameters']} | {r['ours_bpd_mean']:.3f} ± {r['ours_bpd_sd']:.3f} | "
-                     f"{r['peer']} | {r['peer_parameters']} | {r['peer_bpd_mean']:.3f} ± {r['peer_bpd_sd']:.3f} | {r['bpd_ratio']:.3f} | {per_seed} | "
-                     f"{r['bpd_diff_mean']:+.4f} ± {_se(r['bpd_diff_se'])} | {1000 * r['ours_step_time_s']:.1f} | {1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |")
+        lines.append(
+            f"| {r['family']} | {r['dataset']} | {len(r['ours_bpd_per_seed'])} | {r['ours_parameters']} | "
+            f"{r['ours_bpd_mean']:.3f} ± {r['ours_bpd_sd']:.3f} | "
+            f"{r['peer']} | {r['peer_parameters']} | {r['peer_bpd_mean']:.3f} ± {r['peer_bpd_sd']:.3f} | "
+            f"{r['bpd_ratio']:.3f} | {per_seed} | "
+            f"{r['bpd_diff_mean']:+.4f} ± {_se(r['bpd_diff_se'])} | {1000 * r['ours_step_time_s']:.1f} | "
+            f"{1000 * r['peer_step_time_s']:.1f} | {r['step_time_ratio']:.2f} |"
+        )
     write_text_atomic(out / "peers.md", "\n".join(lines) + "\n")
 
 

@@ -71,9 +71,16 @@ def snakemake(clone: Path, args: list[str], configfile: str | None) -> tuple[flo
 
 
 #: the study's stages, by rule name (the first pattern that matches)
-STAGES = [("code digests", r"code_digest"), ("data", r"prepare_data|baselines"), ("train", r"train"),
-          ("evaluate", r"evaluate"), ("probes", r"probe_\w+"), ("speed benchmark", r"speed_\w+"),
-          ("analyses", r"\w+_analysis"), ("site", r".*")]
+STAGES = [
+    ("code digests", r"code_digest"),
+    ("data", r"prepare_data|baselines"),
+    ("train", r"train"),
+    ("evaluate", r"evaluate"),
+    ("probes", r"probe_\w+"),
+    ("speed benchmark", r"speed_\w+"),
+    ("analyses", r"\w+_analysis"),
+    ("site", r".*"),
+]
 
 
 def stage_times(clone: Path) -> dict[str, dict[str, float]]:
@@ -120,8 +127,12 @@ def rebuild(clone: Path, edited: str, cores: int, configfile: str | None) -> dic
         handle.write("\n")
     _, plan, _ = snakemake(clone, ["-n", "--cores", str(cores)], configfile)
     seconds, _, _ = snakemake(clone, ["--cores", str(cores)], configfile)
-    return {"edited": edited, "planned_jobs": planned_jobs(plan), "planned_runs": planned_runs(plan),
-            "wall_s": round(seconds, 1)}
+    return {
+        "edited": edited,
+        "planned_jobs": planned_jobs(plan),
+        "planned_runs": planned_runs(plan),
+        "wall_s": round(seconds, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,11 +149,16 @@ def main(argv: list[str] | None = None) -> int:
 
     clone = Path(args.workdir or tempfile.mkdtemp(prefix="vaeflow-pipeline-")) / "main"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=clone, capture_output=True, text=True,
-                            check=True).stdout.strip()
-    result: dict = {"commit": commit, "cores": args.cores, "configfile": args.configfile or "config/config.yaml",
-                    "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
-                    "clone": str(clone)}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    result: dict = {
+        "commit": commit,
+        "cores": args.cores,
+        "configfile": args.configfile or "config/config.yaml",
+        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
+        "clone": str(clone),
+    }
     out = Path(args.out)
 
     def save() -> None:
@@ -151,12 +167,16 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"cold study in {clone} ...", flush=True)
     seconds, log, master = snakemake(
-        clone, ["--cores", str(args.cores), "--report", "results/report.html", "--report-after-run"], args.configfile)
+        clone, ["--cores", str(args.cores), "--report", "results/report.html", "--report-after-run"], args.configfile
+    )
     jobs = re.search(r"(\d+) of (\d+) steps \(100%\) done", log)
-    result["cold"] = {"wall_s": round(seconds, 1), "jobs": int(jobs.group(2)) if jobs else None,
-                      "master_cpu_s": None if master is None else round(master, 1),
-                      "master_cpu_share": None if master is None else round(master / seconds, 4),
-                      "stages": stage_times(clone)}
+    result["cold"] = {
+        "wall_s": round(seconds, 1),
+        "jobs": int(jobs.group(2)) if jobs else None,
+        "master_cpu_s": None if master is None else round(master, 1),
+        "master_cpu_share": None if master is None else round(master / seconds, 4),
+        "stages": stage_times(clone),
+    }
     save()
     print(f"cold: {seconds:.0f} s", flush=True)
 
@@ -171,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"no-op dry run: {statistics.median(times):.2f} s", flush=True)
 
     result["rebuilds"] = []
-    for edited in (f"src/vaeflow/models/{args.edit_model}.py", f"workflow/notebooks/{args.edit_notebook}.ipynb",
-                    f"report/{args.edit_page}.qmd"):
+    for edited in (
+        f"src/vaeflow/models/{args.edit_model}.py",
+        f"workflow/notebooks/{args.edit_notebook}.ipynb",
+        f"report/{args.edit_page}.qmd",
+    ):
         result["rebuilds"].append(rebuild(clone, edited, args.cores, args.configfile))
         save()
         print(f"edited {edited}: {result['rebuilds'][-1]['wall_s']:.0f} s", flush=True)
@@ -181,26 +204,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary(result: dict) -> str:
-    lines = [f"Pipeline wall times at commit {result['commit']}, `--cores {result['cores']}`, "
-             f"{result['configfile']}, on {result['machine']['cpu_count']} CPUs.", "",
-             "| step | wall time | jobs |", "|---|---|---|"]
+    lines = [
+        f"Pipeline wall times at commit {result['commit']}, `--cores {result['cores']}`, "
+        f"{result['configfile']}, on {result['machine']['cpu_count']} CPUs.",
+        "",
+        "| step | wall time | jobs |",
+        "|---|---|---|",
+    ]
     if "cold" in result:
-        lines.append(f"| cold study (README main command) | {result['cold']['wall_s'] / 60:.1f} min | {result['cold']['jobs']} |")
+        lines.append(
+            f"| cold study (README main command) | {result['cold']['wall_s'] / 60:.1f} min | {result['cold']['jobs']} |"
+        )
         share = result["cold"].get("master_cpu_share")
         if share is not None:
-            lines.append(f"| Snakemake's own CPU time in the cold study (the master, not its jobs) | "
-                         f"{result['cold']['master_cpu_s']:.0f} s, {100 * share:.1f}% of the wall time | – |")
+            lines.append(
+                f"| Snakemake's own CPU time in the cold study (the master, not its jobs) | "
+                f"{result['cold']['master_cpu_s']:.0f} s, {100 * share:.1f}% of the wall time | – |"
+            )
     if "noop_dry_run" in result:
-        lines.append(f"| no-op `snakemake -n` (median of {len(result['noop_dry_run']['runs_s'])}) | "
-                     f"{result['noop_dry_run']['median_s']:.2f} s | 0 |")
+        lines.append(
+            f"| no-op `snakemake -n` (median of {len(result['noop_dry_run']['runs_s'])}) | "
+            f"{result['noop_dry_run']['median_s']:.2f} s | 0 |"
+        )
     for step in result.get("rebuilds", []):
         jobs = ", ".join(f"{rule} {n}" for rule, n in step["planned_jobs"].items() if rule != "all")
         runs = f"; runs: {', '.join(step['planned_runs'])}" if step["planned_runs"] else ""
         lines.append(f"| rebuild after editing `{step['edited']}` | {step['wall_s']:.0f} s | {jobs}{runs} |")
     stages = result.get("cold", {}).get("stages")
     if stages:
-        lines += ["", "Job time per stage of the cold study (summed over its jobs; two run at once on two cores):", "",
-                  "| stage | jobs | job time |", "|---|---|---|"]
+        lines += [
+            "",
+            "Job time per stage of the cold study (summed over its jobs; two run at once on two cores):",
+            "",
+            "| stage | jobs | job time |",
+            "|---|---|---|",
+        ]
         lines += [f"| {name} | {v['jobs']} | {v['job_s'] / 60:.1f} min |" for name, v in stages.items()]
     return "\n".join(lines) + "\n"
 

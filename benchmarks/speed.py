@@ -99,8 +99,14 @@ def ours(model_name: str, data_shape: tuple[int, ...], levels: int | None, optio
     model = build_model(model_name, data_shape, levels, options)
     discrete = getattr(model, "discrete", False)
     noise = torch.Generator().manual_seed(1)
-    return Side("vaeflow", model, model.loss, lambda n: model.sample(n), model.log_prob,
-                lambda x: model_input(x, levels, discrete, noise))
+    return Side(
+        "vaeflow",
+        model,
+        model.loss,
+        lambda n: model.sample(n),
+        model.log_prob,
+        lambda x: model_input(x, levels, discrete, noise),
+    )
 
 
 # --- peers ---------------------------------------------------------------------------------------
@@ -159,8 +165,13 @@ def pythae_vae(data_shape: tuple[int, ...], levels: int, options: dict, hidden: 
             return (recon_loss + kld).mean(dim=0), recon_loss.mean(dim=0), kld.mean(dim=0)
 
     if iaf:
-        config = VAE_IAF_Config(input_dim=data_shape, latent_dim=latent, n_made_blocks=options["iaf_steps"],
-                                n_hidden_in_made=2, hidden_size=options["iaf_hidden"])
+        config = VAE_IAF_Config(
+            input_dim=data_shape,
+            latent_dim=latent,
+            n_made_blocks=options["iaf_steps"],
+            n_hidden_in_made=2,
+            hidden_size=options["iaf_hidden"],
+        )
         model = LogisticVAE_IAF(config, encoder=Encoder(), decoder=Decoder())
     else:
         model = LogisticVAE(VAEConfig(input_dim=data_shape, latent_dim=latent), encoder=Encoder(), decoder=Decoder())
@@ -170,11 +181,14 @@ def pythae_vae(data_shape: tuple[int, ...], levels: int, options: dict, hidden: 
         return discretized_logistic_sample(mean, log_scale, levels).view(n, *data_shape)
 
     name = "pythae " + ("VAE_IAF" if iaf else "VAE")
-    return Side(name, model, lambda x: model({"data": x}).loss, sample,
-                lambda x: -model({"data": x}).loss, lambda x: x.float())
+    return Side(
+        name, model, lambda x: model({"data": x}).loss, sample, lambda x: -model({"data": x}).loss, lambda x: x.float()
+    )
 
 
-def normflows_realnvp(features: int, levels: int | None, hidden: int, layers: int, transforms: int) -> peers.PeerDensity:
+def normflows_realnvp(
+    features: int, levels: int | None, hidden: int, layers: int, transforms: int
+) -> peers.PeerDensity:
     """normflows' Real NVP: MaskedAffineFlow with alternating masks, separate s and t MLPs."""
     import normflows as nf
 
@@ -197,18 +211,37 @@ def _flow_sampler(peer: peers.PeerDensity) -> Callable[[int], Tensor]:
 
 #: our vector-flow options -> (peer builder, peer library name, peer size before width matching)
 FLOW_PEERS: dict[str, tuple[Callable[..., peers.PeerDensity], str, Callable[[dict], dict]]] = {
-    "realnvp": (normflows_realnvp, "normflows MaskedAffineFlow",
-                lambda o: {"hidden": o["hidden"], "layers": o["mlp_layers"], "transforms": o["coupling_layers"]}),
-    "glow": (peers.peer_glow, "normflows ActNorm+LULinearPermute+AffineCouplingBlock",
-             lambda o: {"hidden": o["hidden"], "layers": o["mlp_layers"], "transforms": o["vector_steps"]}),
-    "maf": (peers.peer_maf, "zuko.flows.MAF", lambda o: {"hidden": o["hidden"], "layers": o["layers"], "transforms": o["blocks"]}),
-    "iaf": (peers.peer_iaf, "zuko LazyInverse(MaskedAutoregressiveTransform)",
-            lambda o: {"hidden": o["hidden"], "layers": o["layers"], "transforms": o["blocks"]}),
-    "ffjord": (peers.peer_ffjord, "zuko.flows.CNF", lambda o: {"hidden": o["hidden"], "layers": o["layers"], "transforms": 1}),
+    "realnvp": (
+        normflows_realnvp,
+        "normflows MaskedAffineFlow",
+        lambda o: {"hidden": o["hidden"], "layers": o["mlp_layers"], "transforms": o["coupling_layers"]},
+    ),
+    "glow": (
+        peers.peer_glow,
+        "normflows ActNorm+LULinearPermute+AffineCouplingBlock",
+        lambda o: {"hidden": o["hidden"], "layers": o["mlp_layers"], "transforms": o["vector_steps"]},
+    ),
+    "maf": (
+        peers.peer_maf,
+        "zuko.flows.MAF",
+        lambda o: {"hidden": o["hidden"], "layers": o["layers"], "transforms": o["blocks"]},
+    ),
+    "iaf": (
+        peers.peer_iaf,
+        "zuko LazyInverse(MaskedAutoregressiveTransform)",
+        lambda o: {"hidden": o["hidden"], "layers": o["layers"], "transforms": o["blocks"]},
+    ),
+    "ffjord": (
+        peers.peer_ffjord,
+        "zuko.flows.CNF",
+        lambda o: {"hidden": o["hidden"], "layers": o["layers"], "transforms": 1},
+    ),
 }
 
 
-def peer_side(model_name: str, data_shape: tuple[int, ...], levels: int | None, options: dict, target: int) -> Side | None:
+def peer_side(
+    model_name: str, data_shape: tuple[int, ...], levels: int | None, options: dict, target: int
+) -> Side | None:
     if model_name in ("vae", "vae_iaf"):
         iaf = model_name == "vae_iaf"
 
@@ -224,8 +257,9 @@ def peer_side(model_name: str, data_shape: tuple[int, ...], levels: int | None, 
     matched = peers.match_size(builder, features, levels, size(options), target)
     peer = builder(features, levels, **matched)
     noise = torch.Generator().manual_seed(1)
-    return Side(name, peer, peer.loss, _flow_sampler(peer), peer.log_prob,
-                lambda x: model_input(x, levels, False, noise))
+    return Side(
+        name, peer, peer.loss, _flow_sampler(peer), peer.log_prob, lambda x: model_input(x, levels, False, noise)
+    )
 
 
 # --- timing --------------------------------------------------------------------------------------
@@ -301,8 +335,9 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def benchmark_pair(model_name: str, dataset: str, shape: str, config: dict, data_dir: Path, reps: int,
-                   min_time: float, n: int) -> dict:
+def benchmark_pair(
+    model_name: str, dataset: str, shape: str, config: dict, data_dir: Path, reps: int, min_time: float, n: int
+) -> dict:
     run = run_config(config, dataset, model_name, 0)
     data = load_prepared(data_dir / f"{dataset}.npz")
     train, test = data.train, data.test
@@ -354,30 +389,45 @@ def benchmark_pair(model_name: str, dataset: str, shape: str, config: dict, data
         for s in sides:
             s.module.eval()
             with torch.no_grad():
-                timings[s.name]["sample"].append(per_call(lambda: s.sample(n), min_time, min_calls=1))
-                timings[s.name]["density"].append(per_call(lambda: s.density(density_in[s.name]), min_time, min_calls=1))
+                timings[s.name]["sample"].append(per_call(lambda s=s: s.sample(n), min_time, min_calls=1))
+                timings[s.name]["density"].append(
+                    per_call(lambda s=s: s.density(density_in[s.name]), min_time, min_calls=1)
+                )
             s.module.train()
 
     our.module.train()
     flops = step_flops(our, prepared[our.name][0])
-    result: dict = {"model": model_name, "dataset": dataset, "data": f"{dataset} as {len(x_test[0].flatten())}-D vectors"
-                    if shape == "vector" else dataset, "data_shape": list(data_shape), "batch_size": batch,
-                    "examples_per_call": n, "reps": reps, "options": options}
+    result: dict = {
+        "model": model_name,
+        "dataset": dataset,
+        "data": f"{dataset} as {len(x_test[0].flatten())}-D vectors" if shape == "vector" else dataset,
+        "data_shape": list(data_shape),
+        "batch_size": batch,
+        "examples_per_call": n,
+        "reps": reps,
+        "options": options,
+    }
     for label, s in (("ours", our), ("peer", peer)):
         if s is None:
             result["peer"] = None
             continue
         t = {k: statistics.median(v) for k, v in timings[s.name].items()}
-        result[label] = {"implementation": s.name, "parameters": peers.count_parameters(s.module),
-                         "step_time_s": t["step"], "samples_per_s": n / t["sample"],
-                         "density_evals_per_s": n / t["density"],
-                         "step_time_reps_s": timings[s.name]["step"]}
+        result[label] = {
+            "implementation": s.name,
+            "parameters": peers.count_parameters(s.module),
+            "step_time_s": t["step"],
+            "samples_per_s": n / t["sample"],
+            "density_evals_per_s": n / t["density"],
+            "step_time_reps_s": timings[s.name]["step"],
+        }
     result["ours"]["step_flops"] = flops
     result["ours"]["achieved_flop_per_s"] = flops / result["ours"]["step_time_s"]
     if peer is not None:
         result["peer"]["step_time_same_optimizer_s"] = statistics.median(same_optimizer)
         result["step_time_ratio"] = result["ours"]["step_time_s"] / result["peer"]["step_time_s"]
-        result["step_time_ratio_same_optimizer"] = result["ours"]["step_time_s"] / result["peer"]["step_time_same_optimizer_s"]
+        result["step_time_ratio_same_optimizer"] = (
+            result["ours"]["step_time_s"] / result["peer"]["step_time_same_optimizer_s"]
+        )
         result["sample_time_ratio"] = result["peer"]["samples_per_s"] / result["ours"]["samples_per_s"]
         result["density_time_ratio"] = result["peer"]["density_evals_per_s"] / result["ours"]["density_evals_per_s"]
     return result
@@ -406,17 +456,26 @@ def left_out_step(model_name: str, dataset: str, config: dict, data_dir: Path, r
     step = train_step(our, batches, fused=True)
     step()  # warm-up
     times = [per_call(step, min_time, min_calls=1, max_calls=3) for _ in range(reps)]
-    return {"model": model_name, "dataset": dataset, "parameters": peers.count_parameters(our.module),
-            "batch_size": batch, "step_time_s": statistics.median(times), "step_time_reps_s": times,
-            "reason": " ".join(block["left_out"][dataset].split())}
+    return {
+        "model": model_name,
+        "dataset": dataset,
+        "parameters": peers.count_parameters(our.module),
+        "batch_size": batch,
+        "step_time_s": statistics.median(times),
+        "step_time_reps_s": times,
+        "reason": " ".join(block["left_out"][dataset].split()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/config.yaml",
-                        help="the study config (model sizes, batch size): a YAML file, or the config as JSON text")
+    parser.add_argument(
+        "--config",
+        default="config/config.yaml",
+        help="the study config (model sizes, batch size): a YAML file, or the config as JSON text",
+    )
     parser.add_argument("--data-dir", default="results/data", help="the study's prepared datasets")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (median reported)")
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per timed measurement (at least)")
@@ -424,10 +483,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="only these models")
     parser.add_argument("--out", default="results/benchmarks", help="writes OUT/speed.json and OUT/speed.md")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the study's jobs use 1)")
-    parser.add_argument("--json", default=None, metavar="PATH",
-                        help="write only this JSON (one part of the benchmark, e.g. one model's; see --merge)")
-    parser.add_argument("--merge", nargs="+", default=None, metavar="PART_JSON",
-                        help="combine parts written with --json into OUT/speed.json and OUT/speed.md, without timing")
+    parser.add_argument(
+        "--json",
+        default=None,
+        metavar="PATH",
+        help="write only this JSON (one part of the benchmark, e.g. one model's; see --merge)",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="PART_JSON",
+        help="combine parts written with --json into OUT/speed.json and OUT/speed.md, without timing",
+    )
     args = parser.parse_args(argv)
     if args.merge:
         return merge([Path(p) for p in args.merge], Path(args.out))
@@ -447,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:  # a study without this model or dataset
             skipped.append(f"{model_name} on {dataset}: {error}")
             continue
-        row = benchmark_pair(model_name, dataset, shape, config, Path(args.data_dir), args.reps, args.min_time, args.examples)
+        row = benchmark_pair(
+            model_name, dataset, shape, config, Path(args.data_dir), args.reps, args.min_time, args.examples
+        )
         row["ours"]["fraction_of_peak"] = row["ours"]["achieved_flop_per_s"] / peak
         rows.append(row)
         print(_line(row), flush=True)
@@ -457,13 +527,29 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for dataset in block.get("left_out") or {}:
             if (Path(args.data_dir) / f"{dataset}.npz").exists():
-                left_out.append(left_out_step(model_name, dataset, config, Path(args.data_dir), args.reps, args.min_time))
-                print(f"{model_name} on {dataset} (left out of the study): "
-                      f"{left_out[-1]['step_time_s']:.3f} s per training step", flush=True)
+                left_out.append(
+                    left_out_step(model_name, dataset, config, Path(args.data_dir), args.reps, args.min_time)
+                )
+                print(
+                    f"{model_name} on {dataset} (left out of the study): "
+                    f"{left_out[-1]['step_time_s']:.3f} s per training step",
+                    flush=True,
+                )
             else:
-                skipped.append(f"{model_name} on {dataset} (left out of the study): no prepared {dataset}.npz in {args.data_dir}")
-    result = {"settings": {**{k: v for k, v in vars(args).items() if k not in ("config", "merge")}, "torch": torch.__version__, "machine": platform.processor() or platform.machine()},
-              "matmul_peak_flop_per_s": peak, "results": rows, "left_out": left_out, "skipped": skipped}
+                skipped.append(
+                    f"{model_name} on {dataset} (left out of the study): no prepared {dataset}.npz in {args.data_dir}"
+                )
+    result = {
+        "settings": {
+            **{k: v for k, v in vars(args).items() if k not in ("config", "merge")},
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+        },
+        "matmul_peak_flop_per_s": peak,
+        "results": rows,
+        "left_out": left_out,
+        "skipped": skipped,
+    }
     if args.json:
         write_json_atomic(Path(args.json), result)
         print(f"wrote {args.json}")
@@ -484,17 +570,26 @@ def merge(parts: list[Path], out: Path) -> int:
     keys = ("reps", "min_time", "examples", "threads", "torch")
     for part, path in zip(loaded[1:], parts[1:]):
         if any(part["settings"][k] != loaded[0]["settings"][k] for k in keys):
-            raise ValueError(f"{path} was timed with other settings than {parts[0]} ({', '.join(keys)} must agree); rerun it")
+            raise ValueError(
+                f"{path} was timed with other settings than {parts[0]} ({', '.join(keys)} must agree); rerun it"
+            )
     peak = statistics.median(part["matmul_peak_flop_per_s"] for part in loaded)
     order = {(m, d): i for i, (m, d, _) in enumerate(PAIRS)}
     rows = sorted((r for part in loaded for r in part["results"]), key=lambda r: order[(r["model"], r["dataset"])])
     for r in rows:
         r["ours"]["fraction_of_peak"] = r["ours"]["achieved_flop_per_s"] / peak
-    settings = {**{k: v for k, v in loaded[0]["settings"].items() if k not in ("only", "json")}, "parts": [str(p) for p in parts]}
-    result = {"settings": settings, "matmul_peak_flop_per_s": peak,
-              "matmul_peak_per_part_flop_per_s": [part["matmul_peak_flop_per_s"] for part in loaded],
-              "results": rows, "left_out": [r for part in loaded for r in part.get("left_out", [])],
-              "skipped": [line for part in loaded for line in part["skipped"]]}
+    settings = {
+        **{k: v for k, v in loaded[0]["settings"].items() if k not in ("only", "json")},
+        "parts": [str(p) for p in parts],
+    }
+    result = {
+        "settings": settings,
+        "matmul_peak_flop_per_s": peak,
+        "matmul_peak_per_part_flop_per_s": [part["matmul_peak_flop_per_s"] for part in loaded],
+        "results": rows,
+        "left_out": [r for part in loaded for r in part.get("left_out", [])],
+        "skipped": [line for part in loaded for line in part["skipped"]],
+    }
     write_json_atomic(out / "speed.json", result)
     write_text_atomic(out / "speed.md", summary(result))
     print(f"wrote {out / 'speed.json'} and {out / 'speed.md'} from {len(parts)} part(s)")
@@ -504,9 +599,11 @@ def merge(parts: list[Path], out: Path) -> int:
 def _line(row: dict) -> str:
     text = f"{row['model']:8s} {row['data']:22s} ours {1000 * row['ours']['step_time_s']:7.2f} ms/step"
     if row.get("peer"):
-        text += (f" | {row['peer']['implementation']} {1000 * row['peer']['step_time_s']:7.2f} ms/step"
-                 f" | step ratio {row['step_time_ratio']:.2f}, sample ratio {row['sample_time_ratio']:.2f}, "
-                 f"density ratio {row['density_time_ratio']:.2f}")
+        text += (
+            f" | {row['peer']['implementation']} {1000 * row['peer']['step_time_s']:7.2f} ms/step"
+            f" | step ratio {row['step_time_ratio']:.2f}, sample ratio {row['sample_time_ratio']:.2f}, "
+            f"density ratio {row['density_time_ratio']:.2f}"
+        )
     return text
 
 
@@ -516,26 +613,51 @@ def _ratio(value: float | None) -> str:
 
 def summary(result: dict) -> str:
     s = result["settings"]
-    lines = [f"Medians of {s['reps']} interleaved repetitions, torch {s['torch']} on {s['threads']} thread(s); "
-             "ratios are ours / peer time (< 1: ours is faster). Samples and density evaluations: "
-             f"{s['examples']} per call. fp32 matmul peak on this thread count: "
-             f"{result['matmul_peak_flop_per_s'] / 1e9:.1f} GFLOP/s.", "",
-             "| model | data | ours params | peer | peer params | ours ms/step | peer ms/step | step ratio | "
-             "ours samples/s | peer samples/s | sample ratio | ours density evals/s | peer density evals/s | density ratio | "
-             "ours GFLOP/s | % of matmul peak |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Medians of {s['reps']} interleaved repetitions, torch {s['torch']} on {s['threads']} thread(s); "
+        "ratios are ours / peer time (< 1: ours is faster). Samples and density evaluations: "
+        f"{s['examples']} per call. fp32 matmul peak on this thread count: "
+        f"{result['matmul_peak_flop_per_s'] / 1e9:.1f} GFLOP/s.",
+        "",
+        "| model | data | ours params | peer | peer params | ours ms/step | peer ms/step | step ratio | "
+        "ours samples/s | peer samples/s | sample ratio | "
+        "ours density evals/s | peer density evals/s | density ratio | "
+        "ours GFLOP/s | % of matmul peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["results"]:
         o, p = r["ours"], r.get("peer")
-        peer_cells = ([p["implementation"], str(p["parameters"]), f"{1000 * p['step_time_s']:.2f}"] if p else ["none", "–", "–"])
-        lines.append("| " + " | ".join([
-            r["model"], r["data"], str(o["parameters"]), *peer_cells[:2], f"{1000 * o['step_time_s']:.2f}", peer_cells[2],
-            _ratio(r.get("step_time_ratio")), f"{o['samples_per_s']:.0f}", f"{p['samples_per_s']:.0f}" if p else "–",
-            _ratio(r.get("sample_time_ratio")), f"{o['density_evals_per_s']:.0f}", f"{p['density_evals_per_s']:.0f}" if p else "–",
-            _ratio(r.get("density_time_ratio")), f"{o['achieved_flop_per_s'] / 1e9:.2f}", f"{100 * o['fraction_of_peak']:.1f}",
-        ]) + " |")
+        peer_cells = (
+            [p["implementation"], str(p["parameters"]), f"{1000 * p['step_time_s']:.2f}"] if p else ["none", "–", "–"]
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["model"],
+                    r["data"],
+                    str(o["parameters"]),
+                    *peer_cells[:2],
+                    f"{1000 * o['step_time_s']:.2f}",
+                    peer_cells[2],
+                    _ratio(r.get("step_time_ratio")),
+                    f"{o['samples_per_s']:.0f}",
+                    f"{p['samples_per_s']:.0f}" if p else "–",
+                    _ratio(r.get("sample_time_ratio")),
+                    f"{o['density_evals_per_s']:.0f}",
+                    f"{p['density_evals_per_s']:.0f}" if p else "–",
+                    _ratio(r.get("density_time_ratio")),
+                    f"{o['achieved_flop_per_s'] / 1e9:.2f}",
+                    f"{100 * o['fraction_of_peak']:.1f}",
+                ]
+            )
+            + " |"
+        )
     for r in result.get("left_out", []):
-        lines.append(f"\nLeft out of the study: {r['model']} on {r['dataset']}, {r['parameters']:,} parameters: "
-                     f"{r['step_time_s']:.3f} s per training step of {r['batch_size']} examples.")
+        lines.append(
+            f"\nLeft out of the study: {r['model']} on {r['dataset']}, {r['parameters']:,} parameters: "
+            f"{r['step_time_s']:.3f} s per training step of {r['batch_size']} examples."
+        )
     for line in result["skipped"]:
         lines.append(f"\nNot benchmarked: {line}")
     return "\n".join(lines) + "\n"

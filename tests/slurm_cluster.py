@@ -36,8 +36,9 @@ def unavailable() -> str | None:
     """Why a test cluster cannot start here (None when it can)."""
     if os.geteuid() != 0:
         return f"starting slurmd and writing {SYSTEM_CONF} needs root; this is {getpass.getuser()}"
-    missing = [name for name in (*DAEMONS, *CLIENTS) if shutil.which(name) is None
-               and not Path("/usr/sbin", name).exists()]
+    missing = [
+        name for name in (*DAEMONS, *CLIENTS) if shutil.which(name) is None and not Path("/usr/sbin", name).exists()
+    ]
     if missing:
         return f"SLURM or munge is not installed (missing {', '.join(missing)}): {INSTALL}"
     if SYSTEM_CONF.exists() and not SYSTEM_CONF.read_text().startswith(MARKER):
@@ -70,8 +71,14 @@ def configuration(state: Path, munge_socket: Path, cpus: int, memory_mb: int) ->
     """``tests/slurm/slurm.conf.in`` filled in for this machine."""
     host = socket.gethostname().split(".")[0]
     text = CONF_TEMPLATE.read_text().format(
-        host=host, ctld_port=_free_port(), slurmd_port=_free_port(), user=getpass.getuser(),
-        munge_socket=munge_socket, state=state, cpus=cpus, memory_mb=memory_mb,
+        host=host,
+        ctld_port=_free_port(),
+        slurmd_port=_free_port(),
+        user=getpass.getuser(),
+        munge_socket=munge_socket,
+        state=state,
+        cpus=cpus,
+        memory_mb=memory_mb,
     )
     return MARKER + text
 
@@ -114,14 +121,21 @@ def one_node_cluster(cpus: int, memory_mb: int | None = None, timeout: float = 6
 
     def start(name: str, *args: str) -> None:
         with open(state / f"{name}.out", "wb") as log:
-            processes.append(subprocess.Popen([_binary(name), *args], stdout=log, stderr=subprocess.STDOUT,
-                                              start_new_session=True))
+            processes.append(
+                subprocess.Popen([_binary(name), *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
         cluster.pids[name] = processes[-1].pid
 
     try:
-        start("munged", "--foreground", f"--key-file={key}", f"--socket={munge_socket}",
-              f"--pid-file={run / 'munged.pid'}", f"--log-file={state / 'munged.log'}",
-              f"--seed-file={key_dir / 'munged.seed'}")
+        start(
+            "munged",
+            "--foreground",
+            f"--key-file={key}",
+            f"--socket={munge_socket}",
+            f"--pid-file={run / 'munged.pid'}",
+            f"--log-file={state / 'munged.log'}",
+            f"--seed-file={key_dir / 'munged.seed'}",
+        )
         _wait(lambda: munge_socket.exists(), timeout, "munged to open its socket", state)
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
         SYSTEM_CONF.write_text(configuration(state, munge_socket, cpus, memory_mb))

@@ -17,8 +17,9 @@ SMOKE = ["--configfile", "config/smoke.yaml"]
 SILENCE_LIMIT_S = 30 * 60
 
 
-def run_guarded(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
-                silence_limit_s: float = SILENCE_LIMIT_S) -> subprocess.CompletedProcess:
+def run_guarded(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, silence_limit_s: float = SILENCE_LIMIT_S
+) -> subprocess.CompletedProcess:
     """``subprocess.run(cmd, capture_output=True, text=True)`` with a hang guard instead of a time limit.
 
     A slow or shared machine makes a run take longer but never silent: the guard fires only when
@@ -42,9 +43,11 @@ def run_guarded(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
                     raise AssertionError(
                         f"hang guard: {' '.join(cmd)} printed nothing for {silence_limit_s:.0f} s and was "
                         f"killed. This guard catches a hang, not a slow machine (it never limits the total "
-                        f"time). The end of its stderr:\n{tail}")
-        return subprocess.CompletedProcess(cmd, proc.returncode, out_path.read_text(errors="replace"),
-                                           err_path.read_text(errors="replace"))
+                        f"time). The end of its stderr:\n{tail}"
+                    )
+        return subprocess.CompletedProcess(
+            cmd, proc.returncode, out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
+        )
 
 
 def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -69,14 +72,37 @@ def copy_project(root: Path, dest: Path) -> Path:
 
 def speed_part(model, peak, achieved, ratio):
     """A benchmarks/speed.py result with one row (``ratio`` None: no peer), for tests of its readers."""
-    row = {"model": model, "dataset": "toy2d", "data": "toy2d", "ours": {"parameters": 10, "step_time_s": 0.002,
-           "samples_per_s": 1000.0, "density_evals_per_s": 2000.0, "achieved_flop_per_s": achieved, "step_flops": 1,
-           "fraction_of_peak": achieved / peak}}
+    row = {
+        "model": model,
+        "dataset": "toy2d",
+        "data": "toy2d",
+        "ours": {
+            "parameters": 10,
+            "step_time_s": 0.002,
+            "samples_per_s": 1000.0,
+            "density_evals_per_s": 2000.0,
+            "achieved_flop_per_s": achieved,
+            "step_flops": 1,
+            "fraction_of_peak": achieved / peak,
+        },
+    }
     if ratio is not None:
-        row["peer"] = {"implementation": "peer", "parameters": 11, "step_time_s": 0.002 / ratio, "samples_per_s": 500.0,
-                       "density_evals_per_s": 4000.0, "step_time_same_optimizer_s": 0.002 / ratio}
-        row.update(step_time_ratio=ratio, step_time_ratio_same_optimizer=ratio, sample_time_ratio=0.5, density_time_ratio=2.0)
+        row["peer"] = {
+            "implementation": "peer",
+            "parameters": 11,
+            "step_time_s": 0.002 / ratio,
+            "samples_per_s": 500.0,
+            "density_evals_per_s": 4000.0,
+            "step_time_same_optimizer_s": 0.002 / ratio,
+        }
+        row.update(
+            step_time_ratio=ratio, step_time_ratio_same_optimizer=ratio, sample_time_ratio=0.5, density_time_ratio=2.0
+        )
     else:
         row["peer"] = None
-    return {"settings": {"reps": 1, "min_time": 0.1, "examples": 50, "threads": 1, "torch": "x", "only": [model]},
-            "matmul_peak_flop_per_s": peak, "results": [row], "skipped": []}
+    return {
+        "settings": {"reps": 1, "min_time": 0.1, "examples": 50, "threads": 1, "torch": "x", "only": [model]},
+        "matmul_peak_flop_per_s": peak,
+        "results": [row],
+        "skipped": [],
+    }

@@ -21,9 +21,18 @@ from vaeflow.models import build_model
 from vaeflow.probes import anomaly as probe_mod
 from vaeflow.probes import applies
 
-SETTINGS = {"seed": 3, "max_examples": 50, "max_examples_slow": 5, "slow_models": ["iaf"], "train_examples": 40,
-            "iwae_k": 3, "dequantization_draws": 1, "batch_size": 100, "compressors": ["png", "zlib"],
-            "typicality_batch": 2}
+SETTINGS = {
+    "seed": 3,
+    "max_examples": 50,
+    "max_examples_slow": 5,
+    "slow_models": ["iaf"],
+    "train_examples": 40,
+    "iwae_k": 3,
+    "dequantization_draws": 1,
+    "batch_size": 100,
+    "compressors": ["png", "zlib"],
+    "typicality_batch": 2,
+}
 
 
 def _images(n: int, size: int, levels: int, seed: int) -> np.ndarray:
@@ -112,8 +121,11 @@ def test_settings_are_checked() -> None:
 @pytest.fixture(scope="module")
 def datasets() -> tuple[PreparedDataset, dict[str, PreparedDataset]]:
     data = _dataset("small", (30, 4, 12), 8, 17, 0)
-    others = {"big": _dataset("big", (5, 5, 20), 14, 256, 10), "toy": _dataset("toy", (5, 5, 5), 0, None, 20),
-              "small": data}
+    others = {
+        "big": _dataset("big", (5, 5, 20), 14, 256, 10),
+        "toy": _dataset("toy", (5, 5, 5), 0, None, 20),
+        "small": data,
+    }
     return data, others
 
 
@@ -124,8 +136,12 @@ def _bpd(log_p: torch.Tensor, num_dims: int) -> np.ndarray:
 def test_probe_scores_a_flow_as_evaluation_does(datasets) -> None:
     data, others = datasets
     torch.manual_seed(0)
-    model = build_model("realnvp", (1, 8, 8), 17, {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2,
-                                                   "coupling_layers": 2, "hidden": 8, "mlp_layers": 1}).eval()
+    model = build_model(
+        "realnvp",
+        (1, 8, 8),
+        17,
+        {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2, "coupling_layers": 2, "hidden": 8, "mlp_layers": 1},
+    ).eval()
     out = probe_mod.probe(model, data, SETTINGS, others)
     assert out["sets"].tolist() == ["train", "test", "big", "noise", "constant", "inverted", "flipped"]
     assert out["set_roles"].tolist() == ["train", "in", "ood", "ood", "ood", "ood", "ood"]
@@ -137,10 +153,12 @@ def test_probe_scores_a_flow_as_evaluation_does(datasets) -> None:
     rng = np.random.default_rng(SETTINGS["seed"])
     rng.permutation(len(data.train))
     test = torch.from_numpy(data.test[rng.permutation(len(data.test))].astype(np.float32))
+
     def brute(x: torch.Tensor) -> np.ndarray:
         u = torch.rand(x.shape, generator=torch.Generator().manual_seed(SETTINGS["seed"]))
         with torch.no_grad():
             return _bpd(model.log_prob(x + u), 64)
+
     bpd = out["bits_per_dim"][0]
     np.testing.assert_allclose(bpd[out["set_index"] == 1], brute(test), rtol=1e-5)
     np.testing.assert_allclose(bpd[out["set_index"] == 5], brute(16 - test), rtol=1e-5)
@@ -201,8 +219,10 @@ def test_p_below_chance_against_exact_enumeration() -> None:
     neg, pos = np.array([2.0, 3.5, 4.0, 6.0, 7.0]), np.array([1.0, 2.5, 3.0, 5.0])
     u_obs = sum(p > n for p in pos for n in neg)
     pooled = np.concatenate([neg, pos])
-    us = [sum(pooled[i] > pooled[j] for i in c for j in set(range(9)) - set(c))
-          for c in itertools.combinations(range(9), 4)]
+    us = [
+        sum(pooled[i] > pooled[j] for i in c for j in set(range(9)) - set(c))
+        for c in itertools.combinations(range(9), 4)
+    ]
     exact = np.mean(np.array(us) <= u_obs)
     assert anomaly.p_below_chance(neg, pos) == pytest.approx(exact, rel=1e-9)
     assert anomaly.p_below_chance(np.ones(4), np.ones(4)) == 1.0
@@ -225,8 +245,8 @@ def _write_probe(root: Path, dataset: str, model: str, seed: int, shift: float) 
     """A hand-made probe file: test NLL 1..8, a 'constant' OOD set with lower NLL (the likelihood failure)
     but tiny compressed length, and a 'noise' set with high NLL."""
     num_dims = 4
-    train = np.array([3.0, 5.0, 4.0, 6.0]) + shift        # Ĥ = 4.5 + shift
-    test = np.arange(1.0, 9.0) + shift                    # 1..8
+    train = np.array([3.0, 5.0, 4.0, 6.0]) + shift  # Ĥ = 4.5 + shift
+    test = np.arange(1.0, 9.0) + shift  # 1..8
     constant = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, np.inf])  # one -inf log p: ranked most anomalous
     noise = np.arange(20.0, 28.0)
     bpd = np.concatenate([train, test, constant, noise])
@@ -234,13 +254,22 @@ def _write_probe(root: Path, dataset: str, model: str, seed: int, shift: float) 
     bits = np.concatenate([np.full(4, 40.0), np.full(8, 40.0), np.full(8, 4.0), np.full(8, 120.0)])
     path = root / f"results/{dataset}/{model}/seed{seed}/probes/anomaly.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, sets=np.array(["train", "test", "constant", "noise"]),
-             set_roles=np.array(["train", "in", "ood", "ood"]),
-             set_kinds=np.array(["split", "split", "synthetic", "synthetic"]), set_index=index,
-             set_conversions=np.array(["as is"] * 4), skipped_sets=np.array([], dtype=str),
-             skipped_reasons=np.array([], dtype=str),
-             score_names=np.array(["log_p"]), score_labels=np.array(["exact log p"]), bits_per_dim=bpd[None],
-             compressors=np.array(["png"]), compressed_bits=bits[None], num_dims=np.array(num_dims))
+    np.savez(
+        path,
+        sets=np.array(["train", "test", "constant", "noise"]),
+        set_roles=np.array(["train", "in", "ood", "ood"]),
+        set_kinds=np.array(["split", "split", "synthetic", "synthetic"]),
+        set_index=index,
+        set_conversions=np.array(["as is"] * 4),
+        skipped_sets=np.array([], dtype=str),
+        skipped_reasons=np.array([], dtype=str),
+        score_names=np.array(["log_p"]),
+        score_labels=np.array(["exact log p"]),
+        bits_per_dim=bpd[None],
+        compressors=np.array(["png"]),
+        compressed_bits=bits[None],
+        num_dims=np.array(num_dims),
+    )
     return path
 
 
@@ -263,7 +292,8 @@ def test_analysis_end_to_end_on_hand_made_probes(tmp_path) -> None:
     assert row.loc[(0, "constant", "complexity_png"), "auroc"] == 1.0
     # noise: 20..27 - 30 = -10..-3 against -9..-2: brute force
     assert row.loc[(0, "noise", "complexity_png"), "auroc"] == pytest.approx(
-        _brute_auroc(np.arange(1.0, 9.0) - 10, np.arange(20.0, 28.0) - 30))
+        _brute_auroc(np.arange(1.0, 9.0) - 10, np.arange(20.0, 28.0) - 30)
+    )
 
     results = anomaly.aggregate(per_seed)
     assert len(results) == 8 and set(results["seeds"]) == {2}
@@ -286,14 +316,19 @@ def test_analysis_end_to_end_on_hand_made_probes(tmp_path) -> None:
     assert remedies.columns.tolist()[-4:] == ["likelihood", "typicality", "typicality_batch", "complexity_png"]
     values = anomaly.variables(results, {"typicality_batch": 2, "iwae_k": 4, "max_examples": 8})
     assert values["failures"] == 1 and values["worst_ood"] == "constant" and values["cases"] == 2
-    assert values["typicality_batch_size"] == 2 and "mean_auroc" in values["typicality_batch"]  # setting and results apart
+    assert (
+        values["typicality_batch_size"] == 2 and "mean_auroc" in values["typicality_batch"]
+    )  # setting and results apart
     assert values["complexity_png"]["fixes"] == 1 and values["likelihood"]["cases_below_half"] == 1
     assert values["worst_auroc"] == pytest.approx(round(const["auroc"], 3))
     prim_raw = results[results["primary"] & (results["method"] == "likelihood")]
     for model, group in prim_raw.groupby("model"):  # the raw likelihood per model: brute force over its cases
-        assert values["by_model"][model] == {"mean_auroc": round(float(group["auroc"].mean()), 3), "cases": len(group),
-                                             "cases_below_half": int((group["auroc"] < 0.5).sum()),
-                                             "worst_auroc": round(float(group["auroc"].min()), 3)}
+        assert values["by_model"][model] == {
+            "mean_auroc": round(float(group["auroc"].mean()), 3),
+            "cases": len(group),
+            "cases_below_half": int((group["auroc"] < 0.5).sum()),
+            "worst_auroc": round(float(group["auroc"].min()), 3),
+        }
     pooled = values["by_likelihood"]
     assert sum(v["cases"] for v in pooled.values()) == values["cases"]
     assert sum(v["cases_below_half"] for v in pooled.values()) == values["failures"]
@@ -343,7 +378,8 @@ def test_smoke_study_anomaly_tables(smoke_study) -> None:
     for dataset, group in metrics.groupby("dataset"):
         assert set(group["ood"]) == expected_ood - {dataset}
     methods = {"likelihood", "typicality", "typicality_batch"} | {
-        f"complexity_{c}" for c in config["analyses"]["anomaly"]["compressors"]}
+        f"complexity_{c}" for c in config["analyses"]["anomaly"]["compressors"]
+    }
     assert set(metrics["method"]) == methods
     auroc = pd.read_csv(tables / "anomaly_auroc.csv")
     assert len(auroc) == metrics[["dataset", "model", "likelihood"]].drop_duplicates().shape[0]

@@ -83,19 +83,32 @@ def _nats(bpd: np.ndarray) -> np.ndarray:
     return -np.asarray(bpd) * DIMS * math.log(2)
 
 
-def _write_run(root, dataset, model, seed, bpd, *, converged=True, steps=80, ceiling=100, parameters=1000,
-               budget=None, labels=None):
+def _write_run(
+    root, dataset, model, seed, bpd, *, converged=True, steps=80, ceiling=100, parameters=1000, budget=None, labels=None
+):
     """results/<dataset>/<model>/seed<N>/ with the metrics.json, train.json and test_scores.npz load_runs reads."""
     folder = root / dataset / model / f"seed{seed}"
     folder.mkdir(parents=True)
     scores = {"log_likelihood": _nats(bpd), **({"labels": labels} if labels is not None else {})}
     np.savez(folder / "test_scores.npz", **scores)
     split = {"bits_per_dim": float(np.mean(bpd))}
-    metrics = {"dataset": dataset, "model": model, "seed": seed, "exact": model not in ("vae", "vae_iaf"),
-               "test": {**split, "bound": "exact"}, "val": split, "train": split, "parameters": parameters,
-               "steps": steps, "best_step": steps - 10, "converged": converged,
-               "stopped_by": "patience" if converged else "ceiling", "trained_by": "maximum likelihood",
-               "throughput": {"samples_per_s": 1.0, "density_evals_per_s": 1.0}, "num_dims": DIMS}
+    metrics = {
+        "dataset": dataset,
+        "model": model,
+        "seed": seed,
+        "exact": model not in ("vae", "vae_iaf"),
+        "test": {**split, "bound": "exact"},
+        "val": split,
+        "train": split,
+        "parameters": parameters,
+        "steps": steps,
+        "best_step": steps - 10,
+        "converged": converged,
+        "stopped_by": "patience" if converged else "ceiling",
+        "trained_by": "maximum likelihood",
+        "throughput": {"samples_per_s": 1.0, "density_evals_per_s": 1.0},
+        "num_dims": DIMS,
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     run = {"training": {"steps": ceiling}, **({"parameter_budget": budget} if budget else {})}
     (folder / "train.json").write_text(json.dumps({"run": run}))
@@ -105,13 +118,28 @@ def _write_run(root, dataset, model, seed, bpd, *, converged=True, steps=80, cei
 def _write_baseline(root, dataset, bpd, labels=None):
     folder = root / dataset
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "baselines_test_scores.npz", independent_pixels=_nats(bpd),
-             **({"labels": labels} if labels is not None else {}))
+    np.savez(
+        folder / "baselines_test_scores.npz",
+        independent_pixels=_nats(bpd),
+        **({"labels": labels} if labels is not None else {}),
+    )
     split = float(np.mean(bpd))
-    found = {"dataset": dataset, "levels": 17, "num_dims": DIMS, "test_scores": "baselines_test_scores.npz",
-             "baselines": [{"name": "independent_pixels", "label": "independent pixels", "quantity": "exact",
-                            "parameters": 64, "reference": True,
-                            "bits_per_dim": {"train": split, "val": split, "test": split}}]}
+    found = {
+        "dataset": dataset,
+        "levels": 17,
+        "num_dims": DIMS,
+        "test_scores": "baselines_test_scores.npz",
+        "baselines": [
+            {
+                "name": "independent_pixels",
+                "label": "independent pixels",
+                "quantity": "exact",
+                "parameters": 64,
+                "reference": True,
+                "bits_per_dim": {"train": split, "val": split, "test": split},
+            }
+        ],
+    }
     (folder / "baselines.json").write_text(json.dumps(found))
     return folder / "baselines.json"
 
@@ -129,9 +157,20 @@ def study(tmp_path):
         for seed in (0, 1):
             bpd = x + shift + 0.004 * seed + rng.normal(0, 0.05, N)
             stopped = model == "vae" and seed == 1
-            metrics.append(_write_run(tmp_path, "mnist", model, seed, bpd, converged=not stopped,
-                                      steps=100 if stopped else 80, parameters=990 + 10 * len(model), budget=1000,
-                                      labels=labels))
+            metrics.append(
+                _write_run(
+                    tmp_path,
+                    "mnist",
+                    model,
+                    seed,
+                    bpd,
+                    converged=not stopped,
+                    steps=100 if stopped else 80,
+                    parameters=990 + 10 * len(model),
+                    budget=1000,
+                    labels=labels,
+                )
+            )
     y = rng.normal(2.0, 0.3, N)
     for model, shift, parameters in (("vae", -0.3, 5000), ("maf", -0.1, 20000)):
         bpd = y + shift + rng.normal(0, 0.05, N)
@@ -165,7 +204,6 @@ def test_comparisons_of_the_synthetic_study(study) -> None:
     assert (against["b"] == "baseline").all() and not against["within_noise"].any()
 
 
-
 def test_the_site_shows_the_comparisons_compactly(study) -> None:
     from vaeflow.analysis.figures import DASH, NBSP, sig
 
@@ -175,8 +213,17 @@ def test_the_site_shows_the_comparisons_compactly(study) -> None:
     assert len(shown.table) == len(full)
     said = [v.replace(b, "baseline") if b.endswith("(baseline)") else v for v, b in zip(full["verdict"], full["B"])]
     assert [v.replace(NBSP, " ") for v in shown.table["verdict"]] == said
-    assert list(shown.table.columns) == ["dataset", "comparison", "A", "B", "A − B", "95% CI", "seed sd A / B",
-                                         "per-seed A − B", "verdict"]
+    assert list(shown.table.columns) == [
+        "dataset",
+        "comparison",
+        "A",
+        "B",
+        "A − B",
+        "95% CI",
+        "seed sd A / B",
+        "per-seed A − B",
+        "verdict",
+    ]
     i = int(np.flatnonzero(paired["dataset"] == "mnist")[0])  # two seeds per model: a seed sd each
     row, raw = shown.table.iloc[i], paired.iloc[i]
     assert row["A − B"] == sig(raw["difference"], sign=True)
@@ -189,7 +236,8 @@ def test_the_site_shows_the_comparisons_compactly(study) -> None:
     against = shown.table[shown.table["comparison"] == f"vs{NBSP}baseline"]
     assert len(against) and (against["B"] == "baseline").all()
     assert {v.replace(NBSP, " ") for v in against["verdict"]} <= {"baseline better", "within noise"} | {
-        f"{a} better" for a in against["A"]}
+        f"{a} better" for a in against["A"]
+    }
     assert shown.notes[-1] == "*baseline*: the dataset's reference baseline (independent pixels on digits, mnist)."
     # with one seed per model, no seed spread: its two columns would only repeat A − B
     single = comparisons.comparisons_shown(paired[paired["dataset"] == "digits"], sanity)
@@ -204,16 +252,19 @@ def test_sentences_quote_the_intervals_the_budget_and_the_unconverged_run(study)
     mnist, digits = said["mnist"], said["digits"]
     assert mnist["budget"] == "1,000" and digits["budget"] == "none"
     assert mnist["budget_sentence"].startswith("On MNIST every model was sized to a budget of 1,000 parameters")
-    assert digits["budget_sentence"] == ("The 8×8 digits has no parameter budget: its models range from 5,000 "
-                                         "(the VAE) to 20,000 parameters (MAF), so its comparisons are between "
-                                         "models of unequal size.")
+    assert digits["budget_sentence"] == (
+        "The 8×8 digits has no parameter budget: its models range from 5,000 "
+        "(the VAE) to 20,000 parameters (MAF), so its comparisons are between "
+        "models of unequal size."
+    )
     row = paired[(paired["dataset"] == "mnist") & (paired["kind"] == "neighbours in the ranking")].iloc[0]
     second = comparisons.model_name(row.b)
     low, high = -row.ci_high, -row.ci_low
     assert mnist["best"].startswith(
         f"On MNIST at a budget of 1,000 parameters, the best model is Flow++ ({row.mean_a:.3f} bits/dim): it beats the "
         f"runner-up, {second} ({row.mean_b:.3f}), by {-row.difference:.3f} bits/dim (95% CI {low:.3f}–{high:.3f}; "
-        f"seed sd up to {row.seed_spread:.3f}).")
+        f"seed sd up to {row.seed_spread:.3f})."
+    )
     assert " ≈ " in mnist["ranking"] and mnist["ranking"].count(" < ") == 2
     assert mnist["ranking"].index("Flow++") < mnist["ranking"].index("Real NVP")
     # every sentence that rests on the VAE's runs names its unconverged seed; those that do not, do not
@@ -223,8 +274,9 @@ def test_sentences_quote_the_intervals_the_budget_and_the_unconverged_run(study)
     assert ceiling not in mnist["vs_baseline_by_model"]["flowpp"]
     assert (ceiling in mnist["best"]) == ("vae" in (row.a, row.b))
     assert "Provisional" not in " ".join(v for k, v in digits.items() if isinstance(v, str))
-    assert mnist["vs_baseline"].startswith("On MNIST at a budget of 1,000 parameters, against the independent pixels "
-                                           "baseline (")
+    assert mnist["vs_baseline"].startswith(
+        "On MNIST at a budget of 1,000 parameters, against the independent pixels baseline ("
+    )
     realnvp = r"; Real NVP \(2\.\d{3}\) beats it by 0\.(19|20)\d \(95% CI 0\.\d{3}–0\.\d{3}; seed sd 0\.\d{3}\)\."
     assert re.search(realnvp, mnist["vs_baseline"])
     assert digits["families"].startswith("On the 8×8 digits, best VAE against best flow: the VAE (")
@@ -232,14 +284,16 @@ def test_sentences_quote_the_intervals_the_budget_and_the_unconverged_run(study)
     # the pairs the discussion asks about: compared where both were trained, said so where not
     assert "are within noise" in mnist["pairs"]["vae_iaf_vs_vae"] and ceiling in mnist["pairs"]["vae_iaf_vs_vae"]
     assert mnist["pairs"]["flowpp_vs_realnvp"].startswith("On MNIST at a budget of 1,000 parameters, Flow++ (")
-    assert mnist["pairs"]["iaf_vs_maf"] == ("On MNIST at a budget of 1,000 parameters, IAF and MAF were not both "
-                                            "trained, so they are not compared.")
+    assert mnist["pairs"]["iaf_vs_maf"] == (
+        "On MNIST at a budget of 1,000 parameters, IAF and MAF were not both trained, so they are not compared."
+    )
     assert digits["vae_vs_best_exact"].startswith("On the 8×8 digits, the VAE (")
     assert "beats MAF" in digits["vae_vs_best_exact"]
     assert said["budgets"] == (
         "Every model was sized to its dataset's parameter budget on 1 of 2 datasets: MNIST 1,000 (actual counts 1,020 "
         "to 1,060). Without a budget, the models' parameter counts are: the 8×8 digits 5,000 to 20,000 (the VAE to "
-        "MAF).")
+        "MAF)."
+    )
 
 
 def test_within_noise_sentence_says_why() -> None:
@@ -254,14 +308,17 @@ def test_within_noise_sentence_says_why() -> None:
 
 def test_misaligned_test_sets_and_mixed_budgets_are_named(tmp_path) -> None:
     x = np.full(N, 3.0)
-    metrics = [_write_run(tmp_path, "mnist", "vae", 0, x, labels=np.zeros(N, int)),
-               _write_run(tmp_path, "mnist", "maf", 0, x, labels=np.ones(N, int))]
+    metrics = [
+        _write_run(tmp_path, "mnist", "vae", 0, x, labels=np.zeros(N, int)),
+        _write_run(tmp_path, "mnist", "maf", 0, x, labels=np.ones(N, int)),
+    ]
     sanity = likelihood.load_baselines([_write_baseline(tmp_path, "mnist", x)])
     stale = "mnist: .*vae/seed0/test_scores.npz scores 300 test examples with other labels but .*maf/seed0"
     with pytest.raises(ValueError, match=stale):
         comparisons.load_example_scores(likelihood.load_runs(metrics), sanity)
-    runs = pd.DataFrame({"dataset": "mnist", "model": ["vae", "maf"], "parameters": 10,
-                         "parameter_budget": [1000, math.nan]})
+    runs = pd.DataFrame(
+        {"dataset": "mnist", "model": ["vae", "maf"], "parameters": 10, "parameter_budget": [1000, math.nan]}
+    )
     with pytest.raises(ValueError, match="runs of mnist were trained under different parameter budgets"):
         comparisons.budgets(runs)
 

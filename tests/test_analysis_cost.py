@@ -19,6 +19,7 @@ def _curve(rows):
 
 # -- per-run computations: known answers and brute force -------------------------------------------
 
+
 def test_time_to_target_known_answers():
     curve = _curve([(40, 4.0, 3.5), (10, 1.0, 5.0), (30, 3.0, 4.1), (20, 2.0, 3.9)])  # rows out of order
     assert cost.time_to_target(curve, 4.0) == (2.0, 20.0)
@@ -57,8 +58,17 @@ def _curves_frame():
     best = {("m1", 0): 2.0, ("m1", 1): 2.2, ("m2", 0): 3.0, ("m3", 0): 4.0, ("m3", 1): 5.0}
     for (model, seed), b in best.items():
         for step, extra in ((10, 1.0), (20, 0.0)):
-            rows.append({"dataset": "d", "model": model, "seed": seed, "step": step,
-                         "elapsed_s": step / 10, "val_bpd": b + extra, "peak_rss_mib": math.nan})
+            rows.append(
+                {
+                    "dataset": "d",
+                    "model": model,
+                    "seed": seed,
+                    "step": step,
+                    "elapsed_s": step / 10,
+                    "val_bpd": b + extra,
+                    "peak_rss_mib": math.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -77,8 +87,13 @@ def test_targets_are_quantiles_of_model_bests_and_explicit_targets_win():
 
 
 def test_budgets_are_a_fraction_of_the_shortest_mean_training_time():
-    runs = pd.DataFrame({"dataset": ["d"] * 4 + ["e"], "model": ["a", "a", "b", "b", "a"],
-                         "train_wall_time_s": [10.0, 20.0, 12.0, 14.0, 7.0]})
+    runs = pd.DataFrame(
+        {
+            "dataset": ["d"] * 4 + ["e"],
+            "model": ["a", "a", "b", "b", "a"],
+            "train_wall_time_s": [10.0, 20.0, 12.0, 14.0, 7.0],
+        }
+    )
     b = cost.budgets(runs, {})
     assert b["d"]["budget_s"] == pytest.approx(13.0)  # b's mean 13 < a's mean 15
     assert "(b)" in b["d"]["how"]
@@ -86,14 +101,17 @@ def test_budgets_are_a_fraction_of_the_shortest_mean_training_time():
     assert cost.budgets(runs, {"budget_s": {"e": 3.0}})["e"]["budget_s"] == 3.0
 
 
-@pytest.mark.parametrize("settings, match", [
-    ({"target_quantil": 0.5}, "unknown setting"),
-    ({"target_quantile": 1.5}, "target_quantile"),
-    ({"budget_fraction": 0}, "budget_fraction"),
-    ({"budget_s": {"mnist": -1}}, "budget_s.mnist must be a positive"),
-    ({"target_bpd": {"toy2d": float("nan")}}, "target_bpd.toy2d must be a finite"),
-    ({"off_scale_factor": 1.0}, "off_scale_factor"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"target_quantil": 0.5}, "unknown setting"),
+        ({"target_quantile": 1.5}, "target_quantile"),
+        ({"budget_fraction": 0}, "budget_fraction"),
+        ({"budget_s": {"mnist": -1}}, "budget_s.mnist must be a positive"),
+        ({"target_bpd": {"toy2d": float("nan")}}, "target_bpd.toy2d must be a finite"),
+        ({"off_scale_factor": 1.0}, "off_scale_factor"),
+    ],
+)
 def test_bad_settings_are_named(settings, match):
     with pytest.raises(ValueError, match=match):
         cost.resolve_settings(settings)
@@ -112,27 +130,59 @@ def test_formatting_known_answers():
 
 # -- the tables from run files ---------------------------------------------------------------------
 
-def _write_run(root: Path, dataset, model, seed, *, wall, steps, samples, density, curve=None, peak=None,
-               diagnostics=None, train_diagnostics=None, teacher=None, train_json=True):
+
+def _write_run(
+    root: Path,
+    dataset,
+    model,
+    seed,
+    *,
+    wall,
+    steps,
+    samples,
+    density,
+    curve=None,
+    peak=None,
+    diagnostics=None,
+    train_diagnostics=None,
+    teacher=None,
+    train_json=True,
+):
     d = root / dataset / model / f"seed{seed}"
     d.mkdir(parents=True)
     metrics = {
-        "dataset": dataset, "model": model, "seed": seed, "parameters": 1000, "steps": steps,
-        "eval_wall_time_s": 1.0, "device": "cpu",
+        "dataset": dataset,
+        "model": model,
+        "seed": seed,
+        "parameters": 1000,
+        "steps": steps,
+        "eval_wall_time_s": 1.0,
+        "device": "cpu",
         "trained_by": "maximum likelihood" if teacher is None else f"density distillation from {teacher}",
         "throughput": {"samples_per_s": samples, "density_evals_per_s": density},
-        "val": {"bits_per_dim": 3.0}, "test": {"bits_per_dim": 3.0},
-        "diagnostics": diagnostics or {}, "train_diagnostics": train_diagnostics or {},
+        "val": {"bits_per_dim": 3.0},
+        "test": {"bits_per_dim": 3.0},
+        "diagnostics": diagnostics or {},
+        "train_diagnostics": train_diagnostics or {},
     }
     (d / "metrics.json").write_text(json.dumps(metrics))
     if train_json:
         training = {"batch_size": 64, "lr": 0.001, **({"teacher": teacher} if teacher else {})}
-        summary = {"run": {"training": training, "options": {"latent_dim": 4, "hidden": 32}}, "device": "cpu",
-                   "parameters": 1000, "steps": steps}
+        summary = {
+            "run": {"training": training, "options": {"latent_dim": 4, "hidden": 32}},
+            "device": "cpu",
+            "parameters": 1000,
+            "steps": steps,
+        }
         (d / "train.json").write_text(json.dumps(summary))
-    timing = {"train_wall_time_s": wall, **({"peak_rss_mib": peak} if peak is not None else {}),
-              "evaluations": [{"step": s, "elapsed_s": e, "peak_rss_mib": peak if peak is not None else math.nan}
-                              for s, e, _ in curve or []]}
+    timing = {
+        "train_wall_time_s": wall,
+        **({"peak_rss_mib": peak} if peak is not None else {}),
+        "evaluations": [
+            {"step": s, "elapsed_s": e, "peak_rss_mib": peak if peak is not None else math.nan}
+            for s, e, _ in curve or []
+        ],
+    }
     (d / "timing.json").write_text(json.dumps(timing))
     if curve is not None:
         lines = ["step,train_loss,train_bits_per_dim,val_bits_per_dim,lr"]
@@ -148,19 +198,77 @@ def study(tmp_path):
     root = tmp_path / "results"
     w = _write_run
     paths = [
-        w(root, "digits", "vae", 0, wall=10.0, steps=1000, samples=5000.0, density=4000.0, peak=300.0,
-          curve=[(500, 4.0, 2.5), (1000, 9.0, 2.0)]),
-        w(root, "digits", "vae", 1, wall=14.0, steps=1000, samples=7000.0, density=6000.0, peak=500.0,
-          curve=[(500, 6.0, 2.4), (1000, 13.0, 2.2)]),
-        w(root, "digits", "maf", 0, wall=20.0, steps=1000, samples=100.0, density=10000.0,
-          curve=[(250, 5.5, 3.0), (500, 10.0, 3.1), (1000, 19.0, 2.6)]),  # train.json without peak memory
-        w(root, "digits", "iaf", 0, wall=30.0, steps=1000, samples=20000.0, density=200.0, teacher="maf",
-          curve=[(500, 15.0, 900.0), (1000, 29.0, 800.0)]),
-        w(root, "digits", "ffjord", 0, wall=40.0, steps=100, samples=50.0, density=20.0,
-          curve=[(50, 20.0, 4.0), (100, 39.0, 3.5)],
-          train_diagnostics={"nfe_forward_mean": 16.0, "nfe_backward": 0.0},
-          diagnostics={"nfe_eval_mean": 26.0}),
-        w(root, "toy2d", "vae", 0, wall=5.0, steps=500, samples=1e5, density=1e5, curve=[(250, 2.0, 3.0), (500, 4.5, 2.9)]),
+        w(
+            root,
+            "digits",
+            "vae",
+            0,
+            wall=10.0,
+            steps=1000,
+            samples=5000.0,
+            density=4000.0,
+            peak=300.0,
+            curve=[(500, 4.0, 2.5), (1000, 9.0, 2.0)],
+        ),
+        w(
+            root,
+            "digits",
+            "vae",
+            1,
+            wall=14.0,
+            steps=1000,
+            samples=7000.0,
+            density=6000.0,
+            peak=500.0,
+            curve=[(500, 6.0, 2.4), (1000, 13.0, 2.2)],
+        ),
+        w(
+            root,
+            "digits",
+            "maf",
+            0,
+            wall=20.0,
+            steps=1000,
+            samples=100.0,
+            density=10000.0,
+            curve=[(250, 5.5, 3.0), (500, 10.0, 3.1), (1000, 19.0, 2.6)],
+        ),  # train.json without peak memory
+        w(
+            root,
+            "digits",
+            "iaf",
+            0,
+            wall=30.0,
+            steps=1000,
+            samples=20000.0,
+            density=200.0,
+            teacher="maf",
+            curve=[(500, 15.0, 900.0), (1000, 29.0, 800.0)],
+        ),
+        w(
+            root,
+            "digits",
+            "ffjord",
+            0,
+            wall=40.0,
+            steps=100,
+            samples=50.0,
+            density=20.0,
+            curve=[(50, 20.0, 4.0), (100, 39.0, 3.5)],
+            train_diagnostics={"nfe_forward_mean": 16.0, "nfe_backward": 0.0},
+            diagnostics={"nfe_eval_mean": 26.0},
+        ),
+        w(
+            root,
+            "toy2d",
+            "vae",
+            0,
+            wall=5.0,
+            steps=500,
+            samples=1e5,
+            density=1e5,
+            curve=[(250, 2.0, 3.0), (500, 4.5, 2.9)],
+        ),
         w(root, "toy2d", "maf", 0, wall=6.0, steps=500, samples=1e4, density=1e5, train_json=False),
     ]
     return root, paths
@@ -202,7 +310,9 @@ def test_tables_from_run_files(study):
     assert ttt.loc[("toy2d", "maf"), "seeds reached"] == "0 of 0 (1 without curves.csv)"
 
     bt = cost.budget_table(per_run, budget).set_index(["dataset", "model"])
-    assert bt.loc[("digits", "vae"), "val bits/dim within budget"] == "2.200 ± 0.28"  # seed0 2.0 (at 9 s), seed1 2.4 (at 6 s)
+    assert (
+        bt.loc[("digits", "vae"), "val bits/dim within budget"] == "2.200 ± 0.28"
+    )  # seed0 2.0 (at 9 s), seed1 2.4 (at 6 s)
     assert bt.loc[("digits", "maf"), "val bits/dim within budget"] == "3.000"
     assert bt.loc[("digits", "ffjord"), "val bits/dim within budget"] == "no validation within budget (first at 20.0 s)"
     assert list(bt.loc["digits", "rank within budget"]) == ["–", "–", "2", "1"]  # ffjord, iaf (first at 15 s), maf, vae
@@ -227,7 +337,9 @@ def test_tables_from_run_files(study):
     assert (v["ffjord_nfe_train_per_solve"], v["ffjord_nfe_eval_per_solve"]) == (16.0, 26.0)
     assert values["toy2d"]["peak_rss_max_mib"] == cost.NOT_RECORDED
     assert values["devices"] == ", ".join(sorted(set(runs["device"])))
-    assert float(values["train_hours"].replace(",", "")) == pytest.approx(runs["train_wall_time_s"].sum() / 3600, rel=1e-2)
+    assert float(values["train_hours"].replace(",", "")) == pytest.approx(
+        runs["train_wall_time_s"].sum() / 3600, rel=1e-2
+    )
     vae = values["digits"]["vae"]  # each model's size, budget, options and speeds (means over seeds)
     assert (vae["parameters"], vae["steps"], vae["batch_size"]) == ("1,000", 1000, 64)
     assert (vae["step_ms"], vae["samples_per_s"], vae["train_s"]) == ("12.0", "6,000", "12.0")
@@ -262,26 +374,48 @@ def test_missing_metrics_and_duplicates_are_errors(study, tmp_path):
 
 
 def test_notebook_writes_its_tables_figures_and_variables(study, tmp_path, root):
-    from vaeflow.analysis.notebooks import run_notebook  # the CLI's papermill wrapper
-
     from smoke import speed_part
+    from vaeflow.analysis.notebooks import run_notebook  # the CLI's papermill wrapper
 
     _, paths = study
     out = tmp_path / "out"
     speed = tmp_path / "speed.json"
     speed.write_text(json.dumps(speed_part("vae", 1e9, 1e8, 0.9)))
     baselines = tmp_path / "baselines.json"  # the digits' independent pixels within the curves' range
-    baselines.write_text(json.dumps({  # the fields rule baselines writes that the shared reader needs
-        "dataset": "digits", "levels": 17, "num_dims": 64, "test_scores": "baselines_test_scores.npz",
-        "baselines": [{"name": "independent", "label": "independent pixels", "quantity": "exact discrete likelihood",
-                       "parameters": 1088, "reference": True,
-                       "bits_per_dim": {"train": 2.3, "val": 2.3, "test": 2.3}}]}))
-    run_notebook(root / "workflow" / "notebooks" / "cost.ipynb", out / "cost.ipynb", {
-        "metrics": [str(p) for p in paths], "settings": {"target_quantile": 0.5}, "speed": str(speed),
-        "baselines": [str(baselines)],
-        "tables_dir": str(out / "tables"), "figures_dir": str(out / "figures"),
-        "variables_out": str(out / "cost.yml"),
-    }, failed_dir=tmp_path / "failed")
+    baselines.write_text(
+        json.dumps(
+            {  # the fields rule baselines writes that the shared reader needs
+                "dataset": "digits",
+                "levels": 17,
+                "num_dims": 64,
+                "test_scores": "baselines_test_scores.npz",
+                "baselines": [
+                    {
+                        "name": "independent",
+                        "label": "independent pixels",
+                        "quantity": "exact discrete likelihood",
+                        "parameters": 1088,
+                        "reference": True,
+                        "bits_per_dim": {"train": 2.3, "val": 2.3, "test": 2.3},
+                    }
+                ],
+            }
+        )
+    )
+    run_notebook(
+        root / "workflow" / "notebooks" / "cost.ipynb",
+        out / "cost.ipynb",
+        {
+            "metrics": [str(p) for p in paths],
+            "settings": {"target_quantile": 0.5},
+            "speed": str(speed),
+            "baselines": [str(baselines)],
+            "tables_dir": str(out / "tables"),
+            "figures_dir": str(out / "figures"),
+            "variables_out": str(out / "cost.yml"),
+        },
+        failed_dir=tmp_path / "failed",
+    )
     for stem in cost.TABLES:
         assert (out / "tables" / f"{stem}.csv").exists() and (out / "tables" / f"{stem}.md").exists()
     for stem in cost.FIGURES:
@@ -295,12 +429,16 @@ def test_notebook_writes_its_tables_figures_and_variables(study, tmp_path, root)
     # metrics, settings, speed, baselines, tables_dir, figures_dir, variables_out
     assert "".join(params["source"]).count("=") == 7
     spec = json.loads((out / "figures" / "cost_val_vs_time.vl.json").read_text())
-    lines = [spec["datasets"][layer["data"]["name"]] for layer in spec["concat"][0]["layer"]
-             if layer["mark"].get("color") == "gray" and layer["mark"]["type"] == "rule"]
+    lines = [
+        spec["datasets"][layer["data"]["name"]]
+        for layer in spec["concat"][0]["layer"]
+        if layer["mark"].get("color") == "gray" and layer["mark"]["type"] == "rule"
+    ]
     assert lines == [[{"label": "independent pixels (baseline)", "val_bpd": 2.3}]]  # digits: a reference line
 
 
 # -- the engine records peak memory --------------------------------------------------------------
+
 
 def _status_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -309,10 +447,24 @@ def _status_mib(field: str) -> float:
     raise AssertionError(f"{field} not in /proc/self/status")
 
 
-TINY_RUN = {"dataset": "digits", "dataset_options": {}, "data_seed": 0, "model": "realnvp",
-            "options": {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2}, "seed": 0,
-            "training": {"batch_size": 16, "lr": 1e-3, "warmup_steps": 4, "grad_clip": 100.0, "eval_every": 8,
-                         "checkpoint_every": 8, "val_examples": 64, "steps": 16}}
+TINY_RUN = {
+    "dataset": "digits",
+    "dataset_options": {},
+    "data_seed": 0,
+    "model": "realnvp",
+    "options": {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2},
+    "seed": 0,
+    "training": {
+        "batch_size": 16,
+        "lr": 1e-3,
+        "warmup_steps": 4,
+        "grad_clip": 100.0,
+        "eval_every": 8,
+        "checkpoint_every": 8,
+        "val_examples": 64,
+        "steps": 16,
+    },
+}
 
 
 def test_engine_records_peak_memory(tmp_path):
@@ -359,12 +511,17 @@ def test_engine_records_peak_cuda_memory(tmp_path):
 
 # -- the smoke study's outputs (run once the workflow has a cost_analysis rule) ---------------------
 
+
 @pytest.mark.workflow
 def test_smoke_cost_tables(smoke_study):
     tables = smoke_study / "results" / "tables"
     config = yaml.safe_load((smoke_study / "config" / "smoke.yaml").read_text())
-    pairs = {(d, m) for d in config["datasets"] for m in config["models"]
-             if d not in (config["models"][m].get("left_out") or {})}  # no runs where a model is left out
+    pairs = {
+        (d, m)
+        for d in config["datasets"]
+        for m in config["models"]
+        if d not in (config["models"][m].get("left_out") or {})
+    }  # no runs where a model is left out
     assert ("textures", "ffjord") not in pairs
     for stem in set(cost.TABLES) - {"cost_speed_vs_peers"}:  # per dataset x model; the benchmark is per pair
         df = pd.read_csv(tables / f"{stem}.csv", keep_default_na=False)
@@ -430,7 +587,9 @@ def test_the_site_shows_the_cost_tables_compactly_and_the_charts_in_the_sites_co
     assert "target val bits/dim" not in ttt.table.columns  # the targets are in the legend, once per dataset
     assert ttt.notes[0].startswith("Targets, validation bits/dim: digits 3.05 (") and "; toy2d " in ttt.notes[0]
     budgets = cost.budget_shown(cost.budget_table(per_run, budget))
-    assert "budget (s)" not in budgets.table.columns and budgets.notes[0].startswith("Budgets, seconds of training: digits 12.0 (")
+    assert "budget (s)" not in budgets.table.columns and budgets.notes[0].startswith(
+        "Budgets, seconds of training: digits 12.0 ("
+    )
     for shown in (summary, ttt, budgets):
         cells = " | ".join(shown.table.astype(str).to_numpy().ravel())
         assert "nan" not in cells and " ± " not in cells

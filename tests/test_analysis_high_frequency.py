@@ -19,15 +19,29 @@ from vaeflow.analysis.runs import ProbeResult
 from vaeflow.data import PreparedDataset
 from vaeflow.models import build_model
 from vaeflow.models.base import DensityModel
-from vaeflow.probes import high_frequency as hfp
 from vaeflow.probes import applies
+from vaeflow.probes import high_frequency as hfp
 
 SETTINGS = {
-    "seed": 0, "cutoff": 0.25, "samples": 40, "temperatures": [0.5, 1.0], "temperature_samples": 20,
-    "slow_models": ["maf"], "max_samples_slow": 10, "batch_size": 16, "grid_samples": 3,
-    "completion_models": ["vae", "realnvp"], "completion_examples": 4, "completion_steps": 3,
-    "completion_lr": 0.05, "completion_iwae_k": 2, "inpaint_mask": "centre", "completions_shown": 2,
-    "bootstrap": 200, "confidence": 0.9, "grid_dataset": "tiny",
+    "seed": 0,
+    "cutoff": 0.25,
+    "samples": 40,
+    "temperatures": [0.5, 1.0],
+    "temperature_samples": 20,
+    "slow_models": ["maf"],
+    "max_samples_slow": 10,
+    "batch_size": 16,
+    "grid_samples": 3,
+    "completion_models": ["vae", "realnvp"],
+    "completion_examples": 4,
+    "completion_steps": 3,
+    "completion_lr": 0.05,
+    "completion_iwae_k": 2,
+    "inpaint_mask": "centre",
+    "completions_shown": 2,
+    "bootstrap": 200,
+    "confidence": 0.9,
+    "grid_dataset": "tiny",
 }
 
 
@@ -206,7 +220,9 @@ def test_spectral_distance_counts_decades_and_ignores_dc() -> None:
     data = np.array([5.0, 1.0, 0.1, 0.01])
     assert hfa.spectral_distance(data, data) == 0.0
     assert hfa.spectral_distance(10 * data, data) == pytest.approx(1.0)
-    assert hfa.spectral_distance(np.array([99.0, 1.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.01, 1.0])) == pytest.approx(2 / 3)
+    assert hfa.spectral_distance(np.array([99.0, 1.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.01, 1.0])) == pytest.approx(
+        2 / 3
+    )
 
 
 def test_verdict_needs_the_intervals_to_separate() -> None:
@@ -241,17 +257,30 @@ def test_settings_errors_name_the_key() -> None:
 def _tiny_dataset() -> PreparedDataset:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 17, size=(90, 1, 8, 8)).astype(np.uint8)
-    return PreparedDataset(name="tiny", levels=17, train=images[:50], val=images[50:60], test=images[60:],
-                           train_labels=None, val_labels=None, test_labels=None, options={}, seed=0, source="test")
+    return PreparedDataset(
+        name="tiny",
+        levels=17,
+        train=images[:50],
+        val=images[50:60],
+        test=images[60:],
+        train_labels=None,
+        val_labels=None,
+        test_labels=None,
+        options={},
+        seed=0,
+        source="test",
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory) -> list[ProbeResult]:
     data = _tiny_dataset()
     results = []
-    for name, options in (("vae", {"latent_dim": 2, "hidden": 8, "layers": 1}),
-                          ("realnvp", {"hidden_channels": 4, "res_blocks": 0, "n_scales": 1}),
-                          ("maf", {"blocks": 1, "hidden": 8, "layers": 1})):
+    for name, options in (
+        ("vae", {"latent_dim": 2, "hidden": 8, "layers": 1}),
+        ("realnvp", {"hidden_channels": 4, "res_blocks": 0, "n_scales": 1}),
+        ("maf", {"blocks": 1, "hidden": 8, "layers": 1}),
+    ):
         for seed in (0, 1):
             torch.manual_seed(seed)
             model = build_model(name, (1, 8, 8), 17, options).eval()
@@ -326,8 +355,13 @@ def test_analysis_tables_agree_with_the_probe_arrays(tiny_results) -> None:
         assert summary["models"] == len(models)
         assert summary["above_baseline"] == int((models["psnr (dB)"] > base).sum())
         assert summary["best_model"] == figures.model_label(models.loc[models["psnr (dB)"].idxmax(), "method"])
-    for chart in (hfa.spectra_chart(sets), hfa.vae_spectra_chart(sets), hfa.temperature_chart(temperature, energy),
-                  hfa.samples_chart(tiny_results, "tiny"), hfa.completions_chart(tiny_results, "tiny")):
+    for chart in (
+        hfa.spectra_chart(sets),
+        hfa.vae_spectra_chart(sets),
+        hfa.temperature_chart(temperature, energy),
+        hfa.samples_chart(tiny_results, "tiny"),
+        hfa.completions_chart(tiny_results, "tiny"),
+    ):
         assert len(chart.to_dict()["description"].split()) > 15  # alt text that says what it shows
     # the site's colours: the test images in black, every model in its own colour
     colour = hfa.spectra_chart(sets).to_dict()["spec"]["encoding"]["color"]["scale"]
@@ -341,15 +375,25 @@ def test_the_site_shows_the_high_frequency_tables_compactly(tiny_results) -> Non
     energy = hfa.energy_table(sets, settings)
     shown = hfa.energy_shown(energy, settings, 0.25)
     table = shown.table.set_index("model")
-    assert list(shown.table.columns) == ["dataset", "model", f"HF fraction ({settings['confidence']:.0%} CI)", "seed sd", "ratio to data",
-                                         "spectral distance", "power ratio", "images"]  # no sample was non-finite
+    assert list(shown.table.columns) == [
+        "dataset",
+        "model",
+        f"HF fraction ({settings['confidence']:.0%} CI)",
+        "seed sd",
+        "ratio to data",
+        "spectral distance",
+        "power ratio",
+        "images",
+    ]  # no sample was non-finite
     row = energy.set_index("model").loc["realnvp"]
     assert table.loc["realnvp", f"HF fraction ({settings['confidence']:.0%} CI)"] == (
         f"{figures.sig(row['hf fraction'])}\u00a0({figures.sig(row['hf ci low'])}\u2060–\u2060"
-        f"{figures.sig(row['hf ci high'])})")  # never broken across lines
+        f"{figures.sig(row['hf ci high'])})"
+    )  # never broken across lines
     assert list(shown.table["model"]) == ["test data", "vae", "realnvp", "maf"]  # the data, then the site's order
-    assert table.loc["realnvp", "spectral distance"] == figures.mean_sd(row["spectral distance"],
-                                                                       row["spectral distance sd"])
+    assert table.loc["realnvp", "spectral distance"] == figures.mean_sd(
+        row["spectral distance"], row["spectral distance sd"]
+    )
     assert table.loc["realnvp", "images"] == f"2 × {int(row['images per seed'])}"
     assert table.loc["test data", "seed sd"] == "–" and table.loc["test data", "ratio to data"] == "1.00"
     assert "above 0.25 cycles/pixel" in shown.notes[0] and shown.notes[1] == "No sample was non-finite."
@@ -358,11 +402,14 @@ def test_the_site_shows_the_high_frequency_tables_compactly(tiny_results) -> Non
     assert list(vae["image set"]) == ["samples", "decoder mean", "recon. mean", "recon. sample"]
     assert f"*recon. sample*: {hfa.SET_LABELS['reconstruction_sample']}" in vae_shown.notes[-1]
     assert set(vae["images"]) == {f"2 × {int(n)}" for n in hfa.vae_table(sets, settings)["images per seed"]}
-    for shown in (shown, hfa.vae_shown(hfa.vae_table(sets, settings), settings),
-                  hfa.temperature_shown(hfa.temperature_table(sets, settings), settings),
-                  hfa.completion_shown(hfa.completion_table(hfa.completion_frame(tiny_results))),
-                  hfa.cost_shown(hfa.cost_table(tiny_results))):
-        text = " | ".join(shown.table.astype(str).to_numpy().ravel())
+    for each in (
+        shown,
+        hfa.vae_shown(hfa.vae_table(sets, settings), settings),
+        hfa.temperature_shown(hfa.temperature_table(sets, settings), settings),
+        hfa.completion_shown(hfa.completion_table(hfa.completion_frame(tiny_results))),
+        hfa.cost_shown(hfa.cost_table(tiny_results)),
+    ):
+        text = " | ".join(each.table.astype(str).to_numpy().ravel())
         assert "nan" not in text and " ± " not in text  # a dash for what does not apply; "mean ± sd" on one line
         numbers = re.findall(r"\d+\.\d+", text)
         assert all(len(n.replace(".", "").lstrip("0")) <= 3 for n in numbers), numbers  # 3 significant figures
@@ -384,7 +431,9 @@ def test_smoke_high_frequency_tables_are_sane(smoke_study) -> None:
     assert (energy.groupby("dataset")["model"].apply(lambda m: "test data" in set(m))).all()
     for column in ("hf fraction", "hf ci low", "hf ci high"):
         assert energy[column].between(0, 1).all(), column
-    assert (energy["hf ci low"] <= energy["hf fraction"] + 1e-9).all() and (energy["hf fraction"] <= energy["hf ci high"] + 1e-9).all()
+    assert (energy["hf ci low"] <= energy["hf fraction"] + 1e-9).all() and (
+        energy["hf fraction"] <= energy["hf ci high"] + 1e-9
+    ).all()
     assert (energy["spectral distance"] >= 0).all() and (energy["power ratio to data"] > 0).all()
     # sds are empty with one seed (documented); nothing else is
     assert not energy.drop(columns=["hf sd over seeds", "spectral distance sd"]).isna().any().any()

@@ -21,17 +21,33 @@ from vaeflow.analysis import latents as analysis
 from vaeflow.analysis.runs import ProbeResult
 from vaeflow.data import PreparedDataset
 from vaeflow.models import build_model
+from vaeflow.probes import applies
 from vaeflow.probes import latents as probe_module
 from vaeflow.probes.latents import interpolate, pair_indices
-from vaeflow.probes import applies
 
 PROBE_SETTINGS = {
-    "seed": 3, "max_train": 30, "max_test": 12, "slow_models": ["iaf", "ffjord"], "max_train_slow": 10,
-    "max_test_slow": 6, "batch_size": 1000, "interpolation_pairs": 2, "interpolation_steps": 5,
-    "interpolation": "linear", "traversal_dims": 2, "traversal_steps": 3, "traversal_range": 2.0,
+    "seed": 3,
+    "max_train": 30,
+    "max_test": 12,
+    "slow_models": ["iaf", "ffjord"],
+    "max_train_slow": 10,
+    "max_test_slow": 6,
+    "batch_size": 1000,
+    "interpolation_pairs": 2,
+    "interpolation_steps": 5,
+    "interpolation": "linear",
+    "traversal_dims": 2,
+    "traversal_steps": 3,
+    "traversal_range": 2.0,
 }
-NOTEBOOK_SETTINGS = {"probe_C": 1.0, "probe_max_iter": 500, "variance_fraction": 0.95, "active_threshold": 0.01,
-                     "figure_dataset": "tiny", "scatter_points": 50}
+NOTEBOOK_SETTINGS = {
+    "probe_C": 1.0,
+    "probe_max_iter": 500,
+    "variance_fraction": 0.95,
+    "active_threshold": 0.01,
+    "figure_dataset": "tiny",
+    "scatter_points": 50,
+}
 SHAPE = (1, 4, 4)
 LEVELS = 4
 
@@ -69,8 +85,14 @@ IMAGE_MODELS = {
     "maf": {"blocks": 2, "hidden": 16, "layers": 1},
     "iaf": {"blocks": 2, "hidden": 16, "layers": 1},
     "flowpp": {"hidden_channels": 4, "res_blocks": 0, "components": 2, "steps": 1, "n_scales": 1, "dequant_steps": 1},
-    "ffjord": {"hidden_channels": 4, "layers": 1, "solver": "rk4", "solver_steps": 2, "eval_solver": "rk4",
-               "eval_solver_steps": 2},
+    "ffjord": {
+        "hidden_channels": 4,
+        "layers": 1,
+        "solver": "rk4",
+        "solver_steps": 2,
+        "eval_solver": "rk4",
+        "eval_solver_steps": 2,
+    },
 }
 
 
@@ -137,8 +159,9 @@ def test_vae_latents_are_posterior_means_and_images_their_decoded_means() -> Non
     assert out["train_latents"].shape == (30, 3) and out["test_latents"].shape == (12, 3)
     np.testing.assert_array_equal(out["train_labels"], data.train_labels[:30])
     np.testing.assert_array_equal(out["train_inputs"], data.train[:30].reshape(30, -1))
-    np.testing.assert_allclose(out["activity"], np.var(out["test_latents"].astype(np.float64), axis=0, ddof=1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        out["activity"], np.var(out["test_latents"].astype(np.float64), axis=0, ddof=1), rtol=1e-5
+    )
     assert str(out["kind"]) == "vae" and int(out["latent_dim"]) == 3 and int(out["num_dims"]) == 16
 
     # interpolation ends: the decoder mean of each end's posterior mean, rounded to a level
@@ -215,9 +238,20 @@ def test_flowpp_latent_uses_its_own_dequantiser() -> None:
 
 def test_vectors_have_latents_but_no_images() -> None:
     data = tiny_vectors()
-    for name, options in (("realnvp", {"coupling_layers": 2, "hidden": 8, "mlp_layers": 1}),
-                          ("ffjord", {"hidden": 8, "layers": 1, "solver": "rk4", "solver_steps": 2,
-                                      "eval_solver": "rk4", "eval_solver_steps": 2})):
+    for name, options in (
+        ("realnvp", {"coupling_layers": 2, "hidden": 8, "mlp_layers": 1}),
+        (
+            "ffjord",
+            {
+                "hidden": 8,
+                "layers": 1,
+                "solver": "rk4",
+                "solver_steps": 2,
+                "eval_solver": "rk4",
+                "eval_solver_steps": 2,
+            },
+        ),
+    ):
         model = tiny_model(name, data, options)
         out = run(model, data)
         x = torch.from_numpy(data.train[:30])
@@ -302,17 +336,30 @@ def test_png_data_url_decodes_to_the_levels() -> None:
     np.testing.assert_array_equal(image[..., 1], [[255, 255, 255], [255, 0, 255]])
 
 
-def fake_result(dataset: str, model: str, seed: int, latents: np.ndarray, labels: np.ndarray,
-                inputs: np.ndarray, **extra) -> ProbeResult:
+def fake_result(
+    dataset: str, model: str, seed: int, latents: np.ndarray, labels: np.ndarray, inputs: np.ndarray, **extra
+) -> ProbeResult:
     n = len(latents) // 2
     arrays = {
-        "kind": np.array("flow"), "latent_source": np.array("z"), "num_dims": np.array(inputs.shape[1]),
-        "latent_dim": np.array(latents.shape[1]), "levels": np.array(extra.pop("levels", 0)), "labelled": np.array(1),
-        "train_latents": latents[:n], "test_latents": latents[n:], "train_labels": labels[:n],
-        "test_labels": labels[n:], "train_inputs": inputs[:n], "test_inputs": inputs[n:],
-        "activity": latents[n:].var(0, ddof=1), "seconds": np.array(0.1), **extra,
+        "kind": np.array("flow"),
+        "latent_source": np.array("z"),
+        "num_dims": np.array(inputs.shape[1]),
+        "latent_dim": np.array(latents.shape[1]),
+        "levels": np.array(extra.pop("levels", 0)),
+        "labelled": np.array(1),
+        "train_latents": latents[:n],
+        "test_latents": latents[n:],
+        "train_labels": labels[:n],
+        "test_labels": labels[n:],
+        "train_inputs": inputs[:n],
+        "test_inputs": inputs[n:],
+        "activity": latents[n:].var(0, ddof=1),
+        "seconds": np.array(0.1),
+        **extra,
     }
-    return ProbeResult(dataset, model, seed, "latents", Path(f"{dataset}/{model}/seed{seed}/probes/latents.npz"), arrays)
+    return ProbeResult(
+        dataset, model, seed, "latents", Path(f"{dataset}/{model}/seed{seed}/probes/latents.npz"), arrays
+    )
 
 
 def test_run_table_tables_and_variables() -> None:
@@ -332,8 +379,9 @@ def test_run_table_tables_and_variables() -> None:
     np.testing.assert_allclose(runs["pixel_accuracy"], pixel)
     assert runs["pca_pixels"].iloc[0] == analysis.pca_components(inputs[:40], 0.95)
 
-    probe = analysis.probe_table(runs, pd.DataFrame({"dataset": ["d"], "model": ["a"], "seed": [0],
-                                                     "test_bpd": [1.5], "bound": ["exact"]}))
+    probe = analysis.probe_table(
+        runs, pd.DataFrame({"dataset": ["d"], "model": ["a"], "seed": [0], "test_bpd": [1.5], "bound": ["exact"]})
+    )
     assert probe.loc[0, "probe accuracy (latents)"] == "1.000 ± 0.000"
     assert probe.loc[0, "test bits/dim"] == "1.500 (exact)" and probe.loc[1, "test bits/dim"] == "–"
     dims = analysis.dimensionality_table(runs, 0.95, 0.01)
@@ -358,9 +406,13 @@ def test_run_table_tables_and_variables() -> None:
 def test_figure_frames_use_the_lowest_seed_and_every_image() -> None:
     rng = np.random.default_rng(0)
     labels, inputs, z = np.tile([0, 1], 10), rng.normal(size=(20, 2)), rng.normal(size=(20, 2))
-    images = {"levels": 4, "interp_images": rng.integers(0, 4, (2, 3, 1, 4, 4)).astype(np.float32),
-              "interp_originals": np.zeros((2, 2, 1, 4, 4), np.float32), "interp_alphas": np.linspace(0, 1, 3),
-              "interp_labels": np.array([[0, 1], [1, 0]])}
+    images = {
+        "levels": 4,
+        "interp_images": rng.integers(0, 4, (2, 3, 1, 4, 4)).astype(np.float32),
+        "interp_originals": np.zeros((2, 2, 1, 4, 4), np.float32),
+        "interp_alphas": np.linspace(0, 1, 3),
+        "interp_labels": np.array([[0, 1], [1, 0]]),
+    }
     images["interp_images"][0, 1, 0, 0, 0] = np.nan
     results = [fake_result("img", "m", s, z, labels, inputs, **images) for s in (1, 0)]
     frame = analysis.interpolation_frame(results, "img")
@@ -374,8 +426,11 @@ def test_figure_frames_use_the_lowest_seed_and_every_image() -> None:
     assert list(scatter["panel"].unique()) == ["data", "m · seed 0"] and len(scatter) == 14
     np.testing.assert_allclose(scatter[scatter["panel"] == "data"][["z1", "z2"]], inputs[10:17])
     assert analysis.scatter_chart(scatter.iloc[:0]).to_dict()["mark"]["type"] == "text"
-    for chart in (analysis.interpolations_chart(frame), analysis.scatter_chart(scatter),
-                  analysis.scatter_chart(scatter.iloc[:0])):
+    for chart in (
+        analysis.interpolations_chart(frame),
+        analysis.scatter_chart(scatter),
+        analysis.scatter_chart(scatter.iloc[:0]),
+    ):
         assert chart.to_dict()["description"]  # alt text
 
 
@@ -387,7 +442,7 @@ def test_notebook_parameters_and_outputs(root: Path) -> None:
     assert names == ["metrics", "probes", "settings", "tables_dir", "figures_dir", "variables_out"]
     source = "\n".join("".join(c["source"]) for c in nb["cells"])
     for stem in analysis.TABLES + analysis.FIGURES:
-        assert f"/{stem}\"" in source, f"the notebook never writes {stem}"
+        assert f'/{stem}"' in source, f"the notebook never writes {stem}"
         assert f"#| label: {'tbl' if stem in analysis.TABLES else 'fig'}-{stem.replace('_', '-')}" in source
 
 

@@ -11,9 +11,9 @@ import torch
 from vaeflow.analysis import figures, likelihood
 from vaeflow.data.store import PreparedDataset
 from vaeflow.models.vae import VAE
+from vaeflow.probes import applies
 from vaeflow.probes import likelihood as probe_module
 from vaeflow.probes.likelihood import group_bounds
-from vaeflow.probes import applies
 
 F64 = torch.float64
 
@@ -24,7 +24,11 @@ def test_group_bounds_equal_the_brute_force_average_over_groups() -> None:
     for row, k in zip(got, [1, 3, 5, 12]):
         groups = 12 // k
         expected = [
-            sum(math.log(sum(math.exp(log_w[g * k + i, n].item()) for i in range(k))) - math.log(k) for g in range(groups)) / groups
+            sum(
+                math.log(sum(math.exp(log_w[g * k + i, n].item()) for i in range(k))) - math.log(k)
+                for g in range(groups)
+            )
+            / groups
             for n in range(3)
         ]
         torch.testing.assert_close(row, torch.tensor(expected, dtype=F64))
@@ -40,15 +44,28 @@ def test_probe_curve_rises_with_k_and_stays_below_the_grid_marginal() -> None:
     torch.manual_seed(3)
     model = VAE((2,), None, latent_dim=1, hidden=16, layers=1).to(F64).eval()
     x = torch.tensor([[0.3, -1.2], [1.5, 0.8], [-0.4, 0.1]], dtype=F64)
-    data = PreparedDataset(name="toy", train=x.numpy(), val=x.numpy(), test=x.numpy(), levels=None,
-                           train_labels=None, val_labels=None, test_labels=None, options={}, seed=0, source="test")
+    data = PreparedDataset(
+        name="toy",
+        train=x.numpy(),
+        val=x.numpy(),
+        test=x.numpy(),
+        levels=None,
+        train_labels=None,
+        val_labels=None,
+        test_labels=None,
+        options={},
+        seed=0,
+        source="test",
+    )
     out = probe_module.probe(model, data, {"seed": 0, "iwae_ks": [1, 10, 100, 5000], "iwae_examples": 3}, {})
     assert list(out["k"]) == [1, 10, 100, 5000] and out["iwae_nats"].shape == (4, 3)
     curve = out["iwae_nats"]
     assert (np.diff(curve, axis=0) > -1e-3).all()  # group averages: non-decreasing in k here
     z = torch.linspace(-12, 12, 24001, dtype=F64).view(-1, 1)
     with torch.no_grad():
-        joint = model.log_likelihood(x[:, None, :], z[None]) - 0.5 * z.square().sum(-1)[None] - 0.5 * math.log(2 * math.pi)
+        joint = (
+            model.log_likelihood(x[:, None, :], z[None]) - 0.5 * z.square().sum(-1)[None] - 0.5 * math.log(2 * math.pi)
+        )
     log_px = (torch.logsumexp(joint, 1) + math.log(24 / 24000)).numpy()
     assert (curve[-1] <= log_px + 0.02).all() and (np.abs(curve[-1] - log_px) < 0.05).all()
     assert (curve[0] < log_px).all() and (log_px - curve[0]).max() > 0.05  # a real gap for k to close
@@ -56,13 +73,22 @@ def test_probe_curve_rises_with_k_and_stays_below_the_grid_marginal() -> None:
 
 def test_probe_covers_exactly_the_bound_models() -> None:
     assert applies("likelihood", "vae", "toy2d", image=False) and applies("likelihood", "vae_iaf", "digits", image=True)
-    assert applies("likelihood", "flowpp", "mnist", image=True) and not applies("likelihood", "flowpp", "toy2d", image=False)
+    assert applies("likelihood", "flowpp", "mnist", image=True) and not applies(
+        "likelihood", "flowpp", "toy2d", image=False
+    )
     assert not any(applies("likelihood", m, "mnist", image=True) for m in ("realnvp", "glow", "maf", "iaf", "ffjord"))
 
 
 def test_per_class_table_names_the_easiest_and_hardest_class() -> None:
-    classes = pd.DataFrame({"dataset": "digits", "model": "vae", "seed": [0, 0, 1, 1], "class": [0, 1, 0, 1],
-                            "bits_per_dim": [1.0, 2.0, 1.2, 2.2]})
+    classes = pd.DataFrame(
+        {
+            "dataset": "digits",
+            "model": "vae",
+            "seed": [0, 0, 1, 1],
+            "class": [0, 1, 0, 1],
+            "bits_per_dim": [1.0, 2.0, 1.2, 2.2],
+        }
+    )
     table = likelihood.per_class_table(classes)
     assert table.loc[0, "class 0"] == pytest.approx(1.1) and table.loc[0, "class 1"] == pytest.approx(2.1)
     assert table.loc[0, "easiest"] == 0 and table.loc[0, "hardest"] == 1
@@ -70,9 +96,16 @@ def test_per_class_table_names_the_easiest_and_hardest_class() -> None:
 
 def test_curve_variables_known_answers() -> None:
     nan = float("nan")
-    rows = [("d", "vae", 0, 1, 3.0, False), ("d", "vae", 0, 10, 2.8, False), ("d", "vae", 1, 1, 3.2, False),
-            ("d", "vae", 1, 10, 2.6, False), ("d", "realnvp", 0, nan, 2.5, True), ("d", "realnvp", 1, nan, 2.7, True),
-            ("d", "iaf", 0, nan, float("inf"), True), ("d", "glow", 0, nan, 2.9, True)]
+    rows = [
+        ("d", "vae", 0, 1, 3.0, False),
+        ("d", "vae", 0, 10, 2.8, False),
+        ("d", "vae", 1, 1, 3.2, False),
+        ("d", "vae", 1, 10, 2.6, False),
+        ("d", "realnvp", 0, nan, 2.5, True),
+        ("d", "realnvp", 1, nan, 2.7, True),
+        ("d", "iaf", 0, nan, float("inf"), True),
+        ("d", "glow", 0, nan, 2.9, True),
+    ]
     curves = pd.DataFrame(rows, columns=["dataset", "model", "seed", "k", "bits_per_dim", "exact"])
     values = likelihood.curve_variables(curves, pd.DataFrame())["iwae"]["d"]
     assert values["vae"]["elbo_bpd"] == 3.1 and values["vae"]["iwae_max_bpd"] == 2.7
@@ -83,9 +116,18 @@ def test_curve_variables_known_answers() -> None:
 
 
 def test_variables_count_and_name_the_runs_that_did_not_converge() -> None:
-    runs = pd.DataFrame({"dataset": "d", "model": ["vae", "vae", "maf"], "seed": [0, 1, 0],
-                         "test_bpd": [2.0, 2.2, 3.0], "bound": ["iwae-10", "iwae-10", "exact"],
-                         "steps": [1500, 750, 50], "best_step": [1500, 500, 50], "converged": [False, True, True]})
+    runs = pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": ["vae", "vae", "maf"],
+            "seed": [0, 1, 0],
+            "test_bpd": [2.0, 2.2, 3.0],
+            "bound": ["iwae-10", "iwae-10", "exact"],
+            "steps": [1500, 750, 50],
+            "best_step": [1500, 500, 50],
+            "converged": [False, True, True],
+        }
+    )
     values = likelihood.variables(runs)
     assert values["runs"] == 3 and values["seeds"] == 2
     convergence = values["convergence"]
@@ -93,16 +135,22 @@ def test_variables_count_and_name_the_runs_that_did_not_converge() -> None:
     assert convergence["summary"] == (
         "1 of 3 runs did not converge, stopped by the step ceiling while their validation bits/dim was still "
         "improving: vae on d, seed 0, after 1,500 steps. Every comparison that involves it is provisional. The other 2 "
-        "were stopped by early stopping.")
+        "were stopped by early stopping."
+    )
     assert values["d"]["vae"] == {"test_bpd": "2.100 ± 0.141", "bound": "iwae-10"}
     every = likelihood.convergence_variables(runs.assign(converged=True))["convergence"]
     assert every["summary"].startswith("All 3 runs converged") and every["not_converged"] == 0
 
 
 def test_tables_mark_the_runs_the_step_ceiling_stopped(study_baselines) -> None:
-    runs = _runs([("mnist", "vae", 0, 2.0, False, "its ELBO", 50), ("mnist", "vae", 1, 2.1, False, "its ELBO", 100),
-                  ("mnist", "maf", 0, 2.5, True, "maximum likelihood", 100),
-                  ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50)])
+    runs = _runs(
+        [
+            ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
+            ("mnist", "vae", 1, 2.1, False, "its ELBO", 100),
+            ("mnist", "maf", 0, 2.5, True, "maximum likelihood", 100),
+            ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50),
+        ]
+    )
     runs = runs.assign(converged=[True, False, False, True], steps=[75, 100, 100, 60])
     table = likelihood.likelihood_table(runs, study_baselines).set_index(["dataset", "model"])
     assert table.loc[("mnist", "vae"), "converged"] == "1 of 2 (seed 1 at the 100-step ceiling)"
@@ -116,23 +164,41 @@ def test_tables_mark_the_runs_the_step_ceiling_stopped(study_baselines) -> None:
     rows = shown.table.set_index(["model", "dataset"])
     assert list(rows.index) == [("vae", "mnist"), ("maf", "mnist"), ("maf", "toy2d")]  # the VAEs first
     assert rows.loc[("vae", "mnist"), ["trained by", "steps / ceiling", "converged"]].tolist() == [
-        "ELBO", "75–100 / 100", "1 of 2"]  # the CSV names the seed the ceiling stopped
+        "ELBO",
+        "75–100 / 100",
+        "1 of 2",
+    ]  # the CSV names the seed the ceiling stopped
     assert rows.loc[("maf", "mnist"), ["trained by", "converged"]].tolist() == ["ML", "no"]
     assert "non-finite" not in rows.columns and "No sample was non-finite." in shown.notes
     assert any("*ML*: maximum likelihood" in note for note in shown.notes)
 
 
-def _baselines_json(tmp_path, dataset: str, levels, entries: list[tuple[str, bool, dict]], num_dims: int = 4,
-                    scores: dict | None = None):
+def _baselines_json(
+    tmp_path, dataset: str, levels, entries: list[tuple[str, bool, dict]], num_dims: int = 4, scores: dict | None = None
+):
     """A results/<dataset>/baselines.json as rule baselines writes it (the fields the analysis reads)."""
     folder = tmp_path / dataset
     folder.mkdir(parents=True, exist_ok=True)
     if scores is not None:
         np.savez(folder / "baselines_test_scores.npz", **scores)
-    found = {"dataset": dataset, "levels": levels, "num_dims": num_dims, "test_scores": "baselines_test_scores.npz",
-             "baselines": [{"name": name, "label": name.replace("_", " "), "quantity": "exact discrete likelihood",
-                            "description": name, "parameters": 3, "reference": reference, "bits_per_dim": bpd}
-                           for name, reference, bpd in entries]}
+    found = {
+        "dataset": dataset,
+        "levels": levels,
+        "num_dims": num_dims,
+        "test_scores": "baselines_test_scores.npz",
+        "baselines": [
+            {
+                "name": name,
+                "label": name.replace("_", " "),
+                "quantity": "exact discrete likelihood",
+                "description": name,
+                "parameters": 3,
+                "reference": reference,
+                "bits_per_dim": bpd,
+            }
+            for name, reference, bpd in entries
+        ],
+    }
     path = folder / "baselines.json"
     path.write_text(json.dumps(found))
     return path
@@ -146,26 +212,40 @@ def _runs(rows) -> pd.DataFrame:
     """Runs as load_runs makes them, from (dataset, model, seed, test_bpd, exact, trained_by, best_step); a run
     whose best step is its ceiling (100) did not converge."""
     frame = pd.DataFrame(rows, columns=["dataset", "model", "seed", "test_bpd", "exact", "trained_by", "best_step"])
-    return frame.assign(bound=np.where(frame["exact"], "exact", "iwae-10"), test_elbo_bpd=np.nan, val_bpd=1.0,
-                        train_bpd=1.0, parameters=10, steps=frame["best_step"].clip(lower=75), ceiling=100,
-                        converged=frame["best_step"] < 100, stopped_by=np.where(frame["best_step"] < 100, "patience",
-                                                                                 "ceiling"),
-                        samples_per_s=1.0, density_evals_per_s=1.0, nonfinite_samples=0)
+    return frame.assign(
+        bound=np.where(frame["exact"], "exact", "iwae-10"),
+        test_elbo_bpd=np.nan,
+        val_bpd=1.0,
+        train_bpd=1.0,
+        parameters=10,
+        steps=frame["best_step"].clip(lower=75),
+        ceiling=100,
+        converged=frame["best_step"] < 100,
+        stopped_by=np.where(frame["best_step"] < 100, "patience", "ceiling"),
+        samples_per_s=1.0,
+        density_evals_per_s=1.0,
+        nonfinite_samples=0,
+    )
 
 
 @pytest.fixture
 def study_baselines(tmp_path) -> pd.DataFrame:
-    images = _baselines_json(tmp_path, "mnist", 256, [("uniform", False, _split(8.0)),
-                                                      ("independent_pixels", True, _split(3.0, 2.9, 2.8))])
+    images = _baselines_json(
+        tmp_path, "mnist", 256, [("uniform", False, _split(8.0)), ("independent_pixels", True, _split(3.0, 2.9, 2.8))]
+    )
     toy = _baselines_json(tmp_path, "toy2d", None, [("gaussian", True, _split(2.5))], num_dims=2)
     return likelihood.load_baselines([images, toy])
 
 
 def test_margins_and_table_rows_against_hand_computed_values(study_baselines) -> None:
-    runs = _runs([("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 100),
-                  ("mnist", "realnvp", 1, 3.0, True, "maximum likelihood", 50),
-                  ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
-                  ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50)])
+    runs = _runs(
+        [
+            ("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 100),
+            ("mnist", "realnvp", 1, 3.0, True, "maximum likelihood", 50),
+            ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
+            ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50),
+        ]
+    )
     margins = likelihood.baseline_margins(runs, study_baselines).set_index(["dataset", "model"])
     assert margins.loc[("mnist", "realnvp"), "margin"] == pytest.approx(3.1 - 3.0)  # mean over seeds - reference
     assert margins.loc[("mnist", "vae"), "margin"] == pytest.approx(-1.0)
@@ -188,14 +268,20 @@ def test_margins_and_table_rows_against_hand_computed_values(study_baselines) ->
 
 
 def test_findings_explain_only_the_causes_that_apply(study_baselines) -> None:
-    every = _runs([("mnist", "vae", 0, 2.0, False, "its ELBO", 50), ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50)])
+    every = _runs(
+        [("mnist", "vae", 0, 2.0, False, "its ELBO", 50), ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50)]
+    )
     found = likelihood.baseline_findings(likelihood.baseline_margins(every, study_baselines))
     assert found["summary"].startswith("Every model beat") and "maf on toy2d, at -0.100" in found["summary"]
 
-    runs = _runs([("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 50),
-                  ("mnist", "iaf", 0, 9.0, True, "density distillation from maf", 100),
-                  ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
-                  ("toy2d", "maf", 0, 2.6, True, "maximum likelihood", 50)])
+    runs = _runs(
+        [
+            ("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 50),
+            ("mnist", "iaf", 0, 9.0, True, "density distillation from maf", 100),
+            ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
+            ("toy2d", "maf", 0, 2.6, True, "maximum likelihood", 50),
+        ]
+    )
     margins = likelihood.baseline_margins(runs, study_baselines)
     found = likelihood.baseline_findings(margins)
     assert found["summary"].startswith("3 of 4 model-dataset pairs did not beat")
@@ -211,7 +297,10 @@ def test_findings_explain_only_the_causes_that_apply(study_baselines) -> None:
 
     values = likelihood.baseline_variables(margins, study_baselines)["baselines"]
     assert values["models_compared"] == 4 and values["models_not_beating"] == 3
-    assert values["mnist"]["independent_pixels"]["val_bpd"] == "2.900" and values["mnist"]["reference"] == "independent pixels"
+    assert (
+        values["mnist"]["independent_pixels"]["val_bpd"] == "2.900"
+        and values["mnist"]["reference"] == "independent pixels"
+    )
     assert values["mnist"]["uniform"]["test_bpd"] == "8.000"
     assert values["mnist"]["not_beating"] == "iaf, realnvp" and values["toy2d"]["not_beating"] == "maf"
     assert values["mnist"]["margins"]["vae"] == {"margin_bpd": "-1.000", "beats": True}
@@ -222,8 +311,9 @@ def test_missing_or_ambiguous_baselines_are_named(tmp_path, study_baselines) -> 
     runs = _runs([("digits", "vae", 0, 2.0, False, "its ELBO", 50)])
     with pytest.raises(ValueError, match="no baselines for dataset.*digits.*snakemake results/digits/baselines.json"):
         likelihood.baseline_margins(runs, study_baselines)
-    two = _baselines_json(tmp_path / "two", "digits", 17, [("uniform", True, _split(4.0)), ("independent_pixels", True,
-                                                                                             _split(2.0))])
+    two = _baselines_json(
+        tmp_path / "two", "digits", 17, [("uniform", True, _split(4.0)), ("independent_pixels", True, _split(2.0))]
+    )
     with pytest.raises(ValueError, match="baselines of digits: each dataset needs exactly one reference"):
         likelihood.load_baselines([two])
     with pytest.raises(ValueError, match="no baselines given"):
@@ -234,13 +324,20 @@ def test_reference_baseline_on_the_probes_examples(tmp_path) -> None:
     from vaeflow.analysis.runs import ProbeResult
 
     nats = np.array([-4.0, -8.0, -100.0])  # the probe scored the first two test examples only
-    path = _baselines_json(tmp_path, "digits", 17, [("uniform", False, _split(4.0)), ("independent_pixels", True, _split(2.0))],
-                           num_dims=4, scores={"uniform": np.full(3, -4 * math.log(17)), "independent_pixels": nats})
+    path = _baselines_json(
+        tmp_path,
+        "digits",
+        17,
+        [("uniform", False, _split(4.0)), ("independent_pixels", True, _split(2.0))],
+        num_dims=4,
+        scores={"uniform": np.full(3, -4 * math.log(17)), "independent_pixels": nats},
+    )
     baselines = likelihood.load_baselines([path])
     probe = ProbeResult("digits", "vae", 0, "likelihood", tmp_path, {"k": np.array([1]), "iwae_nats": np.zeros((1, 2))})
     references = likelihood.baselines_on_examples(baselines, [probe])
     assert references.to_dict("records") == [
-        {"dataset": "digits", "label": "independent pixels", "bits_per_dim": pytest.approx(6.0 / (4 * math.log(2)))}]
+        {"dataset": "digits", "label": "independent pixels", "bits_per_dim": pytest.approx(6.0 / (4 * math.log(2)))}
+    ]
 
 
 def _layers(spec: dict) -> list[dict]:
@@ -253,8 +350,16 @@ def _rows(spec: dict, layer: dict) -> list[dict]:
 
 
 def test_figures_draw_every_baseline_as_a_labelled_rule(study_baselines) -> None:
-    curves = pd.DataFrame({"step": [0, 10, 0, 10], "split": ["train", "train", "val", "val"],
-                           "bits_per_dim": [9.0, 4.0, 9.1, 4.2], "dataset": "mnist", "model": "vae", "seed": 0})
+    curves = pd.DataFrame(
+        {
+            "step": [0, 10, 0, 10],
+            "split": ["train", "train", "val", "val"],
+            "bits_per_dim": [9.0, 4.0, 9.1, 4.2],
+            "dataset": "mnist",
+            "model": "vae",
+            "seed": 0,
+        }
+    )
     spec = likelihood.learning_curves_chart(curves, study_baselines).to_dict()
     layers = _layers(spec)
     assert [layer["mark"]["type"] for layer in layers] == ["line", "rule", "text"]
@@ -268,9 +373,14 @@ def test_figures_draw_every_baseline_as_a_labelled_rule(study_baselines) -> None
 def test_learning_curves_name_the_run_that_would_flatten_the_others(study_baselines) -> None:
     """A run at 3×10^5 bits/dim neither sets the axis nor disappears: it is named in the panel's subtitle."""
     rows = [("vae", 0, 5.0, 3.0), ("vae", 1, 5.2, 3.1), ("maf", 0, 9.0, 3.5), ("glow", 0, 4e5, 3e5)]
-    curves = pd.DataFrame([{"dataset": "mnist", "model": m, "seed": s, "split": split, "step": step, "bits_per_dim": v}
-                           for m, s, first, last in rows for split in ("train", "val")
-                           for step, v in ((0, first), (100, last))])
+    curves = pd.DataFrame(
+        [
+            {"dataset": "mnist", "model": m, "seed": s, "split": split, "step": step, "bits_per_dim": v}
+            for m, s, first, last in rows
+            for split in ("train", "val")
+            for step, v in ((0, first), (100, last))
+        ]
+    )
     scale = likelihood.learning_curve_scale(curves, study_baselines)["mnist"]
     # typical range: from the lowest best (2.9, independent pixels' validation bits/dim) to 8.0 (uniform)
     assert scale["ceiling"] == pytest.approx(8.0 + 3 * (8.0 - 2.9))
@@ -286,27 +396,45 @@ def test_learning_curves_name_the_run_that_would_flatten_the_others(study_baseli
 
 
 def test_a_distilled_students_training_loss_is_below_the_scale_and_named(study_baselines) -> None:
-    curves = pd.DataFrame({"dataset": "mnist", "model": ["iaf"] * 4 + ["vae"] * 2, "seed": 0,
-                           "split": ["train", "train", "val", "val", "val", "val"], "step": [0, 10, 0, 10, 0, 10],
-                           "bits_per_dim": [0.5, -40.0, 6.0, 5.0, 4.0, 3.0]})
+    curves = pd.DataFrame(
+        {
+            "dataset": "mnist",
+            "model": ["iaf"] * 4 + ["vae"] * 2,
+            "seed": 0,
+            "split": ["train", "train", "val", "val", "val", "val"],
+            "step": [0, 10, 0, 10, 0, 10],
+            "bits_per_dim": [0.5, -40.0, 6.0, 5.0, 4.0, 3.0],
+        }
+    )
     scale = likelihood.learning_curve_scale(curves, study_baselines)["mnist"]
     assert scale["floor"] == pytest.approx(2.9 - 3 * (8.0 - 2.9)) and scale["below"] == [("iaf seed 0", -40.0)]
     assert scale["domain"][0] == pytest.approx(0.5 - 0.03 * (8.0 - 0.5))  # 0.5 is within the floor: drawn
 
 
 def test_likelihood_table_for_readers_pivots_models_against_datasets(study_baselines) -> None:
-    runs = _runs([("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 100),
-                  ("mnist", "realnvp", 1, 3.0, True, "maximum likelihood", 50),
-                  ("mnist", "vae", 0, 2.0, False, "its ELBO", 50), ("mnist", "vae", 1, 2.2, False, "its ELBO", 50),
-                  ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50),
-                  ("toy2d", "realnvp", 0, 2.45, True, "maximum likelihood", 50)])
+    runs = _runs(
+        [
+            ("mnist", "realnvp", 0, 3.2, True, "maximum likelihood", 100),
+            ("mnist", "realnvp", 1, 3.0, True, "maximum likelihood", 50),
+            ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
+            ("mnist", "vae", 1, 2.2, False, "its ELBO", 50),
+            ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50),
+            ("toy2d", "realnvp", 0, 2.45, True, "maximum likelihood", 50),
+        ]
+    )
     runs.loc[runs["exact"] & (runs["dataset"] == "mnist"), "bound"] = "exact density of uniformly dequantised data"
     shown = likelihood.likelihood_shown(runs, study_baselines)
     table = shown.table.set_index("model")
     pm = "\u00a0±\u00a0"
     assert list(shown.table.columns) == ["model", "quantity", "mnist", "toy2d"]
-    assert list(table.index) == ["vae", "realnvp", "maf", "uniform (baseline)", "independent pixels (baseline)",
-                                 "gaussian (baseline)"]  # the VAEs first, then the flows, then the baselines
+    assert list(table.index) == [
+        "vae",
+        "realnvp",
+        "maf",
+        "uniform (baseline)",
+        "independent pixels (baseline)",
+        "gaussian (baseline)",
+    ]  # the VAEs first, then the flows, then the baselines
     # mean ± sd over seeds on one line; bold: the lowest model; †: above the reference; ‡: a seed at its ceiling
     assert table.loc["vae", "mnist"] == f"**2.10{pm}0.14**"
     assert table.loc["realnvp", "mnist"] == f"3.10{pm}0.14^†‡^"  # 3.1 > 3.0 (independent pixels); seed 0 at 100
@@ -327,10 +455,15 @@ def test_likelihood_table_for_readers_pivots_models_against_datasets(study_basel
 
 
 def test_the_headline_figure_shows_every_seed_and_marks_the_off_scale_one(study_baselines) -> None:
-    runs = _runs([("mnist", "vae", 0, 2.0, False, "its ELBO", 50), ("mnist", "vae", 1, 2.2, False, "its ELBO", 50),
-                  ("mnist", "glow", 0, 2.6, True, "maximum likelihood", 50),
-                  ("mnist", "glow", 1, 3e5, True, "maximum likelihood", 50),
-                  ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50)])
+    runs = _runs(
+        [
+            ("mnist", "vae", 0, 2.0, False, "its ELBO", 50),
+            ("mnist", "vae", 1, 2.2, False, "its ELBO", 50),
+            ("mnist", "glow", 0, 2.6, True, "maximum likelihood", 50),
+            ("mnist", "glow", 1, 3e5, True, "maximum likelihood", 50),
+            ("toy2d", "maf", 0, 2.4, True, "maximum likelihood", 50),
+        ]
+    )
     seeds, models, scale = likelihood.overview_frame(runs, study_baselines)
     assert list(scale) == ["mnist"]  # the image datasets only: toy2d's numbers are differential entropies
     assert scale["mnist"]["ceiling"] == pytest.approx(8.0 + 3 * (8.0 - 2.0))
@@ -347,17 +480,25 @@ def test_the_headline_figure_shows_every_seed_and_marks_the_off_scale_one(study_
     rules = [layer for layer in panel["layer"] if layer["mark"]["type"] == "rule" and "color" in layer["mark"]]
     assert {r["bits_per_dim"] for r in _rows(spec, rules[0])} == {8.0, 3.0}  # both baselines at their test bits/dim
     colours = [layer["encoding"]["color"]["scale"] for layer in panel["layer"] if "color" in layer.get("encoding", {})]
-    assert all(c == {"domain": ["vae", "glow"], "range": [figures.MODEL_COLOURS["vae"], figures.MODEL_COLOURS["glow"]]}
-               for c in colours)
+    assert all(
+        c == {"domain": ["vae", "glow"], "range": [figures.MODEL_COLOURS["vae"], figures.MODEL_COLOURS["glow"]]}
+        for c in colours
+    )
     assert "Lowest mean per dataset: mnist: vae at 2.10" in spec["description"]
     assert "glow seed 1 on mnist" in spec["description"]
 
 
 def test_the_iwae_figure_keeps_its_axis_when_one_model_degenerates() -> None:
-    curves = pd.DataFrame([("d", "vae", 0, 1, 3.0, False), ("d", "vae", 0, 10, 2.8, False),
-                           ("d", "vae_iaf", 0, 1, 3e5, False), ("d", "vae_iaf", 0, 10, 2e5, False),
-                           ("d", "realnvp", 0, float("nan"), 2.5, True)],
-                          columns=["dataset", "model", "seed", "k", "bits_per_dim", "exact"])
+    curves = pd.DataFrame(
+        [
+            ("d", "vae", 0, 1, 3.0, False),
+            ("d", "vae", 0, 10, 2.8, False),
+            ("d", "vae_iaf", 0, 1, 3e5, False),
+            ("d", "vae_iaf", 0, 10, 2e5, False),
+            ("d", "realnvp", 0, float("nan"), 2.5, True),
+        ],
+        columns=["dataset", "model", "seed", "k", "bits_per_dim", "exact"],
+    )
     references = pd.DataFrame({"dataset": ["d"], "label": ["independent pixels"], "bits_per_dim": [2.4]})
     spec = likelihood.iwae_chart(curves, references).to_dict()
     panel = spec["concat"][0]
@@ -369,17 +510,26 @@ def test_the_iwae_figure_keeps_its_axis_when_one_model_degenerates() -> None:
 def test_per_class_figure_draws_the_baselines_per_class(tmp_path) -> None:
     labels = np.array([0, 0, 1, 1])
     np.savez(tmp_path / "run.npz", labels=labels, log_likelihood=np.zeros(4))
-    path = _baselines_json(tmp_path, "digits", 17, [("uniform", False, _split(4.0)), ("independent_pixels", True,
-                                                                                         _split(2.0))],
-                           num_dims=4, scores={"uniform": np.full(4, -4 * 4 * math.log(2)),
-                                               "independent_pixels": np.array([-4, -8, -12, -16]) * math.log(2)})
+    path = _baselines_json(
+        tmp_path,
+        "digits",
+        17,
+        [("uniform", False, _split(4.0)), ("independent_pixels", True, _split(2.0))],
+        num_dims=4,
+        scores={
+            "uniform": np.full(4, -4 * 4 * math.log(2)),
+            "independent_pixels": np.array([-4, -8, -12, -16]) * math.log(2),
+        },
+    )
     baselines = likelihood.load_baselines([path])
     runs = pd.DataFrame({"dataset": ["digits"], "scores": [str(tmp_path / "run.npz")]})
     per_class = likelihood.baseline_per_class(baselines, runs).set_index(["label", "class"])["bits_per_dim"]
     assert per_class[("uniform", 0)] == pytest.approx(4.0)
     assert per_class[("independent pixels", 0)] == pytest.approx(1.5)  # (1 + 2) / 2 bits/dim
     assert per_class[("independent pixels", 1)] == pytest.approx(3.5)
-    classes = pd.DataFrame({"dataset": "digits", "model": "vae", "seed": 0, "class": [0, 1], "bits_per_dim": [2.0, 2.5]})
+    classes = pd.DataFrame(
+        {"dataset": "digits", "model": "vae", "seed": 0, "class": [0, 1], "bits_per_dim": [2.0, 2.5]}
+    )
     spec = likelihood.per_class_chart(classes, per_class.reset_index().assign(dataset="digits")).to_dict()
     marks = [layer["mark"] for layer in spec["concat"][0]["layer"]]
     assert [m["type"] for m in marks] == ["line", "line", "text"] and marks[1]["color"] == "gray"

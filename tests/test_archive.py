@@ -5,7 +5,6 @@ exports the finished smoke study, imports it into a fresh copy of the project an
 """
 
 import base64
-import gzip
 import hashlib
 import io
 import json
@@ -19,10 +18,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoke import SMOKE, copy_project, run_guarded, snakemake
+from smoke import copy_project, run_guarded, snakemake
 from vaeflow import archive
-from vaeflow.archive import (ArchiveError, Entry, current_digest, export_results, import_results, manifest_for,
-                             plan_counts, record_name, record_output, write_archive)
+from vaeflow.archive import (
+    ArchiveError,
+    Entry,
+    current_digest,
+    import_results,
+    manifest_for,
+    plan_counts,
+    record_name,
+    record_output,
+    write_archive,
+)
 from vaeflow.cli import main
 from vaeflow.site.quarto import quarto_available
 from vaeflow.site.reproduce import imported_from
@@ -46,8 +54,17 @@ def _write_digest(root: Path, codeset: str) -> str:
 
 def _record(root: Path, output: str, rule: str, inputs: list[str], job_hash: int) -> None:
     checksums = {p: "sha256:" + hashlib.sha256((root / p).read_bytes()).hexdigest() for p in inputs}
-    data = {"rule": rule, "input": inputs, "input_checksums": checksums, "job_hash": job_hash, "starttime": 1.0,
-            "endtime": 2.0, "log": [f"results/logs/{rule}.log"], "params": [], "record_format_version": 6}
+    data = {
+        "rule": rule,
+        "input": inputs,
+        "input_checksums": checksums,
+        "job_hash": job_hash,
+        "starttime": 1.0,
+        "endtime": 2.0,
+        "log": [f"results/logs/{rule}.log"],
+        "params": [],
+        "record_format_version": 6,
+    }
     target = root / ".snakemake/metadata" / record_name(output)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data))
@@ -58,20 +75,28 @@ def made_up_study(root: Path) -> list[Entry]:
     source file directly), with Snakemake's records."""
     rng = np.random.default_rng(0)
     digest = _write_digest(root, CODESET)
-    files = {"results/data/toy2d.npz": ("prepare_data", []), "results/data/toy2d.json": ("prepare_data", []),
-             f"{RUN}/checkpoint.pt": ("train", ["results/data/toy2d.npz", digest]),
-             f"{RUN}/train.json": ("train", ["results/data/toy2d.npz", digest]),
-             f"{RUN}/metrics.json": ("evaluate", [f"{RUN}/checkpoint.pt", digest]),
-             "results/benchmarks/speed/vae.json": ("speed_benchmark", ["results/data/toy2d.npz", "benchmarks/speed.py"])}
+    files = {
+        "results/data/toy2d.npz": ("prepare_data", []),
+        "results/data/toy2d.json": ("prepare_data", []),
+        f"{RUN}/checkpoint.pt": ("train", ["results/data/toy2d.npz", digest]),
+        f"{RUN}/train.json": ("train", ["results/data/toy2d.npz", digest]),
+        f"{RUN}/metrics.json": ("evaluate", [f"{RUN}/checkpoint.pt", digest]),
+        "results/benchmarks/speed/vae.json": ("speed_benchmark", ["results/data/toy2d.npz", "benchmarks/speed.py"]),
+    }
     for path in files:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(rng.bytes(2000) if path.endswith((".npz", ".pt")) else b'{"device": "cpu"}\n')
-    entries = [Entry(digest, "output", "code_digest", digest), Entry(f".snakemake/metadata/{record_name(digest)}",
-                                                                    "record", "code_digest", digest)]
+    entries = [
+        Entry(digest, "output", "code_digest", digest),
+        Entry(f".snakemake/metadata/{record_name(digest)}", "record", "code_digest", digest),
+    ]
     _record(root, digest, "code_digest", list(current_digest(root, CODESET)), 1)
     for i, (path, (rule, inputs)) in enumerate(files.items()):
         _record(root, path, rule, inputs, 10 + i)
-        entries += [Entry(path, "output", rule, path), Entry(f".snakemake/metadata/{record_name(path)}", "record", rule, path)]
+        entries += [
+            Entry(path, "output", rule, path),
+            Entry(f".snakemake/metadata/{record_name(path)}", "record", rule, path),
+        ]
     return entries
 
 
@@ -104,8 +129,11 @@ def target(root, tmp_path):
 
 def snapshot(project: Path) -> dict[str, bytes]:
     """Every file of the project outside its sources (results/, .snakemake/, anything else at the top)."""
-    return {p.relative_to(project).as_posix(): p.read_bytes() for p in sorted(project.rglob("*"))
-            if p.is_file() and p.relative_to(project).parts[0] not in ("src", "workflow", "report", "benchmarks", "config")}
+    return {
+        p.relative_to(project).as_posix(): p.read_bytes()
+        for p in sorted(project.rglob("*"))
+        if p.is_file() and p.relative_to(project).parts[0] not in ("src", "workflow", "report", "benchmarks", "config")
+    }
 
 
 def refused(project: Path, archive_path: Path, match: str, **kwargs) -> str:
@@ -137,12 +165,14 @@ def rewrite(good_path: Path, dest: Path, change=None, extra: list[tuple[tarfile.
 
 def with_manifest(good_path: Path, dest: Path, edit) -> Path:
     """A copy of an archive whose manifest ``edit(manifest)`` changed (other members as they were)."""
+
     def change(info, data):
         if info.name == "MANIFEST.json":
             manifest = json.loads(data)
             edit(manifest)
             data = json.dumps(manifest).encode()
         return info, data
+
     return rewrite(good_path, dest, change)
 
 
@@ -171,8 +201,9 @@ def test_an_intact_archive_restores_every_file_record_and_time(good, source, tar
     # importing it again changes nothing and needs no --overwrite
     before = snapshot(target)
     import_results(target, good, configfiles=CONFIG, log=lambda line: None)
-    assert {k: v for k, v in snapshot(target).items() if k != "results/imported.json"} == \
-        {k: v for k, v in before.items() if k != "results/imported.json"}
+    assert {k: v for k, v in snapshot(target).items() if k != "results/imported.json"} == {
+        k: v for k, v in before.items() if k != "results/imported.json"
+    }
 
 
 def test_the_manifest_records_code_config_versions_and_hardware(source):
@@ -181,7 +212,9 @@ def test_the_manifest_records_code_config_versions_and_hardware(source):
     digest = f"results/code/{CODESET}.sha256"
     assert manifest["code"]["rules"]["train"] == {"jobs": 2, "code": [digest]}
     assert manifest["code"]["rules"]["speed_benchmark"] == {"jobs": 1, "code": ["benchmarks/speed.py"]}
-    assert manifest["code"]["rules"]["code_digest"]["code"] == sorted(p for p in manifest["code"]["sources"] if p.startswith("src/"))
+    assert manifest["code"]["rules"]["code_digest"]["code"] == sorted(
+        p for p in manifest["code"]["sources"] if p.startswith("src/")
+    )
     assert "src/vaeflow/models/vae.py" in manifest["code"]["sources"]
     assert manifest["config"]["files"] == CONFIG and len(manifest["config"]["hash"]) == 16
     assert manifest["config"]["settings"]["models"]["vae"]["steps"]["toy2d"] == 30
@@ -213,6 +246,7 @@ def test_a_record_name_round_trips_even_past_the_file_name_limit():
 def test_a_tampered_member_is_refused(good, target, tmp_path):
     def change(info, data):
         return info, (bytes([data[0] ^ 1]) + data[1:]) if info.name == f"{RUN}/checkpoint.pt" else data
+
     message = refused(target, rewrite(good, tmp_path / "tampered.tar", change), "does not match its manifest")
     assert f"{RUN}/checkpoint.pt" in message and "altered or damaged" in message
 
@@ -230,17 +264,29 @@ def test_a_truncated_archive_is_refused(good, target, tmp_path):
     refused(target, tmp_path / "cut.tar", "it ends after 2 of the 1[0-9] files its manifest lists")
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("../evil.txt", "climb out"),
-    ("results/../../evil.txt", "climb out"),
-    ("/tmp/vaeflow-evil.txt", "absolute path"),
-    ("src/vaeflow/evil.py", "outside results/"),
-    (".snakemake/metadata/" + record_name("results/elsewhere.txt"), "not the record of the output it names"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("../evil.txt", "climb out"),
+        ("results/../../evil.txt", "climb out"),
+        ("/tmp/vaeflow-evil.txt", "absolute path"),
+        ("src/vaeflow/evil.py", "outside results/"),
+        (".snakemake/metadata/" + record_name("results/elsewhere.txt"), "not the record of the output it names"),
+    ],
+)
 def test_a_manifest_path_outside_results_is_refused(good, target, tmp_path, name, reason):
     def edit(manifest):
-        manifest["files"].append({"path": name, "kind": "record" if name.startswith(".snake") else "output",
-                                  "output": "results/x", "sha256": "0" * 64, "size": 1, "mtime": 1.0})
+        manifest["files"].append(
+            {
+                "path": name,
+                "kind": "record" if name.startswith(".snake") else "output",
+                "output": "results/x",
+                "sha256": "0" * 64,
+                "size": 1,
+                "mtime": 1.0,
+            }
+        )
+
     message = refused(target, with_manifest(good, tmp_path / "bad.tar", edit), reason)
     assert repr(name) in message
     assert not (target.parent / "evil.txt").exists() and not Path("/tmp/vaeflow-evil.txt").exists()
@@ -252,14 +298,17 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tar
     return info
 
 
-@pytest.mark.parametrize("info, reason", [
-    (_member("../../evil.txt"), "climb out"),
-    (_member("/tmp/vaeflow-evil.txt"), "absolute path"),
-    (_member("results/link", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link to '/etc/passwd'"),
-    (_member("results/hard", tarfile.LNKTYPE, "results/data/toy2d.npz"), "hard link"),
-    (_member("results/dev", tarfile.CHRTYPE), "a device"),
-    (_member("results/unlisted.txt"), "does not list"),
-])
+@pytest.mark.parametrize(
+    "info, reason",
+    [
+        (_member("../../evil.txt"), "climb out"),
+        (_member("/tmp/vaeflow-evil.txt"), "absolute path"),
+        (_member("results/link", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link to '/etc/passwd'"),
+        (_member("results/hard", tarfile.LNKTYPE, "results/data/toy2d.npz"), "hard link"),
+        (_member("results/dev", tarfile.CHRTYPE), "a device"),
+        (_member("results/unlisted.txt"), "does not list"),
+    ],
+)
 def test_a_member_outside_results_a_link_or_an_unlisted_file_is_refused(good, target, tmp_path, info, reason):
     crafted = rewrite(good, tmp_path / "crafted.tar", extra=[(info, b"evil")])
     message = refused(target, crafted, reason)
@@ -311,9 +360,14 @@ def test_results_with_other_bytes_are_not_replaced_without_overwrite(good, targe
 
 
 def test_a_manifest_that_is_not_ours_or_a_file_that_is_not_an_archive_is_refused(good, target, tmp_path):
-    refused(target, with_manifest(good, tmp_path / "other.tar", lambda m: m.update(format="other")),
-            "not a vaeflow results archive")
-    refused(target, with_manifest(good, tmp_path / "lacking.tar", lambda m: m.pop("code")), "lacks what an export writes")
+    refused(
+        target,
+        with_manifest(good, tmp_path / "other.tar", lambda m: m.update(format="other")),
+        "not a vaeflow results archive",
+    )
+    refused(
+        target, with_manifest(good, tmp_path / "lacking.tar", lambda m: m.pop("code")), "lacks what an export writes"
+    )
     (tmp_path / "text.tar").write_text("hello\n")
     refused(target, tmp_path / "text.tar", "truncated or damaged|not a vaeflow")
 
@@ -342,11 +396,16 @@ def test_the_reproduce_page_names_the_archive_and_what_was_rebuilt_since(good, t
     sha = hashlib.sha256(good.read_bytes()).hexdigest()
     assert "`study.tar.gz`" in text and f"sha256 `{sha}`" in text and "All 7 of its files are unchanged" in text
     (target / f"{RUN}/metrics.json").write_text("{}\n")
-    assert f"1 of its 7 files have been rebuilt here since (e.g. `{RUN}/metrics.json`)" in "".join(imported_from(target))
+    assert f"1 of its 7 files have been rebuilt here since (e.g. `{RUN}/metrics.json`)" in "".join(
+        imported_from(target)
+    )
 
 
 def test_plan_counts_reads_snakemakes_job_stats():
-    out = "Job stats:\njob                    count\n-------------------  -------\nall 1\nlikelihood_analysis 1\ntotal 2\n"
+    out = (
+        "Job stats:\njob                    count\n-------------------  -------\nall 1\nlikelihood_analysis "
+        "1\ntotal 2\n"
+    )
     assert plan_counts(out) == {"likelihood_analysis": 1}
     assert plan_counts("Nothing to be done (all requested files are present and up to date).") == {}
 
@@ -382,7 +441,8 @@ def exported(smoke_study, tmp_path_factory):
 
 @pytest.mark.workflow
 def test_a_fresh_clone_rebuilds_the_site_from_an_archive_without_training_and_one_table_byte_for_byte(
-        root, exported, tmp_path):
+    root, exported, tmp_path
+):
     out, reference = exported
     archive_path = out / "analyses.tar.gz"
     sha = (out / "analyses.tar.gz.sha256").read_text().split()[0]
@@ -391,7 +451,9 @@ def test_a_fresh_clone_rebuilds_the_site_from_an_archive_without_training_and_on
         names = tar.getnames()
     assert names[0] == "MANIFEST.json"
     assert "results/toy2d/vae/seed0/checkpoint.pt" in names and "results/toy2d/vae/seed0/probes/latents.npz" in names
-    assert not [n for n in names if n.startswith(("results/tables/", "results/notebooks/", "results/site", "results/logs"))]
+    assert not [
+        n for n in names if n.startswith(("results/tables/", "results/notebooks/", "results/site", "results/logs"))
+    ]
 
     fresh = copy_project(root, tmp_path / "fresh")
     proc = vaeflow_cli(fresh, "import-results", str(archive_path), *SMOKE_CONFIG)
@@ -415,11 +477,14 @@ def test_a_fresh_clone_rebuilds_the_site_from_an_archive_without_training_and_on
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("stage, may_run", [
-    ("evaluate", ("runs", *REBUILT)),
-    ("site", ("pages", "rendered")),
-    ("render", ("rendered",)),
-])
+@pytest.mark.parametrize(
+    "stage, may_run",
+    [
+        ("evaluate", ("runs", *REBUILT)),
+        ("site", ("pages", "rendered")),
+        ("render", ("rendered",)),
+    ],
+)
 def test_after_an_import_snakemake_plans_only_the_stage_and_what_follows(root, exported, tmp_path, stage, may_run):
     out, _ = exported
     fresh = copy_project(root, tmp_path / "fresh")
@@ -442,8 +507,11 @@ def test_an_archive_of_other_code_is_refused_and_forced_says_what_reruns(root, e
     model.write_text(model.read_text() + "\n# edited after the archive was made\n")
     proc = vaeflow_cli(fresh, "import-results", str(out / "analyses.tar.gz"), *SMOKE_CONFIG)
     assert proc.returncode == 1 and not (fresh / "results").exists()
-    assert re.search(r"results/code/models\.glow\+\S+\.sha256 \(rules [^)]*train[^)]*\): src/vaeflow/models/glow\.py "
-                     r"changed", proc.stderr), proc.stderr
+    assert re.search(
+        r"results/code/models\.glow\+\S+\.sha256 \(rules [^)]*train[^)]*\): src/vaeflow/models/glow\.py "
+        r"changed",
+        proc.stderr,
+    ), proc.stderr
     proc = vaeflow_cli(fresh, "import-results", str(out / "analyses.tar.gz"), "--force", *SMOKE_CONFIG)
     assert proc.returncode == 0, proc.stderr
     reruns = dict(re.findall(r"(\w+) x(\d+)", proc.stdout.split("snakemake -n plans:")[1]))

@@ -24,11 +24,23 @@ from vaeflow.evaluation.baselines import (
 
 def _images(train, val, test, levels: int, name: str = "tiny") -> PreparedDataset:
     """Images of shape (N, 1, 1, D) from lists of pixel rows."""
+
     def arr(rows):
         return np.asarray(rows, dtype=np.uint8).reshape(len(rows), 1, 1, -1)
 
-    return PreparedDataset(name=name, levels=levels, train=arr(train), val=arr(val), test=arr(test), train_labels=None,
-                           val_labels=None, test_labels=None, options={}, seed=0, source="test")
+    return PreparedDataset(
+        name=name,
+        levels=levels,
+        train=arr(train),
+        val=arr(val),
+        test=arr(test),
+        train_labels=None,
+        val_labels=None,
+        test_labels=None,
+        options={},
+        seed=0,
+        source="test",
+    )
 
 
 def _by_name(data: PreparedDataset) -> dict[str, dict]:
@@ -112,15 +124,30 @@ def test_independent_pixels_never_cost_more_than_uniform_on_the_training_split(s
 def test_gaussian_matches_scipy_on_seeded_data() -> None:
     rng = np.random.default_rng(7)
     cov_true = np.array([[2.0, 0.8], [0.8, 0.5]])
-    train, val, test = (rng.multivariate_normal([1.0, -2.0], cov_true, size=n).astype(np.float32) for n in (400, 50, 60))
+    train, val, test = (
+        rng.multivariate_normal([1.0, -2.0], cov_true, size=n).astype(np.float32) for n in (400, 50, 60)
+    )
     mean, cov = fit_gaussian(train)
     np.testing.assert_allclose(mean, train.astype(np.float64).mean(0), rtol=1e-12)
     np.testing.assert_allclose(cov, np.cov(train.astype(np.float64), rowvar=False, bias=True), rtol=1e-10)
     reference = multivariate_normal(mean, cov)
-    np.testing.assert_allclose(gaussian_log_prob(mean, cov, test), reference.logpdf(test.astype(np.float64)), rtol=1e-10)
+    np.testing.assert_allclose(
+        gaussian_log_prob(mean, cov, test), reference.logpdf(test.astype(np.float64)), rtol=1e-10
+    )
 
-    data = PreparedDataset(name="toy", levels=None, train=train, val=val, test=test, train_labels=None, val_labels=None,
-                           test_labels=None, options={}, seed=0, source="test")
+    data = PreparedDataset(
+        name="toy",
+        levels=None,
+        train=train,
+        val=val,
+        test=test,
+        train_labels=None,
+        val_labels=None,
+        test_labels=None,
+        options={},
+        seed=0,
+        source="test",
+    )
     [(entry, test_scores)] = baselines(data)
     assert entry["name"] == "gaussian" and entry["reference"] and entry["quantity"] == "exact density"
     assert entry["parameters"] == 2 + 3  # mean and the upper triangle of the covariance
@@ -134,8 +161,19 @@ def test_gaussian_matches_scipy_on_seeded_data() -> None:
 def test_singular_covariance_is_named() -> None:
     x = np.zeros((10, 2), dtype=np.float32)
     x[:, 0] = np.arange(10)
-    data = PreparedDataset(name="flat", levels=None, train=x, val=x, test=x, train_labels=None, val_labels=None,
-                           test_labels=None, options={}, seed=0, source="test")
+    data = PreparedDataset(
+        name="flat",
+        levels=None,
+        train=x,
+        val=x,
+        test=x,
+        train_labels=None,
+        val_labels=None,
+        test_labels=None,
+        options={},
+        seed=0,
+        source="test",
+    )
     with pytest.raises(ValueError, match="'flat'.*singular"):
         baselines(data)
 
@@ -148,11 +186,19 @@ def _saved(tmp_path, data: PreparedDataset):
 
 def test_cli_writes_the_json_and_the_test_scores(tmp_path, capsys) -> None:
     labels = np.array([0, 1], dtype=np.int64)
-    data = PreparedDataset(name="tiny", levels=3, train=np.asarray(TRAIN, np.uint8).reshape(4, 1, 1, 2),
-                           val=np.asarray([[0, 1]], np.uint8).reshape(1, 1, 1, 2),
-                           test=np.asarray([[2, 0], [1, 2]], np.uint8).reshape(2, 1, 1, 2),
-                           train_labels=np.zeros(4, np.int64), val_labels=np.zeros(1, np.int64), test_labels=labels,
-                           options={}, seed=0, source="test")
+    data = PreparedDataset(
+        name="tiny",
+        levels=3,
+        train=np.asarray(TRAIN, np.uint8).reshape(4, 1, 1, 2),
+        val=np.asarray([[0, 1]], np.uint8).reshape(1, 1, 1, 2),
+        test=np.asarray([[2, 0], [1, 2]], np.uint8).reshape(2, 1, 1, 2),
+        train_labels=np.zeros(4, np.int64),
+        val_labels=np.zeros(1, np.int64),
+        test_labels=labels,
+        options={},
+        seed=0,
+        source="test",
+    )
     npz = _saved(tmp_path, data)
     out, scores = tmp_path / "tiny" / "baselines.json", tmp_path / "tiny" / "baselines_test_scores.npz"
     assert main(["baselines", "--data", str(npz), "--out", str(out), "--scores", str(scores)]) == 0
@@ -171,7 +217,8 @@ def test_cli_writes_the_json_and_the_test_scores(tmp_path, capsys) -> None:
         np.testing.assert_array_equal(npz_scores["labels"], labels)
         np.testing.assert_allclose(npz_scores["independent_pixels"], [math.log(1 / 49), math.log(4 / 49)], rtol=1e-12)
         assert -npz_scores["independent_pixels"].mean() / (2 * math.log(2)) == pytest.approx(
-            entries["independent_pixels"]["bits_per_dim"]["test"], rel=1e-12)
+            entries["independent_pixels"]["bits_per_dim"]["test"], rel=1e-12
+        )
 
 
 def test_cli_refuses_levels_outside_the_manifest_and_writes_nothing(tmp_path, capsys) -> None:

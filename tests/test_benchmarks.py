@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from vaeflow.analysis import cost
-
 from smoke import speed_part
+from vaeflow.analysis import cost
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def test_step_flops_count_inside_autograd_grad(speed):
         y = y.requires_grad_(True)
         f = layer(y)
         (g,) = torch.autograd.grad(f.sum(), y, create_graph=True)
-        return (f.sum() + g.sum())
+        return f.sum() + g.sum()
 
     side = speed.Side("test", layer, loss, lambda n: None, lambda y: None, lambda y: y)
     assert speed.step_flops(side, torch.randn(2, 4)) > 2 * 2 * 4 * 4
@@ -81,8 +80,11 @@ def test_one_pair_end_to_end_on_a_tiny_study(speed, root, tmp_path):
 
     data = build_dataset("toy2d", {"density": "eight_gaussians", "n_train": 300, "n_val": 50, "n_test": 60}, 0)
     save_prepared(data, tmp_path / "toy2d.npz", tmp_path / "toy2d.json")
-    config = {"datasets": {"toy2d": {}}, "training": {"batch_size": 32},
-              "models": {"maf": {"steps": {"toy2d": 1}, "options": {"blocks": 2, "hidden": 16, "layers": 1}}}}
+    config = {
+        "datasets": {"toy2d": {}},
+        "training": {"batch_size": 32},
+        "models": {"maf": {"steps": {"toy2d": 1}, "options": {"blocks": 2, "hidden": 16, "layers": 1}}},
+    }
     row = speed.benchmark_pair("maf", "toy2d", "native", config, tmp_path, reps=2, min_time=0.01, n=20)
     ours, peer = row["ours"], row["peer"]
     assert peer["implementation"] == "zuko.flows.MAF"
@@ -110,7 +112,10 @@ def test_cost_table_and_variables_from_a_benchmark(tmp_path):
     rows = shown.table.set_index("model")
     assert len(shown.table.columns) == 11 and list(rows.index) == ["MAF", "VAE", "Flow++"]
     ours, peer = part["results"][0]["ours"], part["results"][0]["peer"]
-    assert rows.loc["MAF", "ms/step, ours / peer"] == f"{1000 * ours['step_time_s']:.2f} / {1000 * peer['step_time_s']:.2f}"
+    assert (
+        rows.loc["MAF", "ms/step, ours / peer"]
+        == f"{1000 * ours['step_time_s']:.2f} / {1000 * peer['step_time_s']:.2f}"
+    )
     assert rows.loc["MAF", "peer"] == peer["implementation"].split()[0] and rows.loc["Flow++", "peer"] == "none"
     assert rows.loc["Flow++", "params, ours / peer"] == f"{part['results'][2]['ours']['parameters']:,}"
     assert f"MAF: {peer['implementation']}" in shown.notes[1] and "implements Flow++" in shown.notes[1]
@@ -169,8 +174,10 @@ def test_the_masters_own_cpu_time_grows_with_its_own_work_only(pipeline):
     started = time.process_time()
     while time.process_time() - started < 0.3:  # 0.3 s of this process's own CPU
         pass
-    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"],
-                   check=True)  # a child's CPU is not the master's
+    subprocess.run(
+        [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"],
+        check=True,
+    )  # a child's CPU is not the master's
     grown = pipeline._own_cpu_s(os.getpid()) - before
     assert 0.25 <= grown < 0.5 + 0.25, grown
 
@@ -178,14 +185,25 @@ def test_the_masters_own_cpu_time_grows_with_its_own_work_only(pipeline):
 def test_stage_times_sum_each_stages_jobs_once(pipeline, tmp_path):
     metadata = tmp_path / ".snakemake" / "metadata"
     metadata.mkdir(parents=True)
-    jobs = [("train", 1, 0, 10), ("train", 1, 0, 10), ("train", 2, 5, 25), ("probe_latents", 3, 0, 4),
-            ("probe_likelihood_latents", 4, 0, 6), ("likelihood_analysis", 5, 0, 3), ("stage_site", 6, 0, 1),
-            ("code_digest", 7, 0, 0.5)]
+    jobs = [
+        ("train", 1, 0, 10),
+        ("train", 1, 0, 10),
+        ("train", 2, 5, 25),
+        ("probe_latents", 3, 0, 4),
+        ("probe_likelihood_latents", 4, 0, 6),
+        ("likelihood_analysis", 5, 0, 3),
+        ("stage_site", 6, 0, 1),
+        ("code_digest", 7, 0, 0.5),
+    ]
     for i, (rule, job, start, end) in enumerate(jobs):  # one record per output file: a job has several
         (metadata / f"r{i}").write_text(json.dumps({"rule": rule, "job_hash": job, "starttime": start, "endtime": end}))
     assert pipeline.stage_times(tmp_path) == {
-        "code digests": {"jobs": 1, "job_s": 0.5}, "train": {"jobs": 2, "job_s": 30.0},
-        "probes": {"jobs": 2, "job_s": 10.0}, "analyses": {"jobs": 1, "job_s": 3.0}, "site": {"jobs": 1, "job_s": 1.0}}
+        "code digests": {"jobs": 1, "job_s": 0.5},
+        "train": {"jobs": 2, "job_s": 30.0},
+        "probes": {"jobs": 2, "job_s": 10.0},
+        "analyses": {"jobs": 1, "job_s": 3.0},
+        "site": {"jobs": 1, "job_s": 1.0},
+    }
 
 
 def test_the_pythae_peer_computes_our_vae(speed):

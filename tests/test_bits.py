@@ -1,4 +1,4 @@
-"""bits/dim against hand-computed values (DESIGN.md, "Likelihood accounting")."""
+"""bits/dim against hand-computed values (docs/design.md, "Likelihood accounting")."""
 
 from __future__ import annotations
 

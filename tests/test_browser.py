@@ -37,7 +37,9 @@ TIMEOUT_MS = 60_000  # a shared 2-core machine under load draws slowly
 def declared(kind: str) -> list[tuple[str, str]]:
     """(analysis, stem) of every table or figure the analyses declare (TABLES, FIGURES)."""
     attribute = {"tables": "TABLES", "figures": "FIGURES"}[kind]
-    return [(a, stem) for a in ANALYSES for stem in getattr(importlib.import_module(f"vaeflow.analysis.{a}"), attribute)]
+    return [
+        (a, stem) for a in ANALYSES for stem in getattr(importlib.import_module(f"vaeflow.analysis.{a}"), attribute)
+    ]
 
 
 # --- captions: no browser needed -------------------------------------------------------------
@@ -93,7 +95,9 @@ class LocalServer:
                 pass
 
         self.directory = directory
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory))
+        )
         self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -285,9 +289,13 @@ def test_report_lists_every_table_and_figure_by_analysis(report_page):
     # one category per analysis, its tables and its figures in subcategories
     assert len(categories) == len(ANALYSES)
     for kind, suffix in (("tables", "csv"), ("figures", "svg")):
-        for analysis, stem in declared(kind):
-            placed = [(c, s) for c, subs in categories.items() for s, files in subs.items()
-                      if f"results/{kind}/{stem}.{suffix}" in files]
+        for _, stem in declared(kind):
+            placed = [
+                (c, s)
+                for c, subs in categories.items()
+                for s, files in subs.items()
+                if f"results/{kind}/{stem}.{suffix}" in files
+            ]
             assert len(placed) == 1 and placed[0][1] == kind.capitalize(), (stem, placed)
     # the study's description and the rule graph open the report; Statistics has two charts
     assert page.get_by_role("heading", name="VAEs and normalizing flows").first.is_visible()
@@ -402,8 +410,11 @@ def test_site_page_draws_every_chart_offline(site, browser, name):
         response = page.goto(f"{site.origin}/{name}", wait_until="networkidle")
         assert response is not None and response.ok, name
         page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(img => { img.loading = 'eager'; })")
-        settle(page, f"Array.from(document.querySelectorAll('.vega-chart')).every({CHART_DRAWN})"
-                     " && Array.from(document.images).every(img => img.complete)")
+        settle(
+            page,
+            f"Array.from(document.querySelectorAll('.vega-chart')).every({CHART_DRAWN})"
+            " && Array.from(document.images).every(img => img.complete)",
+        )
         assert not_drawn(page) == [], f"{name}: not drawn (console: {visit.errors})"
         for table in page.locator("main table").all():
             assert table.locator("tr").count() > 1 and table.is_visible(), name
@@ -427,7 +438,10 @@ def charts_page(site_src: Path, out: Path) -> list[str]:
     shutil.copy2(site_src / "vega-bundle.js", out / "vega-bundle.js")
     (out / "charts.html").write_text(
         '<!doctype html><html><head><meta charset="utf-8"><script src="vega-bundle.js"></script></head><body>'
-        + "\n".join(fragments) + "</body></html>", encoding="utf-8")
+        + "\n".join(fragments)
+        + "</body></html>",
+        encoding="utf-8",
+    )
     return ids
 
 
@@ -506,7 +520,8 @@ READER_CHECKS = """() => {
                 if (mark.closest('[clip-path]')) continue;  // clipped to the plot by vega
                 const r = mark.getBoundingClientRect();
                 if (r.width === 0 && r.height === 0) continue;
-                if (r.left < box.left - 2 || r.right > box.right + 2 || r.top < box.top - 2 || r.bottom > box.bottom + 2)
+                if (r.left < box.left - 2 || r.right > box.right + 2
+                    || r.top < box.top - 2 || r.bottom > box.bottom + 2)
                     problems.push(`chart ${svg.closest('.vega-chart').id}: a ${group.getAttribute('class')} mark `
                         + 'outside its plotting area');
             }

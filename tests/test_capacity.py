@@ -7,16 +7,21 @@ from vaeflow.models.capacity import TOLERANCE, fit_to_budget, nearest_width
 
 SHAPES = {"image": ((1, 8, 8), 17), "vector": ((2,), None)}
 SMALL = {  # small depths, so that a sweep over widths stays quick
-    "vae": {"latent_dim": 2, "layers": 1}, "vae_iaf": {"latent_dim": 2, "layers": 1, "iaf_steps": 1},
+    "vae": {"latent_dim": 2, "layers": 1},
+    "vae_iaf": {"latent_dim": 2, "layers": 1, "iaf_steps": 1},
     "realnvp": {"res_blocks": 1, "n_scales": 2, "coupling_layers": 2, "mlp_layers": 1},
-    "glow": {"steps": 2, "n_levels": 2, "mlp_layers": 1, "vector_steps": 2}, "maf": {"blocks": 2, "layers": 1},
-    "iaf": {"blocks": 2, "layers": 1}, "ffjord": {"layers": 1}, "flowpp": {"res_blocks": 0, "steps": 1, "n_scales": 1,
-                                                                          "coupling_layers": 2, "mlp_layers": 1},
+    "glow": {"steps": 2, "n_levels": 2, "mlp_layers": 1, "vector_steps": 2},
+    "maf": {"blocks": 2, "layers": 1},
+    "iaf": {"blocks": 2, "layers": 1},
+    "ffjord": {"layers": 1},
+    "flowpp": {"res_blocks": 0, "steps": 1, "n_scales": 1, "coupling_layers": 2, "mlp_layers": 1},
 }
 
 
 def test_nearest_width_equals_brute_force():
-    params = lambda w: 3 * w * w + 10 * w + 7  # a quadratic count, as a hidden layer's
+    def params(w):  # a quadratic count, as a hidden layer's
+        return 3 * w * w + 10 * w + 7
+
     for target in (50, 100, 1_000, 12_345, 300_000):
         brute = min(range(4, 2000), key=lambda w: (abs(params(w) - target), w))
         assert nearest_width(params, target, start=16) == brute, target
@@ -30,7 +35,10 @@ def test_every_model_is_brought_to_the_budget_by_its_width_alone(name, kind):
     options = fit_to_budget(name, shape, levels, SMALL[name], budget)
     key = MODELS[name].width_option(shape)
     assert {k: v for k, v in options.items() if k != key} == SMALL[name]  # nothing but the width moved
-    count = lambda w: build_model(name, shape, levels, {**SMALL[name], key: w}).num_parameters()
+
+    def count(w):
+        return build_model(name, shape, levels, {**SMALL[name], key: w}).num_parameters()
+
     fitted = options[key]
     assert count(fitted) == build_model(name, shape, levels, options).num_parameters()
     assert budget / TOLERANCE <= count(fitted) <= budget * TOLERANCE
@@ -51,10 +59,25 @@ def test_training_at_a_budget_records_the_fitted_width(tmp_path):
     from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
     from vaeflow.training.engine import train
 
-    run = {"dataset": "digits", "dataset_options": {}, "data_seed": 0, "model": "realnvp", "seed": 0,
-           "parameter_budget": 30_000, "options": {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2},
-           "training": {"batch_size": 16, "lr": 1e-3, "warmup_steps": 2, "grad_clip": 100.0, "eval_every": 4,
-                        "checkpoint_every": 4, "val_examples": 32, "steps": 4}}
+    run = {
+        "dataset": "digits",
+        "dataset_options": {},
+        "data_seed": 0,
+        "model": "realnvp",
+        "seed": 0,
+        "parameter_budget": 30_000,
+        "options": {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2},
+        "training": {
+            "batch_size": 16,
+            "lr": 1e-3,
+            "warmup_steps": 2,
+            "grad_clip": 100.0,
+            "eval_every": 4,
+            "checkpoint_every": 4,
+            "val_examples": 32,
+            "steps": 4,
+        },
+    }
     summary = train(run, build_dataset("digits", {}, 0), tmp_path, device="cpu", progress=False)
     saved = json.loads((tmp_path / "train.json").read_text())
     assert saved["options"]["hidden_channels"] > 4 and saved["run"]["options"]["hidden_channels"] == 4

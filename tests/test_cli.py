@@ -24,9 +24,24 @@ def test_tampered_dataset_is_refused_by_training(tmp_path, capsys):
     first = next(iter(manifest["arrays"]))
     manifest["arrays"][first]["sha256"] = "0" * 64
     npz.with_suffix(".json").write_text(json.dumps(manifest))
-    run = {"dataset": "digits", "dataset_options": {}, "data_seed": 0, "model": "vae", "options": {}, "seed": 0,
-           "training": {"batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "grad_clip": 1.0, "eval_every": 1,
-                        "checkpoint_every": 1, "val_examples": 8, "steps": 1}}
+    run = {
+        "dataset": "digits",
+        "dataset_options": {},
+        "data_seed": 0,
+        "model": "vae",
+        "options": {},
+        "seed": 0,
+        "training": {
+            "batch_size": 8,
+            "lr": 1e-3,
+            "warmup_steps": 1,
+            "grad_clip": 1.0,
+            "eval_every": 1,
+            "checkpoint_every": 1,
+            "val_examples": 8,
+            "steps": 1,
+        },
+    }
     out_dir = tmp_path / "run"
     assert main(["train", "--run", json.dumps(run), "--data", str(npz), "--out-dir", str(out_dir), "--quiet"]) == 1
     err = capsys.readouterr().err
@@ -52,16 +67,49 @@ def evaluated_run(tmp_path):
     the data, the run config and the train command's arguments that name its results."""
     npz = tmp_path / "digits.npz"
     assert main(["prepare-data", "--dataset", "digits", "--out", str(npz)]) == 0
-    run = {"dataset": "digits", "dataset_options": {}, "data_seed": 0, "model": "vae",
-           "options": {"latent_dim": 2, "hidden": 16, "layers": 1}, "seed": 0,
-           "training": {"batch_size": 32, "lr": 1e-3, "warmup_steps": 2, "grad_clip": 100.0, "eval_every": 5,
-                        "checkpoint_every": 5, "val_examples": 64, "steps": 10}}
+    run = {
+        "dataset": "digits",
+        "dataset_options": {},
+        "data_seed": 0,
+        "model": "vae",
+        "options": {"latent_dim": 2, "hidden": 16, "layers": 1},
+        "seed": 0,
+        "training": {
+            "batch_size": 32,
+            "lr": 1e-3,
+            "warmup_steps": 2,
+            "grad_clip": 100.0,
+            "eval_every": 5,
+            "checkpoint_every": 5,
+            "val_examples": 64,
+            "steps": 10,
+        },
+    }
     d = tmp_path / "run"
     results = [d / "metrics.json", d / "samples.npz", d / "test_scores.npz", d / "probes"]
     assert main(["train", "--run", json.dumps(run), "--data", str(npz), "--out-dir", str(d), "--quiet"]) == 0
-    assert main(["evaluate", "--checkpoint", str(d / "checkpoint.pt"), "--train-summary", str(d / "train.json"),
-                 "--data", str(npz), "--settings", json.dumps(EVALUATION), "--metrics", str(results[0]),
-                 "--samples", str(results[1]), "--scores", str(results[2])]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(d / "checkpoint.pt"),
+                "--train-summary",
+                str(d / "train.json"),
+                "--data",
+                str(npz),
+                "--settings",
+                json.dumps(EVALUATION),
+                "--metrics",
+                str(results[0]),
+                "--samples",
+                str(results[1]),
+                "--scores",
+                str(results[2]),
+            ]
+        )
+        == 0
+    )
     (d / "probes").mkdir()
     (d / "probes" / "likelihood.npz").write_bytes(b"a probe")
     args = [a for path in results for a in ("--computed-from-run", str(path))]
@@ -122,16 +170,34 @@ def _probe_settings():
     from vaeflow.probes import NOTEBOOK_KEYS
 
     analyses = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/smoke.yaml").read_text())["analyses"]
-    return {p: {"seed": 0, **{k: v for k, v in analyses[p].items() if k not in NOTEBOOK_KEYS[p]}}
-            for p in ("likelihood", "latents")}
+    return {
+        p: {"seed": 0, **{k: v for k, v in analyses[p].items() if k not in NOTEBOOK_KEYS[p]}}
+        for p in ("likelihood", "latents")
+    }
 
 
 def _probe(d, npz, settings, out_dir, capsys):
     outs = [a for p in settings for a in ("--out", f"{p}={out_dir / (p + '.npz')}")]
-    assert main(["probe", "--checkpoint", str(d / "checkpoint.pt"), "--data", str(npz),
-                 "--settings", json.dumps(settings), *outs]) == 0
-    return dict(line.split(": ", 1)[1].split(" ", 1)[::-1] for line in capsys.readouterr().out.splitlines()
-                if line.startswith("probe "))
+    assert (
+        main(
+            [
+                "probe",
+                "--checkpoint",
+                str(d / "checkpoint.pt"),
+                "--data",
+                str(npz),
+                "--settings",
+                json.dumps(settings),
+                *outs,
+            ]
+        )
+        == 0
+    )
+    return dict(
+        line.split(": ", 1)[1].split(" ", 1)[::-1]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("probe ")
+    )
 
 
 def _arrays(path):
@@ -150,11 +216,14 @@ def test_the_probes_of_a_run_share_one_process_and_each_is_what_it_is_alone(eval
         _probe(d, npz, {name: settings[name]}, alone, capsys)
         a, b = _arrays(tmp_path / "together" / f"{name}.npz"), _arrays(alone / f"{name}.npz")
         a.pop("seconds", None), b.pop("seconds", None)  # how long it took: the one array that may differ
-        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a), name
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a), (
+            name
+        )
 
 
 def test_a_probe_whose_settings_changed_is_recomputed_and_the_others_restored_byte_for_byte(
-        evaluated_run, tmp_path, capsys):
+    evaluated_run, tmp_path, capsys
+):
     d, npz, *_ = evaluated_run
     settings, out = _probe_settings(), tmp_path / "probes"
     _probe(d, npz, settings, out, capsys)
@@ -162,10 +231,14 @@ def test_a_probe_whose_settings_changed_is_recomputed_and_the_others_restored_by
     for p in settings:  # as Snakemake removes a job's outputs before it reruns it
         (out / f"{p}.npz").unlink()
     assert _probe(d, npz, settings, out, capsys) == {
-        str(out / "likelihood.npz"): "restored", str(out / "latents.npz"): "restored"}
+        str(out / "likelihood.npz"): "restored",
+        str(out / "latents.npz"): "restored",
+    }
     assert all((out / f"{p}.npz").read_bytes() == before[p] for p in settings)
     settings["latents"]["max_test"] = 30
     assert _probe(d, npz, settings, out, capsys) == {
-        str(out / "likelihood.npz"): "restored", str(out / "latents.npz"): "computed"}
+        str(out / "likelihood.npz"): "restored",
+        str(out / "latents.npz"): "computed",
+    }
     assert (out / "likelihood.npz").read_bytes() == before["likelihood"]
     assert len(_arrays(out / "latents.npz")["test_labels"]) == 30

@@ -2,6 +2,7 @@
 key, value and fix, before anything is written; planning a good one imports no torch."""
 
 import pytest
+
 from smoke import SMOKE, copy_project, run_guarded, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -26,8 +27,11 @@ def test_a_scale_count_the_data_cannot_take_stops_the_dry_run(project):
     (project / "config/bad.yaml").write_text(text.replace(old, "    dataset_options: {digits: {n_scales: 6}}\n" + old))
     line = text[: text.index(old)].count("\n") + 1
     output = _fails(project, "--configfile", "config/bad.yaml")
-    assert (f"invalid study configuration config/bad.yaml, line {line}: at 'models.realnvp.dataset_options.digits.n_scales': "
-            f"6 does not fit dataset 'digits', whose examples have shape (1, 8, 8)") in output, output
+    assert (
+        f"invalid study configuration config/bad.yaml, line {line}: at "
+        "'models.realnvp.dataset_options.digits.n_scales': "
+        f"6 does not fit dataset 'digits', whose examples have shape (1, 8, 8)"
+    ) in output, output
     assert "Set it to at most 3" in output
 
 
@@ -42,14 +46,19 @@ def test_broken_yaml_in_the_default_study_names_file_line_and_column(project):
     finally:
         default.write_text(kept)
     line = kept[: kept.index("\nseeds: [0, 1]\n")].count("\n") + 2
-    assert (f"study configuration config/config.yaml is not valid YAML: at line {line + 1}, column 10: expected ',' or "
-            f"']', but got ':' (while parsing a flow sequence that starts at line {line}, column 8); fix the YAML there") in output, output
+    assert (
+        f"study configuration config/config.yaml is not valid YAML: at line {line + 1}, column 10: expected ',' or "
+        f"']', but got ':' (while parsing a flow sequence that starts at line {line}, column 8); fix the YAML there"
+    ) in output, output
     assert "not valid JSON or YAML" not in output
 
 
-@pytest.mark.xfail(strict=True, reason="Snakemake parses --configfile files itself, before the Snakefile runs, and its "
-                   "message names no file, line or column (snakemake/common/configfile.py); `python -m vaeflow.config "
-                   "FILE` does. Strict: when Snakemake names them, this passes and the note can go.")
+@pytest.mark.xfail(
+    strict=True,
+    reason="Snakemake parses --configfile files itself, before the Snakefile runs, and its "
+    "message names no file, line or column (snakemake/common/configfile.py); `python -m vaeflow.config "
+    "FILE` does. Strict: when Snakemake names them, this passes and the note can go.",
+)
 def test_broken_yaml_in_a_configfile_names_file_and_line(project):
     (project / "config/broken.yaml").write_text("seeds: [0\n")
     output = _fails(project, "--configfile", "config/broken.yaml")

@@ -74,7 +74,9 @@ def test_the_split_sizes_are_scikit_learns():
         rest, held = train_test_split(np.arange(n), test_size=test, stratify=labels, random_state=0)
         train, valid = train_test_split(rest, test_size=val / (1 - test), stratify=labels[rest], random_state=0)
         assert stratified_sizes(n, val, test) == {"train": len(train), "val": len(valid), "test": len(held)}
-        assert holdout_size(n, val) == len(train_test_split(np.arange(n), test_size=val, stratify=labels, random_state=0)[1])
+        assert holdout_size(n, val) == len(
+            train_test_split(np.arange(n), test_size=val, stratify=labels, random_state=0)[1]
+        )
 
 
 def test_full_size_datasets_are_described_without_their_files():

@@ -15,12 +15,15 @@ from vaeflow.data import (
     PreparedDataset,
     UnknownDatasetError,
     build_dataset,
+    digits,
     load_prepared,
+    mnist,
     model_input,
     save_prepared,
+    textures,
     to_tensor,
+    toy2d,
 )
-from vaeflow.data import digits, mnist, textures, toy2d
 from vaeflow.data.splits import band_bounds, grid_origins, stratified_split
 from vaeflow.data.store import array_sha256
 
@@ -211,7 +214,12 @@ def test_band_arithmetic() -> None:
 
 @pytest.mark.parametrize(
     ("shape", "patch", "stride", "val_fraction", "test_fraction"),
-    [((512, 512), 16, 8, 0.1, 0.2), ((303, 384), 16, 8, 0.1, 0.2), ((303, 384), 12, 5, 0.15, 0.25), ((97, 61), 7, 3, 0.3, 0.3)],
+    [
+        ((512, 512), 16, 8, 0.1, 0.2),
+        ((303, 384), 16, 8, 0.1, 0.2),
+        ((303, 384), 12, 5, 0.15, 0.25),
+        ((97, 61), 7, 3, 0.3, 0.3),
+    ],
 )
 def test_no_val_or_test_patch_touches_a_train_pixel(shape, patch, stride, val_fraction, test_fraction) -> None:
     origins = textures.patch_origins("img", shape, patch, stride, val_fraction, test_fraction)
@@ -333,7 +341,11 @@ def test_save_load_round_trip(tmp_path, digits0: PreparedDataset) -> None:
         np.testing.assert_array_equal(loaded.labels(split), digits0.labels(split))
         assert loaded.split(split).dtype == digits0.split(split).dtype
     assert (loaded.name, loaded.levels, loaded.options, loaded.seed, loaded.source) == (
-        digits0.name, digits0.levels, digits0.options, digits0.seed, digits0.source,
+        digits0.name,
+        digits0.levels,
+        digits0.options,
+        digits0.seed,
+        digits0.source,
     )
     assert save_prepared(loaded, npz, js) == manifest  # deterministic manifest
 
@@ -410,5 +422,7 @@ def test_model_input_dequantises_within_unit_bins(digits0: PreparedDataset) -> N
     assert torch.equal(y, again)
     other = model_input(x, 17, discrete=False, generator=torch.Generator().manual_seed(1))
     assert not torch.equal(y, other)
-    ints = model_input(torch.from_numpy(digits0.test[:5]), 17, discrete=False, generator=torch.Generator().manual_seed(0))
+    ints = model_input(
+        torch.from_numpy(digits0.test[:5]), 17, discrete=False, generator=torch.Generator().manual_seed(0)
+    )
     assert ints.dtype == torch.float32 and torch.all(ints.floor() == torch.from_numpy(digits0.test[:5]).float())

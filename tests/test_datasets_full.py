@@ -34,14 +34,25 @@ import pytest
 
 from vaeflow.cli import main
 from vaeflow.config import ConfigError, load_config, validate_config
-from vaeflow.data import DATASETS, FULL_SIZE_DATASETS, IMAGE_DATASETS, build_dataset, load_prepared, save_prepared
-from vaeflow.data import download
+from vaeflow.data import (
+    DATASETS,
+    FULL_SIZE_DATASETS,
+    IMAGE_DATASETS,
+    build_dataset,
+    download,
+    load_prepared,
+    save_prepared,
+)
 from vaeflow.data.cifar_pickle import CifarFormatError, luma, read_cifar10_archive
 from vaeflow.data.download import DownloadError, RawFile, RawFileError, download_file, locate_raw_files
 from vaeflow.data.idx import IdxFormatError, read_idx, read_idx_images, read_idx_labels
 
-IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-             "t10k-labels-idx1-ubyte.gz")
+IDX_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 CIFAR_NAME = "cifar-10-python.tar.gz"
 
 
@@ -72,8 +83,12 @@ def write_mnist_files(folder: Path, n_train: int = 40, n_test: int = 10, seed: i
 
 def cifar_batch(images: np.ndarray, labels: list[int], label: bytes) -> bytes:
     """A pickled CIFAR-10 batch: rows of 1,024 R, 1,024 G, 1,024 B values, labels as a list."""
-    batch = {b"batch_label": label, b"labels": labels, b"data": images.reshape(len(images), 3072),
-             b"filenames": [b"img_%d.png" % i for i in range(len(labels))]}
+    batch = {
+        b"batch_label": label,
+        b"labels": labels,
+        b"data": images.reshape(len(images), 3072),
+        b"filenames": [b"img_%d.png" % i for i in range(len(labels))],
+    }
     return pickle.dumps(batch, protocol=4)
 
 
@@ -95,7 +110,9 @@ def write_cifar_archive(path: Path, per_batch: int = 4, n_test: int = 6, seed: i
     members = {}
     for b in range(5):
         rows = slice(b * per_batch, (b + 1) * per_batch)
-        members[f"cifar-10-batches-py/data_batch_{b + 1}"] = cifar_batch(train_x[rows], train_y[rows], b"training batch")
+        members[f"cifar-10-batches-py/data_batch_{b + 1}"] = cifar_batch(
+            train_x[rows], train_y[rows], b"training batch"
+        )
     members["cifar-10-batches-py/test_batch"] = cifar_batch(test_x, test_y, b"testing batch 1 of 1")
     members["cifar-10-batches-py/batches.meta"] = pickle.dumps({b"label_names": [b"airplane"] * 10}, protocol=4)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,9 +171,16 @@ def test_idx_reader_returns_exactly_the_written_arrays(tmp_path: Path) -> None:
     assert y.dtype == np.int64 and y.tolist() == [9, 0, 4]
 
 
-@pytest.mark.parametrize(("code", "values"), [(0x09, [-128, -1, 0, 127]), (0x0B, [-30000, 258, 1, 0]),
-                                              (0x0C, [-(2**31), 2**31 - 1, 65536, 3]), (0x0D, [1.5, -2.25, 0.0, 1e-3]),
-                                              (0x0E, [math.pi, -1e300, 2.0**-40, 0.0])])
+@pytest.mark.parametrize(
+    ("code", "values"),
+    [
+        (0x09, [-128, -1, 0, 127]),
+        (0x0B, [-30000, 258, 1, 0]),
+        (0x0C, [-(2**31), 2**31 - 1, 65536, 3]),
+        (0x0D, [1.5, -2.25, 0.0, 1e-3]),
+        (0x0E, [math.pi, -1e300, 2.0**-40, 0.0]),
+    ],
+)
 def test_idx_reader_decodes_every_big_endian_type(tmp_path: Path, code: int, values: list[float]) -> None:
     array = np.array(values).reshape(2, 2)
     (tmp_path / "a.idx").write_bytes(gzip.compress(idx_bytes(array, code)))
@@ -244,18 +268,40 @@ def test_cifar_archive_errors_name_the_member_and_what_is_wrong(tmp_path: Path) 
     good = cifar_batch(np.zeros((2, 3, 32, 32), np.uint8), [0, 1], b"b")
     members = {f"cifar-10-batches-py/data_batch_{i}": good for i in range(1, 6)}
     cases = [
-        ({k: v for k, v in members.items() if not k.endswith("_5")}, "member cifar-10-batches-py/data_batch_5 is missing"),
-        ({**members, "cifar-10-batches-py/test_batch": pickle.dumps({b"data": np.zeros((2, 3000), np.uint8),
-                                                                     b"labels": [0, 1]}, protocol=4)},
-         "b'data' is uint8 of shape (2, 3000), expected uint8 of shape (N, 3072)"),
-        ({**members, "cifar-10-batches-py/test_batch": cifar_batch(np.zeros((2, 3, 32, 32), np.uint8), [0, 10], b"t")},
-         "labels must lie in 0..9, found 0..10"),
-        ({**members, "cifar-10-batches-py/test_batch": pickle.dumps({b"data": np.zeros((2, 3072), np.uint8),
-                                                                     b"labels": [0]}, protocol=4)},
-         "b'labels' has 1 entries but b'data' has 2 rows"),
+        (
+            {k: v for k, v in members.items() if not k.endswith("_5")},
+            "member cifar-10-batches-py/data_batch_5 is missing",
+        ),
+        (
+            {
+                **members,
+                "cifar-10-batches-py/test_batch": pickle.dumps(
+                    {b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}, protocol=4
+                ),
+            },
+            "b'data' is uint8 of shape (2, 3000), expected uint8 of shape (N, 3072)",
+        ),
+        (
+            {
+                **members,
+                "cifar-10-batches-py/test_batch": cifar_batch(np.zeros((2, 3, 32, 32), np.uint8), [0, 10], b"t"),
+            },
+            "labels must lie in 0..9, found 0..10",
+        ),
+        (
+            {
+                **members,
+                "cifar-10-batches-py/test_batch": pickle.dumps(
+                    {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, protocol=4
+                ),
+            },
+            "b'labels' has 1 entries but b'data' has 2 rows",
+        ),
         # a pickle that would call a function on load is refused, not run
-        ({**members, "cifar-10-batches-py/test_batch": pickle.dumps(functools.partial(print, "pwned"), protocol=4)},
-         "global functools.partial is not allowed"),
+        (
+            {**members, "cifar-10-batches-py/test_batch": pickle.dumps(functools.partial(print, "pwned"), protocol=4)},
+            "global functools.partial is not allowed",
+        ),
     ]
     for index, (content, message) in enumerate(cases):
         path = tmp_path / f"case{index}" / CIFAR_NAME
@@ -277,14 +323,13 @@ def test_checksum_table_holds_the_canonical_sources() -> None:
     table = download.RAW_FILES
     assert set(table) == set(FULL_SIZE_DATASETS)
     assert [f.name for f in table["mnist_full"]] == list(IDX_NAMES) == [f.name for f in table["fashion_mnist"]]
-    for dataset, files in table.items():
+    for files in table.values():
         for entry in files:
             assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0 and entry.size > 0
             assert entry.url.endswith("/" + entry.name)
     assert all(f.url.startswith("https://ossci-datasets.s3.amazonaws.com/mnist/") for f in table["mnist_full"])
     # Zalando's bucket over https: its REST endpoint (the s3-website endpoint serves only http)
-    assert all(f.url.startswith("https://fashion-mnist.s3.eu-central-1.amazonaws.com/")
-               for f in table["fashion_mnist"])
+    assert all(f.url.startswith("https://fashion-mnist.s3.eu-central-1.amazonaws.com/") for f in table["fashion_mnist"])
     assert table["cifar10"][0].url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     # 60,000 + 10,000 one-byte labels after an 8-byte header compress to these sizes; images are much larger
     sizes = {f.name: f.size for f in table["mnist_full"]}
@@ -294,8 +339,12 @@ def test_checksum_table_holds_the_canonical_sources() -> None:
 
 def test_every_url_in_the_table_is_https() -> None:
     """The downloader takes the URL it is given (the tests serve plain http on 127.0.0.1); the policy lives here."""
-    plain = [f"{dataset}/{f.name}: {f.url}" for dataset, files in download.RAW_FILES.items() for f in files
-             if urllib.parse.urlsplit(f.url).scheme != "https"]
+    plain = [
+        f"{dataset}/{f.name}: {f.url}"
+        for dataset, files in download.RAW_FILES.items()
+        for f in files
+        if urllib.parse.urlsplit(f.url).scheme != "https"
+    ]
     assert plain == [], f"download URLs not over https: {plain}"
 
 
@@ -348,8 +397,9 @@ def test_download_over_http_lands_and_verifies(sources, http_server, monkeypatch
     upstream = Path(download.RAW_FILES["cifar10"][0].url.removeprefix("file://"))
     (served / CIFAR_NAME).write_bytes(upstream.read_bytes())
     entry = download.RAW_FILES["cifar10"][0]
-    monkeypatch.setitem(download.RAW_FILES, "cifar10", (RawFile(entry.name, f"{base}/{CIFAR_NAME}", entry.sha256,
-                                                                entry.size),))
+    monkeypatch.setitem(
+        download.RAW_FILES, "cifar10", (RawFile(entry.name, f"{base}/{CIFAR_NAME}", entry.sha256, entry.size),)
+    )
     seen: list[tuple[int, int]] = []
     path = download_file("cifar10", CIFAR_NAME, progress=lambda done, total: seen.append((done, total)))
     assert sha256_of(path) == entry.sha256 and seen[-1] == (entry.size, entry.size)
@@ -395,8 +445,9 @@ def scripted_server() -> Iterator[tuple[str, Reply]]:
         yield url, reply
 
 
-def serve_entry(monkeypatch: pytest.MonkeyPatch, base: str, dataset: str = "mnist_full",
-                index: int = 0) -> tuple[RawFile, bytes, list[int]]:
+def serve_entry(
+    monkeypatch: pytest.MonkeyPatch, base: str, dataset: str = "mnist_full", index: int = 0
+) -> tuple[RawFile, bytes, list[int]]:
     """Point the table's ``dataset`` file ``index`` at ``base``; return the entry, its official bytes, and a list
     that collects the length of every chunk the downloader reads from the server."""
     entry = download.RAW_FILES[dataset][index]
@@ -443,8 +494,9 @@ def test_bad_download_is_detected_deleted_and_explained(sources, scripted_server
 
 
 @pytest.mark.parametrize("announced", ["half", "hundredfold", "not a number"])
-def test_a_content_length_other_than_the_size_is_refused_before_reading(sources, scripted_server, monkeypatch,
-                                                                       announced: str) -> None:
+def test_a_content_length_other_than_the_size_is_refused_before_reading(
+    sources, scripted_server, monkeypatch, announced: str
+) -> None:
     base, reply = scripted_server
     entry, good, reads = serve_entry(monkeypatch, base)
     reply.length = {"half": entry.size // 2, "hundredfold": 100 * entry.size, "not a number": "lots"}[announced]
@@ -462,8 +514,7 @@ def test_a_content_length_other_than_the_size_is_refused_before_reading(sources,
 
 
 @pytest.mark.parametrize("body", ["official file, then more", "endless"])
-def test_a_stream_longer_than_the_size_is_cut_off_and_deleted(sources, scripted_server, monkeypatch,
-                                                             body: str) -> None:
+def test_a_stream_longer_than_the_size_is_cut_off_and_deleted(sources, scripted_server, monkeypatch, body: str) -> None:
     monkeypatch.setattr(download, "CHUNK", 1024)  # many reads for a small test file
     base, reply = scripted_server
     entry, good, reads = serve_entry(monkeypatch, base)
@@ -479,7 +530,11 @@ def test_a_stream_longer_than_the_size_is_cut_off_and_deleted(sources, scripted_
         download_file("mnist_full", entry.name, timeout=10, progress=lambda done, total: seen.append(done))
     message = str(info.value)
     assert f"the server at {entry.url} sent more than the {entry.size} bytes of {entry.name}" in message
-    assert "of dataset 'mnist_full'" in message and "stopped at the first byte past that size" in message and "deleted" in message
+    assert (
+        "of dataset 'mnist_full'" in message
+        and "stopped at the first byte past that size" in message
+        and "deleted" in message
+    )
     assert "Retry the download later" in message and "datasets.mnist_full.path" in message
     # bytes written (progress reports each chunk written) never pass the size (tighter than size + one chunk);
     # bytes read pass it by exactly one, the byte that shows the server sent more
@@ -492,8 +547,9 @@ def test_a_stream_longer_than_the_size_is_cut_off_and_deleted(sources, scripted_
 def test_a_redirect_from_https_to_http_is_refused() -> None:
     handler = download._HttpsOnlyRedirects()
     with pytest.raises(urllib.error.HTTPError, match="refused the redirect from https to http://127.0.0.1/x"):
-        handler.redirect_request(urllib.request.Request("https://127.0.0.1/x"), io.BytesIO(), 302, "Found", {},
-                                 "http://127.0.0.1/x")
+        handler.redirect_request(
+            urllib.request.Request("https://127.0.0.1/x"), io.BytesIO(), 302, "Found", {}, "http://127.0.0.1/x"
+        )
     for old, new in [("https://127.0.0.1/x", "https://127.0.0.1/y"), ("http://127.0.0.1/x", "http://127.0.0.1/y")]:
         followed = handler.redirect_request(urllib.request.Request(old), io.BytesIO(), 302, "Found", {}, new)
         assert followed is not None and followed.full_url == new
@@ -502,10 +558,15 @@ def test_a_redirect_from_https_to_http_is_refused() -> None:
 def test_failed_download_leaves_nothing_and_says_what_to_do(sources, monkeypatch) -> None:
     entry = download.RAW_FILES["fashion_mnist"][1]
     missing = Path(entry.url.removeprefix("file://")).with_name("gone.gz")
-    monkeypatch.setitem(download.RAW_FILES, "fashion_mnist",
-                        (download.RAW_FILES["fashion_mnist"][0],
-                         RawFile(entry.name, missing.as_uri(), entry.sha256, entry.size),
-                         *download.RAW_FILES["fashion_mnist"][2:]))
+    monkeypatch.setitem(
+        download.RAW_FILES,
+        "fashion_mnist",
+        (
+            download.RAW_FILES["fashion_mnist"][0],
+            RawFile(entry.name, missing.as_uri(), entry.sha256, entry.size),
+            *download.RAW_FILES["fashion_mnist"][2:],
+        ),
+    )
     with pytest.raises(DownloadError) as info:
         download_file("fashion_mnist", entry.name)
     message = str(info.value)
@@ -517,8 +578,9 @@ def test_a_verified_file_in_place_is_kept_and_a_bad_one_replaced(sources, monkey
     path = download_file("cifar10", CIFAR_NAME)
     entry = download.RAW_FILES["cifar10"][0]
     # with the source gone, the verified file is kept (no download)
-    monkeypatch.setitem(download.RAW_FILES, "cifar10", (RawFile(entry.name, "file:///nonexistent/x", entry.sha256,
-                                                                entry.size),))
+    monkeypatch.setitem(
+        download.RAW_FILES, "cifar10", (RawFile(entry.name, "file:///nonexistent/x", entry.sha256, entry.size),)
+    )
     assert download_file("cifar10", CIFAR_NAME) == path
     # a damaged file in place is downloaded again
     monkeypatch.setitem(download.RAW_FILES, "cifar10", (entry,))
@@ -582,8 +644,9 @@ def test_cifar10_builds_rgb_or_grey_and_round_trips(sources, tmp_path: Path, gre
     expected_test = luma(written["test_x"]) if grey else written["test_x"]
     np.testing.assert_array_equal(ds.test, expected_test)
     expected_train = luma(written["train_x"]) if grey else written["train_x"]
-    assert multiset(np.concatenate([ds.train, ds.val]), np.concatenate([ds.train_labels, ds.val_labels])) == \
-        multiset(expected_train, written["train_y"])
+    assert multiset(np.concatenate([ds.train, ds.val]), np.concatenate([ds.train_labels, ds.val_labels])) == multiset(
+        expected_train, written["train_y"]
+    )
     assert ("BT.601" in ds.source) == grey
     save_prepared(ds, tmp_path / "cifar10.npz", tmp_path / "cifar10.json")
     back = load_prepared(tmp_path / "cifar10.npz")
@@ -607,8 +670,11 @@ def test_wrong_file_under_path_is_an_error_naming_it(sources, tmp_path: Path) ->
     assert f"expected sha256 {download.RAW_FILES['mnist_full'][1].sha256}" in message
     assert f"got sha256 {sha256_of(wrong)}" in message and "datasets.mnist_full.path" in message
     wrong.unlink()
-    with pytest.raises(RawFileError, match=r"train-labels-idx1-ubyte.gz of dataset 'mnist_full' is missing from the "
-                                           r"directory datasets.mnist_full.path"):
+    with pytest.raises(
+        RawFileError,
+        match=r"train-labels-idx1-ubyte.gz of dataset 'mnist_full' is missing from the "
+        r"directory datasets.mnist_full.path",
+    ):
         build_dataset("mnist_full", {"path": str(local)}, seed=0)
     with pytest.raises(RawFileError, match="is not a directory"):
         build_dataset("mnist_full", {"path": str(tmp_path / "nowhere")}, seed=0)
@@ -650,14 +716,17 @@ def test_locate_raw_files_verifies_resources(sources) -> None:
 def test_schema_accepts_the_full_size_datasets_and_checks_their_options(root: Path) -> None:
     config = load_config(root / "config/smoke.yaml", root / "config/schema.yaml")
     good = copy.deepcopy(config)
-    good["datasets"].update(mnist_full={"path": "/data/mnist"}, fashion_mnist={},
-                            cifar10={"grey": True, "val_fraction": 0.2})
+    good["datasets"].update(
+        mnist_full={"path": "/data/mnist"}, fashion_mnist={}, cifar10={"grey": True, "val_fraction": 0.2}
+    )
     for block in good["models"].values():
         block["steps"].update(mnist_full=1, fashion_mnist=1, cifar10=1)
     validate_config(good, root / "config/schema.yaml")
-    for dataset, options, names in [("cifar10", {"grey": "yes"}, ["datasets.cifar10.grey", "'yes'"]),
-                                    ("mnist_full", {"size": 14}, ["datasets.mnist_full", "'size'"]),
-                                    ("fashion_mnist", {"path": ""}, ["datasets.fashion_mnist.path"])]:
+    for dataset, options, names in [
+        ("cifar10", {"grey": "yes"}, ["datasets.cifar10.grey", "'yes'"]),
+        ("mnist_full", {"size": 14}, ["datasets.mnist_full", "'size'"]),
+        ("fashion_mnist", {"path": ""}, ["datasets.fashion_mnist.path"]),
+    ]:
         bad = copy.deepcopy(good)
         bad["datasets"][dataset] = options
         with pytest.raises(ConfigError) as info:
@@ -675,6 +744,7 @@ def test_workflow_downloads_only_what_has_no_path(root: Path, tmp_path: Path) ->
     import re
 
     import yaml
+
     from smoke import copy_project, snakemake
 
     project = copy_project(root, tmp_path / "project")
@@ -686,8 +756,9 @@ def test_workflow_downloads_only_what_has_no_path(root: Path, tmp_path: Path) ->
     for block in config["models"].values():
         block["steps"].update(mnist_full=1, cifar10=1)
     (project / "config/full.yaml").write_text(yaml.safe_dump(config))
-    out = snakemake(project, "results/data/mnist_full.npz", "results/data/cifar10.npz", "-n",
-                    "--configfile", "config/full.yaml").stdout
+    out = snakemake(
+        project, "results/data/mnist_full.npz", "results/data/cifar10.npz", "-n", "--configfile", "config/full.yaml"
+    ).stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out.split("Job stats:", 1)[1], re.M))
     assert counts["download_data"] == "4" and counts["prepare_data"] == "2"
     downloads = set(re.findall(r"output: (resources/\S+)", out))

@@ -10,10 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.functional import jacobian
 
+from brute_force import dequantised_levels, randomise
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.ffjord import FFJORD, trace_probes
-
-from brute_force import dequantised_levels, randomise
 
 F64 = torch.float64
 TIGHT = {"atol": 1e-9, "rtol": 1e-9, "eval_atol": 1e-9, "eval_rtol": 1e-9}
@@ -32,7 +31,10 @@ def image_flow(seed: int = 0, std: float = 0.1, **options: object) -> FFJORD:
 
 
 CASES = {
-    "vector-2": lambda: (vector_flow(2), 2.0 * torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=F64)),
+    "vector-2": lambda: (
+        vector_flow(2),
+        2.0 * torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=F64),
+    ),
     "vector-6-two-blocks": lambda: (
         vector_flow(6, blocks=2, time_length=0.7, train_time=True),
         torch.randn(3, 6, generator=torch.Generator().manual_seed(2), dtype=F64),
@@ -64,7 +66,7 @@ def test_exact_trace_logdet_equals_autograd_jacobian(case: str) -> None:
     assert cnf_part.abs().min() > 0.01, "the CNF's own log-det should be far from zero"
     for i in range(x.shape[0]):
         shape = x[i : i + 1].shape
-        jac = jacobian(lambda v: model.transform(v.reshape(shape)).reshape(-1), x[i].reshape(-1))
+        jac = jacobian(lambda v, shape=shape: model.transform(v.reshape(shape)).reshape(-1), x[i].reshape(-1))
         brute = torch.linalg.slogdet(jac)[1]
         assert logdet[i].item() == pytest.approx(brute.item(), abs=1e-4)
     # log p = log N(z) + log|det|, deterministic in evaluation, and log_prob_bound equals it
@@ -156,8 +158,14 @@ def test_zero_dynamics_image_is_logit_preprocess_plus_normal() -> None:
     y = dequantised_levels((4, 1, 4, 4), levels)
     s = alpha + (1 - 2 * alpha) * y / levels
     z = torch.log(s / (1 - s))
-    by_hand = (-0.5 * z.square() - 0.5 * math.log(2 * math.pi) - math.log(levels) + math.log(1 - 2 * alpha)
-               - torch.log(s) - torch.log(1 - s)).sum((1, 2, 3))
+    by_hand = (
+        -0.5 * z.square()
+        - 0.5 * math.log(2 * math.pi)
+        - math.log(levels)
+        + math.log(1 - 2 * alpha)
+        - torch.log(s)
+        - torch.log(1 - s)
+    ).sum((1, 2, 3))
     with torch.no_grad():
         torch.testing.assert_close(model.log_prob(y), by_hand)
     torch.testing.assert_close(model.loss(y), -by_hand.mean())

@@ -16,11 +16,25 @@ from vaeflow.analysis.figures import DASH, MINUS, NBSP, Shown
 PM = f"{NBSP}±{NBSP}"
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (3.4831, "3.48"), (10.409, "10.4"), (0.0123456, "0.0123"), (1234.5, "1,234"), (12608.0, "12,608"),
-    (-0.138, f"{MINUS}0.138"), (9.996, "10.0"), (0.5, "0.500"), (100.0, "100"), (0.0, "0"),
-    (1.234e-5, f"1.23e{MINUS}5"), (float("nan"), DASH), (None, DASH), (float("inf"), "∞"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (3.4831, "3.48"),
+        (10.409, "10.4"),
+        (0.0123456, "0.0123"),
+        (1234.5, "1,234"),
+        (12608.0, "12,608"),
+        (-0.138, f"{MINUS}0.138"),
+        (9.996, "10.0"),
+        (0.5, "0.500"),
+        (100.0, "100"),
+        (0.0, "0"),
+        (1.234e-5, f"1.23e{MINUS}5"),
+        (float("nan"), DASH),
+        (None, DASH),
+        (float("inf"), "∞"),
+    ],
+)
 def test_sig_gives_three_significant_figures_and_a_dash_for_nan(value, expected):
     assert figures.sig(value) == expected
 
@@ -41,17 +55,30 @@ def test_mean_sd_stays_on_one_line_with_the_sd_at_the_means_decimals():
 
 
 def test_readable_never_prints_nan_and_shortens_every_number():
-    frame = pd.DataFrame({
-        "name": ["a", "b"], "float": [3.48312, np.nan], "count": [1, 12608], "flag": [True, False],
-        "text": ["3.483 ± 0.012", "nan"], "mixed": ["3.619 (glow)", "-0.156 to -0.120"],
-        "label": [0.5, 1.0], "whole": [2.0, np.nan], "exponent": ["1.87e+04", "2.13.0"],
-    })
+    frame = pd.DataFrame(
+        {
+            "name": ["a", "b"],
+            "float": [3.48312, np.nan],
+            "count": [1, 12608],
+            "flag": [True, False],
+            "text": ["3.483 ± 0.012", "nan"],
+            "mixed": ["3.619 (glow)", "-0.156 to -0.120"],
+            "label": [0.5, 1.0],
+            "whole": [2.0, np.nan],
+            "exponent": ["1.87e+04", "2.13.0"],
+        }
+    )
     shown = figures.readable(frame)
     assert shown.to_dict("list") == {
-        "name": ["a", "b"], "float": ["3.48", DASH], "count": ["1", "12,608"], "flag": ["yes", "no"],
-        "text": [f"3.48{PM}0.01", DASH], "mixed": ["3.62 (glow)", f"{MINUS}0.156 to {MINUS}0.120"],
+        "name": ["a", "b"],
+        "float": ["3.48", DASH],
+        "count": ["1", "12,608"],
+        "flag": ["yes", "no"],
+        "text": [f"3.48{PM}0.01", DASH],
+        "mixed": ["3.62 (glow)", f"{MINUS}0.156 to {MINUS}0.120"],
         "label": ["0.5", "1"],  # a column whose values have at most 3 figures keeps them (no "0.500")
-        "whole": ["2", DASH], "exponent": ["18,700", "2.13.0"],  # a version string is no number
+        "whole": ["2", DASH],
+        "exponent": ["18,700", "2.13.0"],  # a version string is no number
     }
     assert not shown.isin(["nan", "NaN"]).any().any()
 
@@ -69,8 +96,10 @@ def test_the_markdown_has_the_notes_and_a_link_to_the_full_csv_under_the_table(t
     # as many dashes as the longest cell, whatever the header: text left-aligned, numbers right-aligned
     assert rule == "|:----|----:|"
     assert "3.48" in first and DASH in second and "nan" not in text and "long" not in text
-    assert legend == ('[† a mark explained. Every column, in full: [demo.csv](results/tables/demo.csv)'
-                      '{download="demo.csv"}.]{.small .d-block .text-start}')
+    assert legend == (
+        "[† a mark explained. Every column, in full: [demo.csv](results/tables/demo.csv)"
+        '{download="demo.csv"}.]{.small .d-block .text-start}'
+    )
     # without a reader's form the table itself is made readable
     figures.save_table(table, tmp_path / "plain")
     assert "nan" not in (tmp_path / "plain.md").read_text()
@@ -83,9 +112,16 @@ def test_pipes_in_cells_are_escaped():
 
 
 def test_short_codes_keep_short_labels_and_never_collide():
-    codes = figures.short_codes(["exact density of uniformly dequantised data", "iwae-20", "exact",
-                                 "a very long label that nobody abbreviated", "another very long label that collides"],
-                                {"exact density of uniformly dequantised data": "deq"})
+    codes = figures.short_codes(
+        [
+            "exact density of uniformly dequantised data",
+            "iwae-20",
+            "exact",
+            "a very long label that nobody abbreviated",
+            "another very long label that collides",
+        ],
+        {"exact density of uniformly dequantised data": "deq"},
+    )
     assert codes["exact density of uniformly dequantised data"] == "deq" and codes["iwae-20"] == "iwae-20"
     assert len(set(codes.values())) == len(codes)
     assert figures.code_legend({"exact": "exact", "long label here": "llh"}) == "*llh*: long label here."

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from brute_force import dequantised_levels, jacobian_logdet, randomise
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.flowpp import FlowPP
 from vaeflow.models.mixture_coupling import (
@@ -17,8 +18,6 @@ from vaeflow.models.mixture_coupling import (
     mixture_logit_cdf,
     vector_mixture_coupling,
 )
-
-from brute_force import dequantised_levels, jacobian_logdet, randomise
 
 F64 = torch.float64
 
@@ -37,7 +36,9 @@ def relative_error(a: Tensor, b: Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-def toy_model(levels: int = 4, seed: int = 0, flow_std: float = 0.1, dequant_std: float = 0.2, **options: object) -> FlowPP:
+def toy_model(
+    levels: int = 4, seed: int = 0, flow_std: float = 0.1, dequant_std: float = 0.2, **options: object
+) -> FlowPP:
     """A 2-pixel "image" (1x1x2): small enough for grid integrals over all of ``[0, K)^2``.
 
     Random perturbations of the size used here make both flows clearly non-trivial yet well
@@ -76,17 +77,32 @@ def _coupling_cases() -> list[tuple[str, MixtureCDFCoupling, Tensor]]:
     image = 2.0 * torch.randn(3, 1, 4, 4, generator=generator, dtype=F64)
     cases = [
         ("checkerboard", checkerboard_mixture_coupling(1, 4, 4, 0, hidden=8, res_blocks=1, components=4), image),
-        ("checkerboard-odd", checkerboard_mixture_coupling(2, 4, 4, 1, hidden=8, res_blocks=1, components=2),
-         2.0 * torch.randn(3, 2, 4, 4, generator=generator, dtype=F64)),
-        ("channel", channel_mixture_coupling(4, 2, 2, 1, hidden=8, res_blocks=1, components=3), image.reshape(3, 4, 2, 2)),
-        ("vector-2", vector_mixture_coupling(2, 0, hidden=16, layers=2, components=4),
-         2.0 * torch.randn(3, 2, generator=generator, dtype=F64)),
-        ("vector-6-odd", vector_mixture_coupling(6, 1, hidden=16, layers=2, components=4),
-         2.0 * torch.randn(3, 6, generator=generator, dtype=F64)),
+        (
+            "checkerboard-odd",
+            checkerboard_mixture_coupling(2, 4, 4, 1, hidden=8, res_blocks=1, components=2),
+            2.0 * torch.randn(3, 2, 4, 4, generator=generator, dtype=F64),
+        ),
+        (
+            "channel",
+            channel_mixture_coupling(4, 2, 2, 1, hidden=8, res_blocks=1, components=3),
+            image.reshape(3, 4, 2, 2),
+        ),
+        (
+            "vector-2",
+            vector_mixture_coupling(2, 0, hidden=16, layers=2, components=4),
+            2.0 * torch.randn(3, 2, generator=generator, dtype=F64),
+        ),
+        (
+            "vector-6-odd",
+            vector_mixture_coupling(6, 1, hidden=16, layers=2, components=4),
+            2.0 * torch.randn(3, 6, generator=generator, dtype=F64),
+        ),
     ]
     # conv conditioners amplify perturbations more than MLPs: smaller noise keeps the mixtures well conditioned
-    return [(name, randomise(t.to(F64), std=0.25 if name.startswith("vector") else 0.12, seed=i), x)
-            for i, (name, t, x) in enumerate(cases)]
+    return [
+        (name, randomise(t.to(F64), std=0.25 if name.startswith("vector") else 0.12, seed=i), x)
+        for i, (name, t, x) in enumerate(cases)
+    ]
 
 
 @pytest.mark.parametrize("case", _coupling_cases(), ids=lambda c: c[0])
@@ -117,7 +133,9 @@ def test_mixture_logit_cdf_is_nonlinear_and_matches_finite_differences() -> None
     inside = (cdf > 1e-8) & (cdf < 1 - 1e-8)
     torch.testing.assert_close(y[inside], torch.logit(cdf[inside]), rtol=1e-9, atol=1e-9)
     h = 1e-6
-    numeric = (mixture_logit_cdf(x + h, log_pi, mu, log_s)[0] - mixture_logit_cdf(x - h, log_pi, mu, log_s)[0]) / (2 * h)
+    numeric = (mixture_logit_cdf(x + h, log_pi, mu, log_s)[0] - mixture_logit_cdf(x - h, log_pi, mu, log_s)[0]) / (
+        2 * h
+    )
     torch.testing.assert_close(log_deriv, numeric.log(), rtol=0, atol=1e-6)
     slopes = log_deriv.exp()
     assert slopes.max() / slopes.min() > 10  # genuinely nonlinear
@@ -164,10 +182,14 @@ def test_fresh_components_separate_under_training() -> None:
 # --- the main flow --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("shape", "levels", "n_scales"), [((1, 4, 4), 17, 1), ((1, 4, 4), 17, 2), ((2,), None, 1), ((6,), None, 1)])
+@pytest.mark.parametrize(
+    ("shape", "levels", "n_scales"), [((1, 4, 4), 17, 1), ((1, 4, 4), 17, 2), ((2,), None, 1), ((6,), None, 1)]
+)
 def test_main_flow_inverse_and_jacobian(shape: tuple[int, ...], levels: int | None, n_scales: int) -> None:
     torch.manual_seed(0)
-    model = FlowPP(shape, levels, hidden_channels=8, components=3, steps=2, n_scales=n_scales, hidden=16, coupling_layers=4)
+    model = FlowPP(
+        shape, levels, hidden_channels=8, components=3, steps=2, n_scales=n_scales, hidden=16, coupling_layers=4
+    )
     model = randomise(model.to(F64), std=0.1)
     y = dequantised_levels((3, *shape), levels) if levels else 2.0 * torch.randn(3, *shape, dtype=F64)
     z, logdet = model.forward_and_logdet(y)
@@ -202,8 +224,14 @@ def test_identity_image_flow_is_logit_preprocess_plus_normal() -> None:
     y = dequantised_levels((4, 1, 4, 4), levels)
     s = alpha + (1 - 2 * alpha) * y / levels
     z = torch.log(s / (1 - s))
-    by_hand = (-0.5 * z.square() - 0.5 * math.log(2 * math.pi) - math.log(levels) + math.log(1 - 2 * alpha)
-               - torch.log(s) - torch.log(1 - s)).sum((1, 2, 3))
+    by_hand = (
+        -0.5 * z.square()
+        - 0.5 * math.log(2 * math.pi)
+        - math.log(levels)
+        + math.log(1 - 2 * alpha)
+        - torch.log(s)
+        - torch.log(1 - s)
+    ).sum((1, 2, 3))
     torch.testing.assert_close(model.flow_log_prob(y), by_hand)
 
 
@@ -221,7 +249,9 @@ def test_dequantizer_log_q_is_the_change_of_variables() -> None:
     u, log_q = model.dequantizer.transform(eps, x)
     for i in range(x.shape[0]):
         xi = x[i : i + 1]
-        brute = standard_normal_log_prob(eps[i : i + 1]) - jacobian_logdet(lambda e: model.dequantizer.transform(e, xi)[0], eps[i : i + 1])
+        brute = standard_normal_log_prob(eps[i : i + 1]) - jacobian_logdet(
+            lambda e, xi=xi: model.dequantizer.transform(e, xi)[0], eps[i : i + 1]
+        )
         assert log_q[i].item() == pytest.approx(brute.item(), abs=1e-8)
     # the inverse path (bisection) gives the same log q at the same u
     torch.testing.assert_close(model.log_q(u, x), log_q, rtol=0, atol=1e-8)
@@ -351,7 +381,9 @@ def test_extreme_images_finite_and_gradients_flow(shape: tuple[int, ...], levels
         for name, p in model.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert any(p.grad.abs().sum() > 0 for name, p in model.named_parameters() if name.startswith("dequantizer."))
-        assert any(p.grad.abs().sum() > 0 for name, p in model.named_parameters() if not name.startswith("dequantizer."))
+        assert any(
+            p.grad.abs().sum() > 0 for name, p in model.named_parameters() if not name.startswith("dequantizer.")
+        )
 
 
 def test_errors_say_what_to_do() -> None:

@@ -10,12 +10,11 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.functional import hessian
 
+from brute_force import dequantised_levels, jacobian_logdet, randomise
 from vaeflow.models.actnorm import ActNorm
 from vaeflow.models.distributions import diagonal_normal_log_prob, standard_normal_log_prob
 from vaeflow.models.glow import Glow, GlowCoupling, LevelRescale
 from vaeflow.models.invertible_conv import InvertibleConv1x1
-
-from brute_force import dequantised_levels, jacobian_logdet, randomise
 
 F64 = torch.float64
 
@@ -46,7 +45,9 @@ def test_actnorm_initialize_standardises_and_persists(shape: tuple[int, ...]) ->
     y, logdet = norm(x)
     dims = [0] + list(range(2, len(shape)))
     torch.testing.assert_close(y.mean(dims), torch.zeros(channels, dtype=F64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(y.std(dims, unbiased=False), torch.ones(channels, dtype=F64), atol=1e-4, rtol=0)  # ε = 1e-6 in 1/(std + ε)
+    torch.testing.assert_close(
+        y.std(dims, unbiased=False), torch.ones(channels, dtype=F64), atol=1e-4, rtol=0
+    )  # ε = 1e-6 in 1/(std + ε)
     # log-det per example = H·W·Σ log s, and the inverse recovers x
     positions = math.prod(shape[2:])
     torch.testing.assert_close(logdet, torch.full((shape[0],), positions * norm.log_scale.sum().item(), dtype=F64))
@@ -160,7 +161,8 @@ def test_glow_inverse_and_log_prob_against_jacobian(case: tuple[str, Glow, Tenso
         # raw pieces: Σ log N(z_i; μ_i, σ_i) + log|det ∂z/∂y| with the full autograd Jacobian
         raw_jac = jacobian_logdet(lambda v: model.forward_and_logdet(v, standardize=False)[0], one)
         prior = sum(
-            diagonal_normal_log_prob(p[i : i + 1], m[i : i + 1], s[i : i + 1]) for p, m, s in zip(pieces, means, log_stds)
+            diagonal_normal_log_prob(p[i : i + 1], m[i : i + 1], s[i : i + 1])
+            for p, m, s in zip(pieces, means, log_stds)
         )
         assert log_p[i].item() == pytest.approx((prior + raw_jac).item(), abs=1e-7)
         assert logdet_raw[i].item() == pytest.approx(raw_jac.item(), abs=1e-7)
@@ -223,7 +225,9 @@ def test_fresh_vector_glow_initialised_on_standard_normal_is_nearly_standard_nor
     assert (gap <= k * torch.log(a) + 0.5 * (1 - a**2) * sq + 1e-4).all()
     assert gap.mean().item() == pytest.approx((k * (torch.log(a) + 0.5 * (1 - a**2))).item(), abs=1e-4)
     origin = torch.zeros(1, dim, dtype=F64)
-    assert model.log_prob(origin).item() == pytest.approx(-0.5 * dim * math.log(2 * math.pi) + k * math.log(a), abs=1e-4)
+    assert model.log_prob(origin).item() == pytest.approx(
+        -0.5 * dim * math.log(2 * math.pi) + k * math.log(a), abs=1e-4
+    )
     curvature = hessian(lambda v: model.log_prob(v.view(1, dim)).sum(), data[0])
     eigenvalues = torch.linalg.eigvalsh(curvature)
     expected = torch.cat([-torch.ones(dim - k, dtype=F64), -(a**2).expand(k)]).sort().values
@@ -249,7 +253,9 @@ def test_glow_initialize_normalises_every_actnorm_in_order() -> None:
         h.remove()
     for out in outputs:  # each actnorm's output on the init batch is standardised per channel
         torch.testing.assert_close(out.mean((0, 2, 3)), torch.zeros(out.shape[1], dtype=F64), atol=1e-10, rtol=0)
-        torch.testing.assert_close(out.std((0, 2, 3), unbiased=False), torch.ones(out.shape[1], dtype=F64), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            out.std((0, 2, 3), unbiased=False), torch.ones(out.shape[1], dtype=F64), atol=1e-4, rtol=0
+        )
     # a second call, or a copy loaded from a checkpoint, keeps the parameters
     before = model.log_prob(x)
     model.initialize(x * 0.5 + 3.0)
@@ -312,11 +318,14 @@ def test_glow_extreme_images_finite_and_gradients_flow(
         assert any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize(("shape", "levels", "options"), [
-    ((1, 8, 8), 17, {"hidden_channels": 8}),
-    ((1, 16, 16), 256, {"hidden_channels": 8, "n_levels": 3}),
-    ((2,), None, {"hidden": 16}),
-])
+@pytest.mark.parametrize(
+    ("shape", "levels", "options"),
+    [
+        ((1, 8, 8), 17, {"hidden_channels": 8}),
+        ((1, 16, 16), 256, {"hidden_channels": 8, "n_levels": 3}),
+        ((2,), None, {"hidden": 16}),
+    ],
+)
 def test_glow_samples_shape_and_range(shape: tuple[int, ...], levels: int | None, options: dict) -> None:
     torch.manual_seed(0)
     model = randomise(Glow(shape, levels, **options), std=0.05)

@@ -10,8 +10,15 @@ from vaeflow.models.made import MADE
 @pytest.mark.parametrize("context", [0, 3])
 def test_output_depends_only_on_earlier_inputs(order, context):
     torch.manual_seed(0)
-    made = MADE(6, hidden=17, layers=2, outputs_per_dim=2, context_features=context,
-                order=None if order is None else torch.tensor(order), zero_init=False).double()
+    made = MADE(
+        6,
+        hidden=17,
+        layers=2,
+        outputs_per_dim=2,
+        context_features=context,
+        order=None if order is None else torch.tensor(order),
+        zero_init=False,
+    ).double()
     x = torch.randn(1, 6, dtype=torch.float64)
     c = torch.randn(1, context, dtype=torch.float64) if context else None
     jac = torch.autograd.functional.jacobian(lambda v: made(v, c)[0], x)[:, :, 0, :]  # (outputs, D, D)
@@ -54,8 +61,10 @@ def _longest_chain(made: MADE) -> int:
     return max(depth)
 
 
-@pytest.mark.parametrize(("features", "hidden", "layers"), [(6, 17, 2), (6, 5, 2), (64, 74, 2), (196, 32, 2),
-                                                             (256, 25, 3), (30, 4, 1), (2, 1, 2)])
+@pytest.mark.parametrize(
+    ("features", "hidden", "layers"),
+    [(6, 17, 2), (6, 5, 2), (64, 74, 2), (196, 32, 2), (256, 25, 3), (30, 4, 1), (2, 1, 2)],
+)
 def test_inversion_passes_is_the_longest_dependency_chain(features, hidden, layers):
     order = torch.randperm(features, generator=torch.Generator().manual_seed(features))
     made = MADE(features, hidden=hidden, layers=layers, order=order)

@@ -9,12 +9,11 @@ import pytest
 import torch
 from torch import Tensor
 
+from brute_force import dequantised_levels, jacobian_logdet, randomise
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.iaf import IAF, InverseAutoregressiveAffine
 from vaeflow.models.maf import MAF, AutoregressiveFlow, BatchNormBijection, MaskedAffineAutoregressive
 from vaeflow.models.transforms import LogitPreprocess
-
-from brute_force import dequantised_levels, jacobian_logdet, randomise
 
 F64 = torch.float64
 
@@ -43,8 +42,11 @@ def build(kind: str, data_shape: tuple[int, ...], levels: int | None, seed: int 
     model = randomise(model.to(F64), std=0.1, seed=seed)
     if kind == "maf-bn":
         generator = torch.Generator().manual_seed(seed + 1)
-        x = (dequantised_levels((64, *data_shape), levels, seed + 1) if levels
-             else 1.5 * torch.randn(64, *data_shape, generator=generator, dtype=F64) + 0.3)
+        x = (
+            dequantised_levels((64, *data_shape), levels, seed + 1)
+            if levels
+            else 1.5 * torch.randn(64, *data_shape, generator=generator, dtype=F64) + 0.3
+        )
         fit_batch_norm(model, x)
     return model.eval()
 
@@ -179,7 +181,9 @@ def test_iaf_log_prob_gradients_are_exact() -> None:
 def test_batch_norm_bijection_modes() -> None:
     torch.manual_seed(0)
     bn = randomise(BatchNormBijection(3).to(F64), std=0.3)
-    x = torch.randn(256, 3, dtype=F64) * torch.tensor([0.5, 2.0, 4.0], dtype=F64) + torch.tensor([1.0, -2.0, 0.0], dtype=F64)
+    x = torch.randn(256, 3, dtype=F64) * torch.tensor([0.5, 2.0, 4.0], dtype=F64) + torch.tensor(
+        [1.0, -2.0, 0.0], dtype=F64
+    )
     u, logdet = bn(x)  # training mode: batch statistics
     torch.testing.assert_close(u.mean(0), bn.beta.detach())
     torch.testing.assert_close(u.std(0, unbiased=False), bn.log_gamma.detach().exp(), rtol=1e-4, atol=0)
@@ -303,7 +307,9 @@ def test_distillation_refuses_a_mismatched_teacher() -> None:
 def test_extreme_images_and_samples(cls: type[AutoregressiveFlow], levels: int) -> None:
     torch.manual_seed(0)
     model = randomise(cls((1, 4, 4), levels, blocks=2, hidden=16), std=0.1)
-    extremes = torch.stack([torch.zeros(1, 4, 4), torch.full((1, 4, 4), levels - 1.0), torch.full((1, 4, 4), levels - 1e-4)])
+    extremes = torch.stack(
+        [torch.zeros(1, 4, 4), torch.full((1, 4, 4), levels - 1.0), torch.full((1, 4, 4), levels - 1e-4)]
+    )
     log_p = model.log_prob(extremes)
     assert torch.isfinite(log_p).all()
     model.loss(extremes).backward()

@@ -21,13 +21,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from brute_force import F64, dequantised_levels, jacobian_logdet, randomise
 from vaeflow.models import MODELS, build_model, model_options
 from vaeflow.models.base import DensityModel
 from vaeflow.models.flow import Flow
 from vaeflow.models.transforms import to_levels
 from vaeflow.probes import applies
-
-from brute_force import F64, dequantised_levels, jacobian_logdet, randomise
 
 #: small options per model, so the checks run in seconds (images and vectors alike)
 SMALL: dict[str, dict] = {
@@ -38,8 +37,14 @@ SMALL: dict[str, dict] = {
     "maf": {"blocks": 3, "hidden": 16},
     "iaf": {"blocks": 3, "hidden": 16},
     "ffjord": {"hidden": 16, "hidden_channels": 8, "layers": 2},
-    "flowpp": {"hidden_channels": 8, "steps": 2, "components": 2, "dequant_steps": 1, "coupling_layers": 4,
-               "hidden": 16},
+    "flowpp": {
+        "hidden_channels": 8,
+        "steps": 2,
+        "components": 2,
+        "dequant_steps": 1,
+        "coupling_layers": 4,
+        "hidden": 16,
+    },
 }
 #: FFJORD's density and inverse are ODE solves: tight tolerances for the brute-force comparisons
 TIGHT_SOLVES = {"ffjord": {"eval_atol": 1e-9, "eval_rtol": 1e-9, "atol": 1e-9, "rtol": 1e-9, "trace": "exact"}}
@@ -48,8 +53,16 @@ FLOWS = [name for name, cls in MODELS.items() if issubclass(cls, Flow)]
 SHAPES = [((2,), None), ((1, 8, 8), 17), ((1, 14, 14), 256)]
 
 
-def small(name: str, shape: tuple[int, ...], levels: int | None, *, dtype: torch.dtype = torch.float32,
-          std: float = 0.05, seed: int = 0, **options: object) -> DensityModel:
+def small(
+    name: str,
+    shape: tuple[int, ...],
+    levels: int | None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    std: float = 0.05,
+    seed: int = 0,
+    **options: object,
+) -> DensityModel:
     """A seeded small model with randomised parameters, in eval mode."""
     torch.manual_seed(seed)
     model = build_model(name, shape, levels, {**SMALL.get(name, {}), **options}).to(dtype)
@@ -207,8 +220,11 @@ def test_samples_have_the_data_shape_and_integer_levels_in_range(
 @pytest.mark.parametrize("name", list(MODELS))
 def test_integer_options_refuse_booleans_naming_model_option_and_value(name: str) -> None:
     cls = MODELS[name]
-    counts = [option for option, default in model_options(cls).items()
-              if isinstance(default, int) and not isinstance(default, bool)]
+    counts = [
+        option
+        for option, default in model_options(cls).items()
+        if isinstance(default, int) and not isinstance(default, bool)
+    ]
     assert counts, f"{name} has no integer option"
     for option in counts:
         raised = []

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from vaeflow.models import RealNVP, VAE, build_model
+from brute_force import dequantised_levels, jacobian_logdet, randomise
+from vaeflow.models import VAE, RealNVP, build_model
 from vaeflow.models import vae as vae_module
 from vaeflow.models.coupling import channel_coupling, checkerboard_coupling, vector_coupling
 from vaeflow.models.distributions import (
@@ -19,8 +20,6 @@ from vaeflow.models.distributions import (
     standard_normal_log_prob,
 )
 from vaeflow.models.transforms import Bijection, Compose, LogitPreprocess, Squeeze
-
-from brute_force import dequantised_levels, jacobian_logdet, randomise
 
 F64 = torch.float64
 
@@ -38,7 +37,9 @@ def test_discretized_logistic_sums_to_one(levels: int) -> None:
     total = torch.logsumexp(log_p, dim=0)
     torch.testing.assert_close(total, torch.zeros_like(total), atol=1e-10, rtol=0)
     # float32 too, the dtype of training
-    log_p32 = discretized_logistic_log_prob(x.float(), means.float().view(1, -1, 1), log_scales.float().view(1, 1, -1), levels)
+    log_p32 = discretized_logistic_log_prob(
+        x.float(), means.float().view(1, -1, 1), log_scales.float().view(1, 1, -1), levels
+    )
     assert torch.isfinite(log_p32).all()
     assert torch.logsumexp(log_p32, dim=0).abs().max() < 1e-4
 
@@ -78,8 +79,9 @@ def test_discretized_logistic_sample_frequencies_match_mass() -> None:
         draws = discretized_logistic_sample(mean_t, log_scale_t, levels, generator=generator)
         assert torch.equal(draws, draws.round()) and draws.min() >= 0 and draws.max() <= levels - 1
         freq = torch.bincount(draws.long(), minlength=levels).to(F64) / n
-        mass = discretized_logistic_log_prob(torch.arange(levels, dtype=F64), torch.tensor(mean, dtype=F64),
-                                             torch.tensor(log_scale, dtype=F64), levels).exp()
+        mass = discretized_logistic_log_prob(
+            torch.arange(levels, dtype=F64), torch.tensor(mean, dtype=F64), torch.tensor(log_scale, dtype=F64), levels
+        ).exp()
         assert ((freq - mass).abs() <= 5 * (mass * (1 - mass) / n).sqrt() + 1e-5).all()
 
 
@@ -109,7 +111,11 @@ def _transform_cases() -> list[tuple[str, Bijection, Tensor]]:
         ("squeeze", Squeeze(), image),
         ("checkerboard", checkerboard_coupling(2, 4, 4, 0, hidden=8, res_blocks=1), image),
         ("checkerboard-odd", checkerboard_coupling(2, 4, 4, 1, hidden=8, res_blocks=1), image),
-        ("channel", channel_coupling(4, 2, 2, 1, hidden=8, res_blocks=1), image.reshape(3, 4, 2, 4)[..., :2].contiguous()),
+        (
+            "channel",
+            channel_coupling(4, 2, 2, 1, hidden=8, res_blocks=1),
+            image.reshape(3, 4, 2, 4)[..., :2].contiguous(),
+        ),
         ("vector", vector_coupling(3, 0, hidden=16, layers=2), torch.randn(3, 3, generator=generator, dtype=F64)),
         ("vector-odd", vector_coupling(2, 1, hidden=16, layers=2), torch.randn(3, 2, generator=generator, dtype=F64)),
         (
@@ -205,8 +211,14 @@ def test_identity_image_flow_is_logit_preprocess_plus_normal() -> None:
     y = dequantised_levels((4, 1, 4, 4), levels)
     s = alpha + (1 - 2 * alpha) * y / levels
     z = torch.log(s / (1 - s))
-    by_hand = (-0.5 * z.square() - 0.5 * math.log(2 * math.pi) - math.log(levels) + math.log(1 - 2 * alpha)
-               - torch.log(s) - torch.log(1 - s)).sum((1, 2, 3))
+    by_hand = (
+        -0.5 * z.square()
+        - 0.5 * math.log(2 * math.pi)
+        - math.log(levels)
+        + math.log(1 - 2 * alpha)
+        - torch.log(s)
+        - torch.log(1 - s)
+    ).sum((1, 2, 3))
     torch.testing.assert_close(flow.log_prob(y), by_hand)
 
 

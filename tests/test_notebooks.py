@@ -35,8 +35,11 @@ def impostor_kernel(tmp_path, monkeypatch):
     for where in ("jupyter_path", "home/.local/share/jupyter", "data"):
         spec = tmp_path / where / "kernels" / "python3"
         spec.mkdir(parents=True)
-        (spec / "kernel.json").write_text(json.dumps(
-            {"argv": [str(wrapper), "-f", "{connection_file}"], "display_name": "impostor", "language": "python"}))
+        (spec / "kernel.json").write_text(
+            json.dumps(
+                {"argv": [str(wrapper), "-f", "{connection_file}"], "display_name": "impostor", "language": "python"}
+            )
+        )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter_path"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
@@ -62,21 +65,29 @@ def test_a_kernel_reporting_another_interpreter_is_refused(tmp_path, monkeypatch
         @property
         def kernel_spec(self):
             spec = super().kernel_spec
-            spec.argv = [sys.executable, "-c", "import sys; sys.executable = '/elsewhere/python'; "
-                         "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()",
-                         "-f", "{connection_file}"]
+            spec.argv = [
+                sys.executable,
+                "-c",
+                "import sys; sys.executable = '/elsewhere/python'; "
+                "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()",
+                "-f",
+                "{connection_file}",
+            ]
             return spec
 
     monkeypatch.setattr(notebooks, "WorkflowKernelManager", Elsewhere)
     output = tmp_path / "out" / "which.ipynb"
-    with pytest.raises(RuntimeError, match=f"runs on /elsewhere/python, not on the workflow's interpreter {sys.executable}"):
+    with pytest.raises(
+        RuntimeError, match=f"runs on /elsewhere/python, not on the workflow's interpreter {sys.executable}"
+    ):
         run_notebook(_notebook(tmp_path / "which.ipynb", "1"), output, {}, failed_dir=tmp_path / "failed")
     assert not output.exists() and not list(output.parent.glob(".*running*"))
 
 
 def test_killed_kernel_names_the_cell_and_keeps_this_runs_notebook(tmp_path):
-    source = _notebook(tmp_path / "oom.ipynb", "print('reached cell two')",
-                       "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    source = _notebook(
+        tmp_path / "oom.ipynb", "print('reached cell two')", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+    )
     output = tmp_path / "out" / "oom.ipynb"
     stale = tmp_path / "failed" / "oom.ipynb"
     stale.parent.mkdir()

@@ -22,7 +22,7 @@ from torch import nn
 
 from vaeflow.data import build_dataset
 from vaeflow.models import build_model
-from vaeflow.models.coupling import AffineCoupling, MLP, ResidualBlock, half_mask
+from vaeflow.models.coupling import MLP, AffineCoupling, ResidualBlock, half_mask
 from vaeflow.models.distributions import discretized_logistic_log_prob, standard_normal_log_prob
 from vaeflow.models.glow import CouplingConvNet, GlowCoupling
 from vaeflow.models.maf import MaskedAffineAutoregressive
@@ -42,8 +42,12 @@ CASES = {
     "vae-image": ("vae", IMAGE, LEVELS, {"latent_dim": 4, "hidden": 32}),
     "vae-2d": ("vae", (2,), None, {"latent_dim": 2, "hidden": 16}),
     "vae_iaf-image": ("vae_iaf", IMAGE, LEVELS, {"latent_dim": 4, "hidden": 32, "iaf_hidden": 16, "context_dim": 4}),
-    "flowpp-image": ("flowpp", IMAGE, LEVELS, {"hidden_channels": 8, "steps": 1, "n_scales": 2, "dequant_steps": 1,
-                                               "components": 2}),
+    "flowpp-image": (
+        "flowpp",
+        IMAGE,
+        LEVELS,
+        {"hidden_channels": 8, "steps": 1, "n_scales": 2, "dequant_steps": 1, "components": 2},
+    ),
     "flowpp-2d": ("flowpp", (2,), None, {"coupling_layers": 2, "hidden": 16, "components": 2}),
 }
 
@@ -202,12 +206,27 @@ def test_ffjord_solves_in_float32_even_under_autocast():
 
 
 def _run(model="realnvp", steps=8, **training):
-    options = {"realnvp": {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2},
-               "ffjord": {"hidden": 8, "layers": 1}}[model]
+    options = {"realnvp": {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2}, "ffjord": {"hidden": 8, "layers": 1}}[
+        model
+    ]
     return {
-        "dataset": "digits", "dataset_options": {}, "data_seed": 0, "model": model, "options": options, "seed": 0,
-        "training": {"batch_size": 16, "lr": 1e-3, "warmup_steps": 2, "grad_clip": 100.0, "eval_every": 4,
-                     "checkpoint_every": 4, "val_examples": 64, "steps": steps, **training},
+        "dataset": "digits",
+        "dataset_options": {},
+        "data_seed": 0,
+        "model": model,
+        "options": options,
+        "seed": 0,
+        "training": {
+            "batch_size": 16,
+            "lr": 1e-3,
+            "warmup_steps": 2,
+            "grad_clip": 100.0,
+            "eval_every": 4,
+            "checkpoint_every": 4,
+            "val_examples": 64,
+            "steps": steps,
+            **training,
+        },
     }
 
 

@@ -54,13 +54,22 @@ def test_planning_imports_no_heavy_libraries(root):
     import sys
 
     sources = [root / "Snakefile", *sorted((root / "workflow" / "rules").glob("*.smk"))]
-    imports = sorted({m for path in sources for m in re.findall(r"^from (vaeflow[\w.]*) import", path.read_text(), re.M)})
+    imports = sorted(
+        {m for path in sources for m in re.findall(r"^from (vaeflow[\w.]*) import", path.read_text(), re.M)}
+    )
     assert "vaeflow.probes" in imports and "vaeflow.data" in imports
     heavy = ("torch", "pandas", "sklearn", "scipy", "torchdiffeq", "altair")
-    code = (f"import importlib, sys\nfor m in {imports!r}: importlib.import_module(m)\n"
-            f"print(sorted(h for h in {heavy!r} if h in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(root / "src"), "PATH": ""})
+    code = (
+        f"import importlib, sys\nfor m in {imports!r}: importlib.import_module(m)\n"
+        f"print(sorted(h for h in {heavy!r} if h in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(root / "src"), "PATH": ""},
+    )
     assert out.stdout.strip() == "[]", f"planning imports {out.stdout.strip()} (through {imports})"
 
 

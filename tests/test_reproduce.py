@@ -10,9 +10,15 @@ from vaeflow.site.reproduce import code_hashes, combined_digest, group_by_job, m
 
 
 def _record(metadata, path, rule, job_hash, inputs, start=100.0, end=112.5):
-    data = {"rule": rule, "job_hash": job_hash, "starttime": start, "endtime": end, "input": list(inputs),
-            "input_checksums": {p: f"sha256:{'%064x' % (i + 1)}" for i, p in enumerate(inputs)},
-            "params": ["'{\"k\": 1}'"]}
+    data = {
+        "rule": rule,
+        "job_hash": job_hash,
+        "starttime": start,
+        "endtime": end,
+        "input": list(inputs),
+        "input_checksums": {p: f"sha256:{'%064x' % (i + 1)}" for i, p in enumerate(inputs)},
+        "params": ["'{\"k\": 1}'"],
+    }
     (metadata / base64.urlsafe_b64encode(path.encode()).decode()).write_text(json.dumps(data))
 
 
@@ -35,19 +41,26 @@ def test_outputs_of_one_job_are_grouped_and_each_gets_its_anchor_and_command(stu
     paths = ["results/tables/likelihood.md", "results/figures/learning_curves.svg", "results/variables.yml"]
     jobs = group_by_job(paths, metadata)
     assert [(j.rule, sorted(o.anchor for o in j.outputs)) for j in jobs] == [
-        ("likelihood_analysis", ["figure-learning_curves", "table-likelihood"]), ("variables", ["variables"])]
+        ("likelihood_analysis", ["figure-learning_curves", "table-likelihood"]),
+        ("variables", ["variables"]),
+    ]
     assert jobs[0].notebook == "workflow/notebooks/likelihood.ipynb" and jobs[0].run_time_s == pytest.approx(12.5)
     text = markdown(jobs, root, ["config/smoke.yaml"], "abc123")
     for anchor in ("{#figure-learning_curves}", "{#table-likelihood}", "{#variables}", "{#job-likelihood_analysis}"):
         assert anchor in text
-    assert ("snakemake --cores 2 results/figures/learning_curves.svg --forcerun likelihood_analysis "
-            "--configfile config/smoke.yaml") in text
+    assert (
+        "snakemake --cores 2 results/figures/learning_curves.svg --forcerun likelihood_analysis "
+        "--configfile config/smoke.yaml"
+    ) in text
     assert "12.5 s" in text and "`abc123`" in text and "3 files" in text
-    assert "`" + "%064x" % 2 + "`" in text  # each input's recorded sha256
+    assert f"`{2:064x}`" in text  # each input's recorded sha256
 
 
 def test_the_default_config_needs_no_configfile_flag():
-    assert rebuild_command("r", "results/x.svg", ["config/config.yaml"]) == "snakemake --cores 2 results/x.svg --forcerun r"
+    assert (
+        rebuild_command("r", "results/x.svg", ["config/config.yaml"])
+        == "snakemake --cores 2 results/x.svg --forcerun r"
+    )
 
 
 def test_the_combined_digest_changes_with_any_input():
@@ -57,7 +70,9 @@ def test_the_combined_digest_changes_with_any_input():
 
 
 def test_an_output_snakemake_never_built_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no Snakemake record of results/tables/x.md .*snakemake --cores 2 results/tables/x.md"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no Snakemake record of results/tables/x.md .*snakemake --cores 2 results/tables/x.md"
+    ):
         record("results/tables/x.md", tmp_path)
 
 
@@ -80,7 +95,13 @@ def test_a_code_digest_lists_each_file_with_its_sha256_and_the_page_lists_them(t
     digest = tmp_path / "results/code/models.x+training.engine.sha256"
     digest.parent.mkdir(parents=True)
     digest.write_text(text)
-    hashes = {"results/code/models.x+training.engine.sha256": "sha256:" + "0" * 64,
-              "workflow/notebooks/n.ipynb": "sha256:" + "1" * 64, "results/data/x.npz": "sha256:" + "2" * 64}
-    assert code_hashes(hashes, tmp_path) == {"src/a.py": sha["src/a.py"], "src/b.py": sha["src/b.py"],
-                                             "workflow/notebooks/n.ipynb": "1" * 64}
+    hashes = {
+        "results/code/models.x+training.engine.sha256": "sha256:" + "0" * 64,
+        "workflow/notebooks/n.ipynb": "sha256:" + "1" * 64,
+        "results/data/x.npz": "sha256:" + "2" * 64,
+    }
+    assert code_hashes(hashes, tmp_path) == {
+        "src/a.py": sha["src/a.py"],
+        "src/b.py": sha["src/b.py"],
+        "workflow/notebooks/n.ipynb": "1" * 64,
+    }

@@ -26,8 +26,17 @@ from vaeflow.models import build_model
 from vaeflow.probes import anomaly as probe_mod
 from vaeflow.probes import high_frequency as hfp
 
-ANOMALY = {"seed": 3, "max_examples": 6, "max_examples_slow": 5, "slow_models": ["iaf"], "train_examples": 4,
-           "iwae_k": 2, "dequantization_draws": 1, "batch_size": 100, "compressors": ["zlib"]}
+ANOMALY = {
+    "seed": 3,
+    "max_examples": 6,
+    "max_examples_slow": 5,
+    "slow_models": ["iaf"],
+    "train_examples": 4,
+    "iwae_k": 2,
+    "dequantization_draws": 1,
+    "batch_size": 100,
+    "compressors": ["zlib"],
+}
 NVP = {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2, "coupling_layers": 2, "hidden": 8, "mlp_layers": 1}
 
 
@@ -54,8 +63,10 @@ def test_rgb_to_grey_is_bt601_luma_by_hand() -> None:
     # on random images: luma first, then the grey path (resizing, levels) unchanged
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(3, 3, 32, 32)).astype(np.uint8)
-    np.testing.assert_array_equal(probe_mod.to_target_form(images, 256, (1, 28, 28), 256),
-                                  probe_mod.to_target_form(luma(images), 256, (1, 28, 28), 256))
+    np.testing.assert_array_equal(
+        probe_mod.to_target_form(images, 256, (1, 28, 28), 256),
+        probe_mod.to_target_form(luma(images), 256, (1, 28, 28), 256),
+    )
 
 
 def test_grey_to_rgb_repeats_the_channel() -> None:
@@ -68,9 +79,11 @@ def test_grey_to_rgb_repeats_the_channel() -> None:
 def test_conversions_are_described_in_words() -> None:
     describe = probe_mod.describe_conversion
     assert describe((3, 32, 32), 256, (1, 28, 28), 256) == (
-        "RGB→grey (ITU-R BT.601 luma); resized 32×32→28×28 (antialiased bilinear)")
+        "RGB→grey (ITU-R BT.601 luma); resized 32×32→28×28 (antialiased bilinear)"
+    )
     assert describe((1, 8, 8), 17, (3, 32, 32), 256) == (
-        "grey→RGB (channel repeated); resized 8×8→32×32 (antialiased bilinear); 17→256 levels")
+        "grey→RGB (channel repeated); resized 8×8→32×32 (antialiased bilinear); 17→256 levels"
+    )
     assert describe((1, 28, 28), 256, (1, 28, 28), 256) == probe_mod.AS_IS == "as is"
     with pytest.raises(probe_mod.UnconvertibleError, match="4-channel images cannot be brought to the model's 3"):
         describe((4, 8, 8), 256, (3, 8, 8), 256)
@@ -79,14 +92,24 @@ def test_conversions_are_described_in_words() -> None:
 def test_a_grey_model_scores_an_rgb_set_by_luma_and_records_a_skipped_set() -> None:
     data = _dataset("grey", 1, 8, 17, 0)
     # "bichrome" (2 channels) sorts before "colour": skipped, yet its draw is made, so later sets do not shift
-    others = {"grey": data, "colour": _dataset("colour", 3, 8, 256, 10),
-              "bichrome": _dataset("bichrome", 2, 8, 256, 20)}
+    others = {
+        "grey": data,
+        "colour": _dataset("colour", 3, 8, 256, 10),
+        "bichrome": _dataset("bichrome", 2, 8, 256, 20),
+    }
     torch.manual_seed(0)
     model = build_model("realnvp", (1, 8, 8), 17, NVP).eval()
     out = probe_mod.probe(model, data, ANOMALY, others)
     assert out["sets"].tolist() == ["train", "test", "colour", "noise", "constant", "inverted", "flipped"]
-    assert out["set_conversions"].tolist() == ["as is", "as is", "RGB→grey (ITU-R BT.601 luma); 256→17 levels",
-                                               "as is", "as is", "as is", "as is"]
+    assert out["set_conversions"].tolist() == [
+        "as is",
+        "as is",
+        "RGB→grey (ITU-R BT.601 luma); 256→17 levels",
+        "as is",
+        "as is",
+        "as is",
+        "as is",
+    ]
     assert out["skipped_sets"].tolist() == ["bichrome"]
     assert "bichrome (2, 8, 8) vs grey (1, 8, 8)" in out["skipped_reasons"][0]
     assert "only grey (1) and RGB (3)" in out["skipped_reasons"][0]
@@ -101,7 +124,8 @@ def test_a_grey_model_scores_an_rgb_set_by_luma_and_records_a_skipped_set() -> N
     colour = out["set_index"] == 2
     assert out["compressed_bits"][0, colour].tolist() == bits
     assert out["compressed_bits"][0, out["set_index"] == 1].tolist() == [
-        8 * len(zlib.compress(im.tobytes(), 9)) for im in data.test[test_order]]
+        8 * len(zlib.compress(im.tobytes(), 9)) for im in data.test[test_order]
+    ]
     assert np.isfinite(out["bits_per_dim"]).all()
 
 
@@ -128,13 +152,24 @@ def _write_probe(root: Path, model: str, seed: int) -> Path:
     bits = np.concatenate([np.full(4, 40.0), np.full(8, 40.0), np.full(8, 4.0)])
     path = root / f"results/digits/{model}/seed{seed}/probes/anomaly.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, sets=np.array(["train", "test", "cifar10"]), set_roles=np.array(["train", "in", "ood"]),
-             set_kinds=np.array(["split", "split", "dataset"]), set_index=index,
-             set_conversions=np.array(["as is", "as is", "RGB→grey (ITU-R BT.601 luma); resized 32×32→8×8 "
-                                       "(antialiased bilinear); 256→17 levels"]),
-             skipped_sets=np.array(["pairs"]), skipped_reasons=np.array(["pairs (2, 8, 8) vs digits (1, 8, 8): no"]),
-             score_names=np.array(["log_p"]), score_labels=np.array(["exact log p"]), bits_per_dim=bpd[None],
-             compressors=np.array(["png"]), compressed_bits=bits[None], num_dims=np.array(4))
+    np.savez(
+        path,
+        sets=np.array(["train", "test", "cifar10"]),
+        set_roles=np.array(["train", "in", "ood"]),
+        set_kinds=np.array(["split", "split", "dataset"]),
+        set_index=index,
+        set_conversions=np.array(
+            ["as is", "as is", "RGB→grey (ITU-R BT.601 luma); resized 32×32→8×8 (antialiased bilinear); 256→17 levels"]
+        ),
+        skipped_sets=np.array(["pairs"]),
+        skipped_reasons=np.array(["pairs (2, 8, 8) vs digits (1, 8, 8): no"]),
+        score_names=np.array(["log_p"]),
+        score_labels=np.array(["exact log p"]),
+        bits_per_dim=bpd[None],
+        compressors=np.array(["png"]),
+        compressed_bits=bits[None],
+        num_dims=np.array(4),
+    )
     return path
 
 
@@ -184,11 +219,27 @@ def test_the_analysis_takes_the_image_datasets_from_the_data_package_without_tor
 # --- high-frequency grids in colour -------------------------------------------------------------------
 
 
-HF = {"seed": 0, "cutoff": 0.25, "samples": 4, "temperatures": [1.0], "temperature_samples": 2,
-      "slow_models": [], "max_samples_slow": 2, "batch_size": 16, "grid_samples": 2,
-      "completion_models": ["realnvp"], "completion_examples": 2, "completion_steps": 1,
-      "completion_lr": 0.05, "completion_iwae_k": 2, "inpaint_mask": "centre", "completions_shown": 1,
-      "bootstrap": 20, "confidence": 0.9, "grid_dataset": "colour"}
+HF = {
+    "seed": 0,
+    "cutoff": 0.25,
+    "samples": 4,
+    "temperatures": [1.0],
+    "temperature_samples": 2,
+    "slow_models": [],
+    "max_samples_slow": 2,
+    "batch_size": 16,
+    "grid_samples": 2,
+    "completion_models": ["realnvp"],
+    "completion_examples": 2,
+    "completion_steps": 1,
+    "completion_lr": 0.05,
+    "completion_iwae_k": 2,
+    "inpaint_mask": "centre",
+    "completions_shown": 1,
+    "bootstrap": 20,
+    "confidence": 0.9,
+    "grid_dataset": "colour",
+}
 
 
 def _decode(url: str) -> np.ndarray:
@@ -227,8 +278,9 @@ def test_an_rgb_run_keeps_its_grid_and_completions_in_colour(tmp_path) -> None:
     assert arrays["grid"].shape == (4, 3, 8, 8)  # test images and T = 1 samples, two each, three channels
     np.testing.assert_array_equal(arrays["grid"][arrays["grid_set"] == 0], data.test[:2])
     assert arrays["truth_shown"].shape == (1, 3, 8, 8) and arrays["completion_shown"].shape == (2, 2, 1, 3, 8, 8)
-    np.testing.assert_array_equal(arrays["truth_shown"], data.test[np.sort(
-        np.random.default_rng(0).choice(10, size=2, replace=False))][:1])
+    np.testing.assert_array_equal(
+        arrays["truth_shown"], data.test[np.sort(np.random.default_rng(0).choice(10, size=2, replace=False))][:1]
+    )
     result = ProbeResult("colour", "realnvp", 0, "high_frequency", tmp_path / "x.npz", arrays)
     spec = hfa.samples_chart([result], "colour").to_dict()
     values = spec["data"]["values"]

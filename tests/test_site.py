@@ -15,16 +15,25 @@ def _project(tmp_path):
     (project / "results/tables").mkdir(parents=True)
     (project / "results/figures").mkdir(parents=True)
     (project / "results/notebooks").mkdir(parents=True)
-    (project / "_quarto.yml").write_text(yaml.safe_dump({
-        "project": {"type": "website", "render": ["index.qmd", "page.qmd", "reproduce.qmd"]},
-        "website": {"navbar": {"left": [{"href": "index.qmd"}, {"href": "page.qmd"}]}},
-        "bibliography": "references.bib",
-    }))
+    (project / "_quarto.yml").write_text(
+        yaml.safe_dump(
+            {
+                "project": {"type": "website", "render": ["index.qmd", "page.qmd", "reproduce.qmd"]},
+                "website": {"navbar": {"left": [{"href": "index.qmd"}, {"href": "page.qmd"}]}},
+                "bibliography": "references.bib",
+            }
+        )
+    )
     (project / "references.bib").write_text("@article{known2020,\n  title={T}, author={A}, year={2020}\n}\n")
     (project / "_variables.yml").write_text(yaml.safe_dump({"likelihood": {"mnist": {"bpd": "1.0"}}}))
     (project / "results/tables/t.md").write_text("| a |\n|---|\n| 1 |\n")
     (project / "results/figures/f.svg").write_text("<svg/>")
-    notebook = {"cells": [{"cell_type": "code", "source": ["#| label: fig-nb\n", "x = 1"]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    notebook = {
+        "cells": [{"cell_type": "code", "source": ["#| label: fig-nb\n", "x = 1"]}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (project / "results/notebooks/n.ipynb").write_text(json.dumps(notebook))
     (project / "index.qmd").write_text("---\ntitle: I\n---\nSee [@known2020] and `@notacitation` in code.\n")
     (project / "page.qmd").write_text(
@@ -35,7 +44,8 @@ def _project(tmp_path):
         "@tbl-t, @fig-f and @fig-nb; {{< var likelihood.mnist.bpd >}} bits/dim; mail a@b.org.\n"
     )
     (project / "reproduce.qmd").write_text(
-        "---\ntitle: R\n---\n### Table t {#table-t}\n\n### Figure f {#figure-f}\n\nBack to [the page](page.qmd#tbl-t).\n"
+        "---\ntitle: R\n---\n### Table t {#table-t}\n\n### Figure f {#figure-f}\n\nBack to [the "
+        "page](page.qmd#tbl-t).\n"
     )
     return project
 
@@ -48,7 +58,10 @@ def test_a_sound_project_passes(tmp_path):
     ("edit", "expected"),
     [
         (lambda p: p.replace("tables/t.md", "tables/missing.md"), "include results/tables/missing.md does not exist"),
-        (lambda p: p.replace("likelihood.mnist.bpd", "likelihood.cifar.bpd"), "variable likelihood.cifar.bpd is not defined"),
+        (
+            lambda p: p.replace("likelihood.mnist.bpd", "likelihood.cifar.bpd"),
+            "variable likelihood.cifar.bpd is not defined",
+        ),
         (lambda p: p.replace("@tbl-t,", "@tbl-nowhere,"), "cross-reference @tbl-nowhere has no target"),
         (lambda p: p.replace("figures/f.svg", "figures/g.svg"), "image results/figures/g.svg does not exist"),
         (lambda p: p.replace("n.ipynb#fig-nb", "n.ipynb#fig-other"), "has no cell labelled fig-other"),
@@ -57,8 +70,10 @@ def test_a_sound_project_passes(tmp_path):
         (lambda p: p.replace(" [Reproduce](reproduce.qmd#figure-f)", ""), "fig-f has no provenance link"),
         (lambda p: p.replace("#table-t)", "#table-u)"), "link to reproduce.qmd#table-u, which has no such anchor"),
         (lambda p: p + "\nSee [there](other.qmd#x).\n", "link to other.qmd#x, but other.qmd is not a page of the site"),
-        (lambda p: p + "\n[Every column](results/tables/gone.csv){download=\"gone.csv\"}\n",
-         "link to results/tables/gone.csv, which does not exist"),
+        (
+            lambda p: p + '\n[Every column](results/tables/gone.csv){download="gone.csv"}\n',
+            "link to results/tables/gone.csv, which does not exist",
+        ),
     ],
 )
 def test_each_broken_reference_is_reported(tmp_path, edit, expected):
@@ -83,10 +98,14 @@ def test_missing_page_and_bad_navbar(tmp_path):
 def test_a_navbar_menu_entry_must_link_to_a_rendered_page(tmp_path):
     project = _project(tmp_path)
     config = yaml.safe_load((project / "_quarto.yml").read_text())
-    config["website"]["navbar"]["left"].append({"text": "Results", "menu": [{"href": "page.qmd"}, {"href": "gone.qmd"}]})
+    config["website"]["navbar"]["left"].append(
+        {"text": "Results", "menu": [{"href": "page.qmd"}, {"href": "gone.qmd"}]}
+    )
     (project / "_quarto.yml").write_text(yaml.safe_dump(config))
     problems = check_project(project)
-    assert [p for p in problems if "navbar" in p] == ["_quarto.yml: navbar links to gone.qmd, which is not in project.render"]
+    assert [p for p in problems if "navbar" in p] == [
+        "_quarto.yml: navbar links to gone.qmd, which is not in project.render"
+    ]
 
 
 def test_the_report_shows_every_declared_table_and_figure_and_nothing_else(root):
@@ -100,7 +119,11 @@ def test_the_report_shows_every_declared_table_and_figure_and_nothing_else(root)
         module = importlib.import_module(f"vaeflow.analysis.{analysis}")
         declared += [f"results/tables/{stem}{ext}" for stem in module.TABLES for ext in (".md", ".csv")]
         declared += [f"results/figures/{stem}{ext}" for stem in module.FIGURES for ext in (".svg", ".vl.json")]
-    provenance = ["results/provenance/design.md", "results/provenance/environment.md", "results/provenance/reproduce.md"]
+    provenance = [
+        "results/provenance/design.md",
+        "results/provenance/environment.md",
+        "results/provenance/reproduce.md",
+    ]
     assert site_inputs(root / "report") == sorted(declared + provenance)
 
 
@@ -139,8 +162,13 @@ def test_stage_refuses_unresolved_variables(tmp_path, root):
     for rel in site_inputs(root / "report"):
         path = results / rel.removeprefix("results/")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("| a |\n|---|\n| 1 |\n" if rel.endswith(".md") else
-                        '{"$schema": "v5.json"}' if rel.endswith(".json") else "<svg/>")
+        path.write_text(
+            "| a |\n|---|\n| 1 |\n"
+            if rel.endswith(".md")
+            else '{"$schema": "v5.json"}'
+            if rel.endswith(".json")
+            else "<svg/>"
+        )
     variables = tmp_path / "variables.yml"
     variables.write_text("likelihood: {runs: 1}\n")
     with pytest.raises(ValueError, match="variable likelihood.seeds is not defined"):
@@ -152,8 +180,12 @@ def test_stage_refuses_unresolved_variables(tmp_path, root):
 def test_chart_fragment_holds_the_spec_inline_and_cannot_end_its_script_early():
     from vaeflow.site.charts import chart_fragment
 
-    spec = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "a </script> b",
-            "data": {"values": [{"x": 1}]}, "mark": "point"}
+    spec = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": "a </script> b",
+        "data": {"values": [{"x": 1}]},
+        "mark": "point",
+    }
     fragment = chart_fragment("f", spec)
     assert fragment.startswith("```{=html}\n") and fragment.endswith("```\n")
     assert fragment.count("</script>") == 2  # the spec's own "</script>" is escaped
@@ -163,7 +195,7 @@ def test_chart_fragment_holds_the_spec_inline_and_cannot_end_its_script_early():
     assert '<img src="results/figures/f.svg" alt="f">' in fragment  # the no-script fallback
     # the alt text: the spec's description, escaped for the attribute, on the chart and on its fallback
     described = chart_fragment("f", {**spec, "description": 'Dots "quoted" & <tagged>,\n on two lines.'})
-    label = 'Dots &quot;quoted&quot; &amp; &lt;tagged&gt;, on two lines.'
+    label = "Dots &quot;quoted&quot; &amp; &lt;tagged&gt;, on two lines."
     assert f'role="img" aria-label="{label}"' in described and f'alt="{label}"></noscript>' in described
 
 
@@ -174,11 +206,19 @@ def test_stage_writes_charts_and_the_local_vega_bundle(tmp_path):
     spec = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "mark": "point", "data": {"values": []}}
     (results / "figures/f.vl.json").write_text(json.dumps(spec))
     page = report / "page.qmd"
-    page.write_text(page.read_text().replace(
-        "![Cap [Reproduce](reproduce.qmd#figure-f)](results/figures/f.svg){#fig-f}",
-        "::: {#fig-f}\n{{< include results/figures/f.chart.md >}}\n\nCap [Reproduce](reproduce.qmd#figure-f)\n:::"))
-    assert site_inputs(report) == ["results/figures/f.svg", "results/figures/f.vl.json", "results/notebooks/n.ipynb",
-                                   "results/tables/t.csv", "results/tables/t.md"]
+    page.write_text(
+        page.read_text().replace(
+            "![Cap [Reproduce](reproduce.qmd#figure-f)](results/figures/f.svg){#fig-f}",
+            "::: {#fig-f}\n{{< include results/figures/f.chart.md >}}\n\nCap [Reproduce](reproduce.qmd#figure-f)\n:::",
+        )
+    )
+    assert site_inputs(report) == [
+        "results/figures/f.svg",
+        "results/figures/f.vl.json",
+        "results/notebooks/n.ipynb",
+        "results/tables/t.csv",
+        "results/tables/t.md",
+    ]
     (results / "tables/t.csv").write_text("a\n1\n")
     out = stage(report, results, report / "_variables.yml", tmp_path / "site-src")
     chart = (out / "results/figures/f.chart.md").read_text()
@@ -207,9 +247,20 @@ def test_the_site_prints_floats_as_decimals(tmp_path):
     from vaeflow.site.quarto import write_site_variables
 
     source = tmp_path / "variables.yml"
-    source.write_text(yaml.safe_dump({"a": {"gap": 0.047, "tiny": 1e-5, "n": 3, "big": 123456.0,
-                                            "text": "0.047 bits", "list": [0.5, 2.25e-4]}}))
+    source.write_text(
+        yaml.safe_dump(
+            {"a": {"gap": 0.047, "tiny": 1e-5, "n": 3, "big": 123456.0, "text": "0.047 bits", "list": [0.5, 2.25e-4]}}
+        )
+    )
     write_site_variables(source, tmp_path / "_variables.yml")
     shown = yaml.safe_load((tmp_path / "_variables.yml").read_text())
-    assert shown == {"a": {"gap": "0.047", "tiny": "0.00001", "n": 3, "big": "123456",
-                           "text": "0.047 bits", "list": ["0.5", "0.000225"]}}
+    assert shown == {
+        "a": {
+            "gap": "0.047",
+            "tiny": "0.00001",
+            "n": 3,
+            "big": "123456",
+            "text": "0.047 bits",
+            "list": ["0.5", "0.000225"],
+        }
+    }

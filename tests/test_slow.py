@@ -20,9 +20,18 @@ from vaeflow.training.engine import train
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = {"realnvp": {"coupling_layers": 8, "hidden": 64, "mlp_layers": 2},
-           "vae": {"latent_dim": 2, "hidden": 64, "layers": 2}}
-SETTINGS = {"iwae_k": 500, "dequantization_draws": 1, "batch_size": 500, "samples": 100, "seed": 0, "train_examples": 500}
+OPTIONS = {
+    "realnvp": {"coupling_layers": 8, "hidden": 64, "mlp_layers": 2},
+    "vae": {"latent_dim": 2, "hidden": 64, "layers": 2},
+}
+SETTINGS = {
+    "iwae_k": 500,
+    "dequantization_draws": 1,
+    "batch_size": 500,
+    "samples": 100,
+    "seed": 0,
+    "train_examples": 500,
+}
 
 
 def _true_log_density(points: np.ndarray) -> np.ndarray:
@@ -32,9 +41,24 @@ def _true_log_density(points: np.ndarray) -> np.ndarray:
 
 
 def _fit(model, data, tmp_path, steps):
-    run = {"dataset": "toy2d", "dataset_options": {}, "data_seed": 0, "model": model, "options": OPTIONS[model],
-           "seed": 0, "training": {"batch_size": 256, "lr": 2e-3, "warmup_steps": 100, "grad_clip": 100.0,
-                                   "eval_every": 500, "checkpoint_every": 10_000, "val_examples": 2000, "steps": steps}}
+    run = {
+        "dataset": "toy2d",
+        "dataset_options": {},
+        "data_seed": 0,
+        "model": model,
+        "options": OPTIONS[model],
+        "seed": 0,
+        "training": {
+            "batch_size": 256,
+            "lr": 2e-3,
+            "warmup_steps": 100,
+            "grad_clip": 100.0,
+            "eval_every": 500,
+            "checkpoint_every": 10_000,
+            "val_examples": 2000,
+            "steps": steps,
+        },
+    }
     train(run, data, tmp_path, device="cpu", progress=False)
     return model_from_checkpoint(load_checkpoint(tmp_path / "checkpoint.pt"))
 

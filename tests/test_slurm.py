@@ -108,22 +108,33 @@ def test_results_agree_with_the_local_run(slurm_run, smoke_study):
         local, remote = smoke_study / run, project / run
         local_metrics = _stable(json.loads((local / "metrics.json").read_text()))
         _close(local_metrics, _stable(json.loads((remote / "metrics.json").read_text())), f"{run}/metrics.json")
-        for name in ["test_scores.npz", "samples.npz", *sorted(f"probes/{p.name}" for p in (local / "probes").glob("*.npz"))]:
+        for name in [
+            "test_scores.npz",
+            "samples.npz",
+            *sorted(f"probes/{p.name}" for p in (local / "probes").glob("*.npz")),
+        ]:
             with np.load(local / name) as a, np.load(remote / name) as b:
                 assert a.files == b.files, f"{run}/{name}"
                 for key in a.files:
                     if UNSTABLE_KEY.search(key.lower()):
                         continue
                     if np.issubdtype(a[key].dtype, np.number):
-                        np.testing.assert_allclose(b[key], a[key], rtol=1e-9, atol=1e-12, equal_nan=True,
-                                                   err_msg=f"{run}/{name}:{key}")
+                        np.testing.assert_allclose(
+                            b[key], a[key], rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=f"{run}/{name}:{key}"
+                        )
                     else:
                         np.testing.assert_array_equal(b[key], a[key], err_msg=f"{run}/{name}:{key}")
                     compared += 1
     assert compared > 100
     # so do the tables the site shows, but for their timing columns
-    for table in ("likelihood", "likelihood_iwae", "likelihood_gaps", "anomaly_auroc", "latents_probe",
-                  "high_frequency_energy"):
+    for table in (
+        "likelihood",
+        "likelihood_iwae",
+        "likelihood_gaps",
+        "anomaly_auroc",
+        "latents_probe",
+        "high_frequency_energy",
+    ):
         local, remote = (pd.read_csv(p / "results/tables" / f"{table}.csv") for p in (smoke_study, project))
         stable = [c for c in local.columns if not UNSTABLE_KEY.search(c.lower())]
         assert len(stable) > 2 and list(remote.columns) == list(local.columns), table

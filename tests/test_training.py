@@ -14,13 +14,28 @@ OUTPUTS = ("checkpoint.pt", "curves.csv", "train.json", "timing.json")
 
 
 def _run(model="realnvp", dataset="digits", steps=24, seed=0, **training):
-    options = {"vae": {"latent_dim": 2, "hidden": 16, "layers": 1},
-               "realnvp": {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2}}[model]
+    options = {
+        "vae": {"latent_dim": 2, "hidden": 16, "layers": 1},
+        "realnvp": {"hidden_channels": 4, "res_blocks": 1, "n_scales": 2},
+    }[model]
     return {
-        "dataset": dataset, "dataset_options": {}, "data_seed": 0, "model": model, "options": options,
+        "dataset": dataset,
+        "dataset_options": {},
+        "data_seed": 0,
+        "model": model,
+        "options": options,
         "seed": seed,
-        "training": {"batch_size": 16, "lr": 1e-3, "warmup_steps": 4, "grad_clip": 100.0, "eval_every": 8,
-                     "checkpoint_every": 4, "val_examples": 64, "steps": steps, **training},
+        "training": {
+            "batch_size": 16,
+            "lr": 1e-3,
+            "warmup_steps": 4,
+            "grad_clip": 100.0,
+            "eval_every": 8,
+            "checkpoint_every": 4,
+            "val_examples": 64,
+            "steps": steps,
+            **training,
+        },
     }
 
 
@@ -62,7 +77,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, digits, model):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     curves_a = (tmp_path / "whole" / "curves.csv").read_text().splitlines()
     curves_b = (tmp_path / "resumed" / "curves.csv").read_text().splitlines()
-    strip = lambda rows: [",".join(r.split(",")[:5]) for r in rows]  # drop elapsed time
+
+    def strip(rows):  # drop elapsed time
+        return [",".join(r.split(",")[:5]) for r in rows]
+
     assert strip(curves_a) == strip(curves_b)
 
 
@@ -83,7 +101,11 @@ def test_outputs_and_best_checkpoint(tmp_path, digits):
     payload = load_checkpoint(tmp_path / "checkpoint.pt")
     assert payload["step"] == summary["best_step"]
     model = model_from_checkpoint(payload)
-    assert model.num_parameters() == summary["parameters"] == json.loads((tmp_path / "train.json").read_text())["parameters"]
+    assert (
+        model.num_parameters()
+        == summary["parameters"]
+        == json.loads((tmp_path / "train.json").read_text())["parameters"]
+    )
 
 
 def test_non_finite_loss_stops_with_a_named_error(tmp_path, digits):
@@ -101,9 +123,11 @@ def test_seeding_asks_for_deterministic_kernels_without_loading_inductor():
     import subprocess
     import sys
 
-    code = ("import sys, torch\nfrom vaeflow.training.seeding import seed_everything\nseed_everything(0)\n"
-            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
-            " 'torch._inductor' in sys.modules)")
+    code = (
+        "import sys, torch\nfrom vaeflow.training.seeding import seed_everything\nseed_everything(0)\n"
+        "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
+        " 'torch._inductor' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "False"]
 
@@ -130,7 +154,8 @@ def test_resume_file_from_other_code_is_set_aside_and_training_restarts(tmp_path
         "from vaeflow.hashing import training_code_hash\n"
         "def stop(step):\n    if step == int(sys.argv[2]): raise SystemExit(3)\n"
         "s = train(json.loads(sys.argv[1]), build_dataset('digits', {}, 0), sys.argv[3], device='cpu', progress=False,"
-        " on_step=stop)\nprint('CODE', training_code_hash('vae'), s['code_hash'])\n")
+        " on_step=stop)\nprint('CODE', training_code_hash('vae'), s['code_hash'])\n"
+    )
     first = subprocess.run([sys.executable, "-c", script, run, "14", str(out)], env=env, capture_output=True, text=True)
     assert first.returncode == 3, first.stderr
     assert load_checkpoint(out / RESUME_FILE)["state"]["step"] == 12
@@ -139,7 +164,9 @@ def test_resume_file_from_other_code_is_set_aside_and_training_restarts(tmp_path
     text = vae.read_text()
     assert "nn.ReLU()" in text
     vae.write_text(text.replace("nn.ReLU()", "nn.Tanh()"))
-    second = subprocess.run([sys.executable, "-c", script, run, "-1", str(out)], env=env, capture_output=True, text=True)
+    second = subprocess.run(
+        [sys.executable, "-c", script, run, "-1", str(out)], env=env, capture_output=True, text=True
+    )
     assert second.returncode == 0, second.stderr
     assert "not resuming from" in second.stdout and "written by other code" in second.stdout
     assert "resuming vae" not in second.stdout
@@ -148,13 +175,18 @@ def test_resume_file_from_other_code_is_set_aside_and_training_restarts(tmp_path
     assert not (out / RESUME_FILE).exists() and not (out / "resume.outdated.pt").exists()
 
     # the result equals a run of the edited code from scratch, bit for bit
-    fresh = subprocess.run([sys.executable, "-c", script, run, "-1", str(tmp_path / "fresh")], env=env,
-                           capture_output=True, text=True)
+    fresh = subprocess.run(
+        [sys.executable, "-c", script, run, "-1", str(tmp_path / "fresh")], env=env, capture_output=True, text=True
+    )
     assert fresh.returncode == 0, fresh.stderr
-    digest = lambda p: hashlib.sha256((p / "checkpoint.pt").read_bytes()).hexdigest()
+
+    def digest(p):
+        return hashlib.sha256((p / "checkpoint.pt").read_bytes()).hexdigest()
+
     assert digest(out) == digest(tmp_path / "fresh")
-    assert (out / "curves.csv").read_text().split("\n")[1].split(",")[:4] == \
-        (tmp_path / "fresh" / "curves.csv").read_text().split("\n")[1].split(",")[:4]
+    assert (out / "curves.csv").read_text().split("\n")[1].split(",")[:4] == (
+        tmp_path / "fresh" / "curves.csv"
+    ).read_text().split("\n")[1].split(",")[:4]
 
 
 def test_resume_file_for_other_data_is_set_aside(tmp_path, digits, capsys):
@@ -185,9 +217,16 @@ def test_a_second_trainer_on_the_same_run_directory_is_refused(tmp_path, digits)
     import sys
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, pathlib, time\nfrom vaeflow.training.engine import run_lock\n"
-         "with run_lock(pathlib.Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(120)\n", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib, time\nfrom vaeflow.training.engine import run_lock\n"
+            "with run_lock(pathlib.Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(120)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RuntimeError, match=rf"pid {holder.pid} .*holds .*\.train\.lock.*kill") as err:
@@ -210,7 +249,9 @@ def test_identical_retrain_writes_identical_bytes_and_keeps_its_timing_apart(tmp
     timing = json.loads((tmp_path / "a" / "timing.json").read_text())
     assert timing["train_wall_time_s"] > 0 and timing["peak_rss_mib"] > 0
     assert [e["step"] for e in timing["evaluations"]] == [8, 16]
-    assert 0 < timing["evaluations"][0]["elapsed_s"] < timing["evaluations"][1]["elapsed_s"] <= timing["train_wall_time_s"]
+    assert (
+        0 < timing["evaluations"][0]["elapsed_s"] < timing["evaluations"][1]["elapsed_s"] <= timing["train_wall_time_s"]
+    )
 
 
 class _RunsCode:
@@ -248,7 +289,6 @@ def full_disk(tmp_path):
 
 
 def test_a_full_disk_names_the_file_and_says_no_space(full_disk, digits):
-    from vaeflow.cli import main
 
     (full_disk / "run").mkdir()
     old = full_disk / "run" / "checkpoint.pt"
@@ -270,8 +310,20 @@ def test_the_train_command_reports_a_full_disk_in_one_line(full_disk, tmp_path, 
     save_prepared(build_dataset("digits", {}, 0), data, data.with_suffix(".json"))
     run = _run("vae", steps=8)
     run["options"] = {"latent_dim": 2, "hidden": 512, "layers": 2}  # a checkpoint bigger than the disk
-    code = main(["train", "--run", json.dumps(run), "--data", str(data), "--out-dir", str(full_disk / "run"),
-                 "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--run",
+            json.dumps(run),
+            "--data",
+            str(data),
+            "--out-dir",
+            str(full_disk / "run"),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith(f"vaeflow train: error: cannot write {full_disk / 'run'}/") and err.count("\n") == 1
@@ -284,8 +336,9 @@ def test_the_train_command_reports_a_full_disk_in_one_line(full_disk, tmp_path, 
 def test_training_stops_once_validation_stops_improving(tmp_path, digits):
     """With lr 0 the weights never move, so validation bits/dim is the same at every evaluation
     (fixed noise): the first evaluation is the best, and `patience` evaluations later it stops."""
-    summary = train(_run("vae", steps=400, lr=0.0, patience=2, min_delta=0.001), digits, tmp_path,
-                    device="cpu", progress=False)
+    summary = train(
+        _run("vae", steps=400, lr=0.0, patience=2, min_delta=0.001), digits, tmp_path, device="cpu", progress=False
+    )
     assert summary["steps"] == 8 * 3 and summary["best_step"] == 8  # evaluations at 8, 16, 24
     assert summary["converged"] is True and summary["stopped_by"] == "patience"
     curves = np.genfromtxt(tmp_path / "curves.csv", delimiter=",", names=True)

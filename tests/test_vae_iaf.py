@@ -13,13 +13,12 @@ import torch
 from torch import Tensor
 from torch.autograd.functional import jacobian
 
+from brute_force import randomise
 from vaeflow.models import model_options
 from vaeflow.models import vae as vae_module
 from vaeflow.models.distributions import standard_normal_log_prob
 from vaeflow.models.vae import VAE
 from vaeflow.models.vae_iaf import GATE_BIAS, VAEIAF
-
-from brute_force import randomise
 
 F64 = torch.float64
 IMAGE_X = torch.tensor([[[[3.0, 12.0], [16.0, 0.0]]], [[[8.0, 8.0], [1.0, 5.0]]]], dtype=F64)
@@ -325,7 +324,10 @@ def test_option_errors_and_defaults() -> None:
     VAEIAF((2,), None, latent_dim=1, iaf_steps=0)  # a 1-D latent is fine without steps
     assert model_options(VAE) == {"latent_dim": 16, "hidden": 256, "layers": 2, "beta": 1.0, "iwae_k": 1}
     assert model_options(VAEIAF) == {
-        **model_options(VAE), "iaf_steps": 2, "iaf_hidden": 64, "context_dim": 16,
+        **model_options(VAE),
+        "iaf_steps": 2,
+        "iaf_hidden": 64,
+        "context_dim": 16,
     }
     model = VAEIAF((1, 8, 8), 17)
     assert model.exact is False and model.discrete is True and len(model.iaf) == 2

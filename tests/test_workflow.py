@@ -15,6 +15,7 @@ from vaeflow.site.quarto import check_project, quarto_available
 
 pytestmark = pytest.mark.workflow
 
+
 def planned_jobs(project: Path, *args: str, config: list[str] = SMOKE) -> dict[str, int]:
     """Job counts per rule in a dry-run plan ({} when nothing is to be done)."""
     return plan_of(snakemake(project, *args, "-n", *config).stdout)[0]  # targets before --configfile (it takes several)
@@ -25,7 +26,9 @@ def plan_of(out: str) -> tuple[dict[str, int], set[str]]:
     if "Nothing to be done" in out:
         return {}, set()
     table = out.split("Job stats:", 1)[1]
-    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M) if rule not in ("total", "all")}
+    counts = {
+        rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M) if rule not in ("total", "all")
+    }
     return counts, set(re.findall(r"model=(\w+)", out))
 
 
@@ -45,8 +48,15 @@ def test_smoke_study_writes_every_result(project):
                 if dataset in (config["models"][model].get("left_out") or {}):
                     assert not run.exists(), f"{model} is left out of {dataset} but has a run there"
                     continue
-                for name in ("checkpoint.pt", "curves.csv", "train.json", "timing.json", "metrics.json", "samples.npz",
-                             "test_scores.npz"):
+                for name in (
+                    "checkpoint.pt",
+                    "curves.csv",
+                    "train.json",
+                    "timing.json",
+                    "metrics.json",
+                    "samples.npz",
+                    "test_scores.npz",
+                ):
                     assert (run / name).is_file(), run / name
                 assert not (run / "resume.pt").exists()
                 metrics = json.loads((run / "metrics.json").read_text())
@@ -57,7 +67,11 @@ def test_smoke_study_writes_every_result(project):
                 assert json.loads((run / "timing.json").read_text())["train_wall_time_s"] > 0 and metrics["config_hash"]
                 assert metrics["versions"]["torch"].startswith("2.13.0")
                 # the smoke study runs on the CPU in float32, and says so
-                assert (metrics["device"], metrics["train_device"], metrics["train_precision"]) == ("cpu", "cpu", "fp32")
+                assert (metrics["device"], metrics["train_device"], metrics["train_precision"]) == (
+                    "cpu",
+                    "cpu",
+                    "fp32",
+                )
                 k = {**config["evaluation"], **config["models"][model].get("evaluation", {})}["iwae_k"]
                 if model in ("vae", "vae_iaf"):
                     assert metrics["test"]["bound"] == f"iwae-{k}"
@@ -68,15 +82,24 @@ def test_smoke_study_writes_every_result(project):
                     assert metrics["test"]["iwae"]["bits_per_dim"] <= metrics["test"]["elbo_bits_per_dim"] + 0.05
                 else:
                     assert model not in ("vae", "vae_iaf")
-    for path in ("results/notebooks/likelihood.ipynb", "results/tables/likelihood.csv", "results/tables/likelihood.md",
-                 "results/figures/learning_curves.svg", "results/figures/learning_curves.png",
-                 "results/figures/learning_curves.vl.json", "results/variables.yml"):
+    for path in (
+        "results/notebooks/likelihood.ipynb",
+        "results/tables/likelihood.csv",
+        "results/tables/likelihood.md",
+        "results/figures/learning_curves.svg",
+        "results/figures/learning_curves.png",
+        "results/figures/learning_curves.vl.json",
+        "results/variables.yml",
+    ):
         assert (project / path).is_file(), path
     table = (project / "results/tables/likelihood.csv").read_text()
     assert "nan" not in table.lower()
-    baselines = sum(len(json.loads((project / f"results/{d}/baselines.json").read_text())["baselines"])
-                    for d in config["datasets"])
-    trained = sum(d not in (block.get("left_out") or {}) for d in config["datasets"] for block in config["models"].values())
+    baselines = sum(
+        len(json.loads((project / f"results/{d}/baselines.json").read_text())["baselines"]) for d in config["datasets"]
+    )
+    trained = sum(
+        d not in (block.get("left_out") or {}) for d in config["datasets"] for block in config["models"].values()
+    )
     assert len(table.strip().splitlines()) == 1 + trained + baselines
 
 
@@ -149,6 +172,7 @@ def test_only_the_code_digests_declare_source_files(project):
     digests = sorted((project / "results/code").glob("*.sha256"))
     assert digests
     import hashlib
+
     for digest in digests:
         for line in digest.read_text().splitlines():
             sha, path = line.split("  ")
@@ -173,8 +197,11 @@ def test_changing_one_probes_settings_recomputes_only_that_probe(project):
     config = yaml.safe_load((project / "config/smoke.yaml").read_text())
     config["analyses"]["latents"]["max_test"] = config["analyses"]["latents"]["max_test"] - 10
     (project / "config/probe_edit.yaml").write_text(yaml.safe_dump(config))
-    untouched = {p: p.read_bytes() for p in (project / "results/tables").glob("*.csv")
-                 if not p.name.startswith(("latents", "cost"))}  # cost tables hold wall times
+    untouched = {
+        p: p.read_bytes()
+        for p in (project / "results/tables").glob("*.csv")
+        if not p.name.startswith(("latents", "cost"))
+    }  # cost tables hold wall times
     probes = {p: p.read_bytes() for p in (project / "results").glob("*/*/seed*/probes/*.npz")}
     try:
         proc = snakemake(project, "--cores", "2", "--configfile", "config/probe_edit.yaml")
@@ -183,8 +210,9 @@ def test_changing_one_probes_settings_recomputes_only_that_probe(project):
         assert runs == len({p.parent for p in probes}), ran  # every run's probe job, once
         logs = [log.read_text() for log in (project / "results/logs/probe").rglob("*.log")]
         assert sum("probe latents: computed" in log for log in logs) == runs
-        assert not any("latents: restored" in log or ": computed" in log.replace("latents: computed", "")
-                       for log in logs)
+        assert not any(
+            "latents: restored" in log or ": computed" in log.replace("latents: computed", "") for log in logs
+        )
         for path, before in probes.items():
             assert (path.read_bytes() == before) == (path.name != "latents.npz"), path
         for path, before in untouched.items():
@@ -205,8 +233,13 @@ def test_editing_the_notebook_reruns_the_analysis_and_the_site(project):
     finally:
         notebook.write_text(original)
         os.utime(notebook, (stat.st_atime, stat.st_mtime))
-    assert plan == {"likelihood_analysis": 1, "variables": 1, "reproduce_page": 1, "environment_page": 1,
-                    "stage_site": 1} | ({"render_site": 1} if quarto_available() else {})
+    assert plan == {
+        "likelihood_analysis": 1,
+        "variables": 1,
+        "reproduce_page": 1,
+        "environment_page": 1,
+        "stage_site": 1,
+    } | ({"render_site": 1} if quarto_available() else {})
 
 
 def test_a_changed_notebook_output_restages_the_site_and_an_unchanged_one_does_not(project):
@@ -220,7 +253,8 @@ def test_a_changed_notebook_output_restages_the_site_and_an_unchanged_one_does_n
         assert planned_jobs(project) == {}
         shown.write_bytes(originals[shown][0] + b"\n")
         assert planned_jobs(project) == {"reproduce_page": 1, "stage_site": 1} | (
-            {"render_site": 1} if quarto_available() else {})
+            {"render_site": 1} if quarto_available() else {}
+        )
     finally:
         for path, (data, stat) in originals.items():
             path.write_bytes(data)
@@ -280,13 +314,29 @@ def test_a_failed_forced_retrain_leaves_no_stale_result_and_a_plain_rerun_repair
     run = project / "results/digits/vae/seed0"
     assert (run / "metrics.json").is_file() and (run / "probes").is_dir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, pathlib, time\nfrom vaeflow.training.engine import run_lock\n"
-         "with run_lock(pathlib.Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(300)\n", str(run)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(project / "src")})
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib, time\nfrom vaeflow.training.engine import run_lock\n"
+            "with run_lock(pathlib.Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(300)\n",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(project / "src")},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        proc = snakemake(project, "--cores", "1", f"{run.relative_to(project)}/metrics.json", "--forcerun", "train",
-                         *SMOKE, check=False)
+        proc = snakemake(
+            project,
+            "--cores",
+            "1",
+            f"{run.relative_to(project)}/metrics.json",
+            "--forcerun",
+            "train",
+            *SMOKE,
+            check=False,
+        )
         assert proc.returncode != 0
         log = (project / "results/logs/train/digits/vae/seed0.log").read_text()
         assert f"pid {holder.pid}" in log and "another trainer is already training" in log

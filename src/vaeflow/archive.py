@@ -39,7 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -74,7 +74,7 @@ DEFAULT_STAGE = "analyses"
 STAGE_HELP = {
     "evaluate": "the prepared data and every run's training outputs: evaluation, probes, analyses and site rerun",
     "analyses": "also every run's evaluation (metrics, test scores, samples), probes, the sanity baselines and the "
-                "speed benchmark: the analyses and the site rerun, no training, evaluation or probe job",
+    "speed benchmark: the analyses and the site rerun, no training, evaluation or probe job",
     "site": "also the analyses' tables, figures, quoted numbers and executed notebooks: only the site's pages rerun",
     "render": "also the site's provenance pages and the staged site: nothing reruns but Quarto's render",
 }
@@ -119,7 +119,7 @@ def record_name(path: str, name_max: int = 255) -> str:
     base64, cut into folders of ``name_max - 1`` characters marked ``@`` when longer than a file name may be
     (snakemake.persistence.file)."""
     b64 = base64.urlsafe_b64encode(path.encode()).decode()
-    chunks = [b64[i:i + name_max - 1] for i in range(0, len(b64), name_max - 1)]
+    chunks = [b64[i : i + name_max - 1] for i in range(0, len(b64), name_max - 1)]
     return "/".join(["@" + c for c in chunks[:-1]] + [chunks[-1]])
 
 
@@ -151,13 +151,18 @@ def study_outputs(root: Path, configfiles: list[str]) -> list[Output]:
     lines = [line.split("\t") for line in proc.stdout.splitlines()]
     header = next((i for i, cols in enumerate(lines) if cols and cols[0] == "output_file"), None)
     if proc.returncode != 0 or header is None:
-        raise ArchiveError(f"`snakemake --summary` failed in {root}, so the study's outputs are unknown:\n"
-                           f"{(proc.stderr or proc.stdout)[-3000:]}\nFix what it says (`snakemake -n` shows the same), "
-                           f"then export again.")
+        raise ArchiveError(
+            f"`snakemake --summary` failed in {root}, so the study's outputs are unknown:\n"
+            f"{(proc.stderr or proc.stdout)[-3000:]}\nFix what it says (`snakemake -n` shows the same), "
+            f"then export again."
+        )
     names = lines[header]
     col = {name: names.index(name) for name in ("output_file", "rule", "status", "plan")}
-    return [Output(*(cols[col[name]] for name in ("output_file", "rule", "status", "plan")))
-            for cols in lines[header + 1:] if len(cols) == len(names)]
+    return [
+        Output(*(cols[col[name]] for name in ("output_file", "rule", "status", "plan")))
+        for cols in lines[header + 1 :]
+        if len(cols) == len(names)
+    ]
 
 
 @dataclass(frozen=True)
@@ -177,34 +182,46 @@ def select(root: Path, outputs: list[Output], stage: str, include: set[str]) -> 
     groups = set(STAGES[stage]) | ({"rendered"} if "site" in include else set())
     chosen = [o for o in outputs if rule_group(o.rule) in groups and o.path.startswith(RESULTS + "/")]
     if "site" in include and not any(rule_group(o.rule) == "rendered" for o in chosen):
-        raise ArchiveError("--include site: this study has no rendered website to pack (Quarto renders it where it is "
-                           "installed: snakemake --cores 2 results/site); leave --include site out, or render it first")
+        raise ArchiveError(
+            "--include site: this study has no rendered website to pack (Quarto renders it where it is "
+            "installed: snakemake --cores 2 results/site); leave --include site out, or render it first"
+        )
     stale = [o for o in chosen if o.plan != "no update"]
     if stale:
         shown = "\n  ".join(f"{o.path} ({o.status}; {o.plan})" for o in stale[:10])
-        raise ArchiveError(f"{len(stale)} of the {len(chosen)} outputs the {stage} stage needs are not up to date, so "
-                           f"an archive of them would not import as finished results:\n  {shown}"
-                           + ("\n  ..." if len(stale) > 10 else "")
-                           + "\nRun the study first (snakemake --cores 2, with the same --configfile), then export again.")
+        raise ArchiveError(
+            f"{len(stale)} of the {len(chosen)} outputs the {stage} stage needs are not up to date, so "
+            f"an archive of them would not import as finished results:\n  {shown}"
+            + ("\n  ..." if len(stale) > 10 else "")
+            + "\nRun the study first (snakemake --cores 2, with the same --configfile), then export again."
+        )
     entries: list[Entry] = []
     for out in sorted(chosen, key=lambda o: o.path):
         record_file = root / METADATA / record_name(out.path)
         if not record_file.is_file():
-            raise ArchiveError(f"{out.path} has no Snakemake record ({record_file}): it was not written by a Snakemake "
-                               f"job in this checkout, and an import of it would rerun its job. Rebuild it with "
-                               f"`snakemake --cores 2 {out.path} --forcerun {out.rule}`, then export again.")
+            raise ArchiveError(
+                f"{out.path} has no Snakemake record ({record_file}): it was not written by a Snakemake "
+                f"job in this checkout, and an import of it would rerun its job. Rebuild it with "
+                f"`snakemake --cores 2 {out.path} --forcerun {out.rule}`, then export again."
+            )
         target = root / out.path
         files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
         entries += [Entry(p.relative_to(root).as_posix(), "output", out.rule, out.path) for p in files]
         entries.append(Entry(f"{METADATA}/{record_name(out.path)}", "record", out.rule, out.path))
         record = read_json(record_file)
         if "logs" in include:
-            entries += [Entry(log, "log", out.rule) for log in record.get("log") or []
-                        if log.startswith(RESULTS + "/") and (root / log).is_file()]
+            entries += [
+                Entry(log, "log", out.rule)
+                for log in record.get("log") or []
+                if log.startswith(RESULTS + "/") and (root / log).is_file()
+            ]
         if "memo" in include and "/probes/" in out.path and out.path.endswith(".npz"):
             memo = target.parent / ".memo"
-            entries += [Entry(p.relative_to(root).as_posix(), "memo", out.rule)
-                        for p in sorted(memo.glob(f"{target.stem}.*")) if p.is_file()]
+            entries += [
+                Entry(p.relative_to(root).as_posix(), "memo", out.rule)
+                for p in sorted(memo.glob(f"{target.stem}.*"))
+                if p.is_file()
+            ]
     unique = {e.path: e for e in entries}  # a job's log is listed by each of its outputs' records
     return [unique[p] for p in sorted(unique)]
 
@@ -287,7 +304,13 @@ def code_differences(root: Path, manifest: dict[str, Any], staged: Path) -> list
     archived_workflow, current_workflow = manifest["code"].get("workflow", {}), workflow_files(root)
     for path in sorted(archived_workflow.keys() | current_workflow.keys()):
         if archived_workflow.get(path) != current_workflow.get(path):
-            how = "missing here" if path not in current_workflow else "new here" if path not in archived_workflow else "changed"
+            how = (
+                "missing here"
+                if path not in current_workflow
+                else "new here"
+                if path not in archived_workflow
+                else "changed"
+            )
             problems.append(f"{path}: {how} (a rule's command or parameters may differ, and Snakemake reruns its jobs)")
     return problems
 
@@ -305,13 +328,19 @@ def config_differences(archived: Any, current: Any, prefix: str = "") -> list[st
             else:
                 out += config_differences(archived[key], current[key], where)
         return out
-    return [] if archived == current else [f"{prefix}: {json.dumps(archived)} in the archive's, {json.dumps(current)} here"]
+    return (
+        []
+        if archived == current
+        else [f"{prefix}: {json.dumps(archived)} in the archive's, {json.dumps(current)} here"]
+    )
 
 
 def git_commit(root: Path) -> str:
     """The full commit id of the checkout (``unknown`` outside git)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -326,8 +355,9 @@ def compression(path: Path) -> str:
     name = path.name.lower()
     suffix = next((s for s in sorted(SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
     if suffix is None:
-        raise ArchiveError(f"{path}: name the archive STUDY.tar, STUDY.tar.gz or STUDY.tar.zst (the suffix sets the "
-                           f"compression)")
+        raise ArchiveError(
+            f"{path}: name the archive STUDY.tar, STUDY.tar.gz or STUDY.tar.zst (the suffix sets the compression)"
+        )
     if SUFFIXES[suffix] == "zst":
         _zstandard(path)
     return SUFFIXES[suffix]
@@ -337,14 +367,17 @@ def _zstandard(path: Path) -> Any:
     try:
         import zstandard
     except ImportError:
-        raise ArchiveError(f"{path}: a .tar.zst archive needs the zstandard package, which is not installed here "
-                           f"(it is not a dependency of vaeflow); nothing was written. Install it (pip install "
-                           f"zstandard) or use .tar.gz, which needs nothing more.") from None
+        raise ArchiveError(
+            f"{path}: a .tar.zst archive needs the zstandard package, which is not installed here "
+            f"(it is not a dependency of vaeflow); nothing was written. Install it (pip install "
+            f"zstandard) or use .tar.gz, which needs nothing more."
+        ) from None
     return zstandard
 
 
-def manifest_for(root: Path, entries: list[Entry], *, configfiles: list[str], stage: str,
-                 include: list[str]) -> dict[str, Any]:
+def manifest_for(
+    root: Path, entries: list[Entry], *, configfiles: list[str], stage: str, include: list[str]
+) -> dict[str, Any]:
     """The manifest of an archive of ``entries`` (files under ``root``): each file's path, sha256, size and
     time, and what made them (:mod:`vaeflow.archive`)."""
     from vaeflow.hashing import config_hash
@@ -356,8 +389,13 @@ def manifest_for(root: Path, entries: list[Entry], *, configfiles: list[str], st
     for entry in entries:
         file = root / entry.path
         stat = file.stat()
-        item = {"path": entry.path, "kind": entry.kind, "sha256": file_sha256(file), "size": stat.st_size,
-                "mtime": stat.st_mtime}
+        item = {
+            "path": entry.path,
+            "kind": entry.kind,
+            "sha256": file_sha256(file),
+            "size": stat.st_size,
+            "mtime": stat.st_mtime,
+        }
         item.update({k: v for k, v in (("rule", entry.rule), ("output", entry.output)) if v is not None})
         files.append(item)
         if entry.kind == "record":
@@ -381,20 +419,28 @@ def manifest_for(root: Path, entries: list[Entry], *, configfiles: list[str], st
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "stage": stage,
         "include": sorted(include),
         "code": {
             "version": git_version(root),
             "commit": git_commit(root),
-            "rules": {rule: {"jobs": len(info["jobs"]), "code": sorted(info["code"])} for rule, info in sorted(rules.items())},
+            "rules": {
+                rule: {"jobs": len(info["jobs"]), "code": sorted(info["code"])} for rule, info in sorted(rules.items())
+            },
             "sources": dict(sorted(sources.items())),
             "workflow": workflow_files(root),
         },
-        "config": {"files": list(configfiles), "hash": config_hash(config), "settings": config,
-                   "texts": {c: (root / c).read_text(encoding="utf-8") for c in configfiles}},
-        "software": {"exported_with": package_versions(),
-                     "runs": {name: dict(sorted(c.items())) for name, c in sorted(versions.items())}},
+        "config": {
+            "files": list(configfiles),
+            "hash": config_hash(config),
+            "settings": config,
+            "texts": {c: (root / c).read_text(encoding="utf-8") for c in configfiles},
+        },
+        "software": {
+            "exported_with": package_versions(),
+            "runs": {name: dict(sorted(c.items())) for name, c in sorted(versions.items())},
+        },
         "hardware": {"exported_on": _hardware(), "runs": {key: dict(sorted(c.items())) for key, c in runs.items()}},
         "files": files,
     }
@@ -418,7 +464,7 @@ class _HashingReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self.fileobj.read(len(buffer))
         self.sha.update(data)
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
 
@@ -471,15 +517,24 @@ def write_archive(dest: Path, root: Path, manifest: dict[str, Any]) -> str:
                         raise
                     same = False
                 if not same:
-                    raise ArchiveError(f"{item['path']} changed while it was being exported (is a job still writing "
-                                       f"it?); wait for the study to finish, then export again")
+                    raise ArchiveError(
+                        f"{item['path']} changed while it was being exported (is a job still writing "
+                        f"it?); wait for the study to finish, then export again"
+                    )
         if stream is not hashing:
             stream.close()
     return hashing.sha.hexdigest()
 
 
-def export_results(root: Path, dest: Path, *, configfiles: list[str], stage: str = DEFAULT_STAGE,
-                   include: list[str] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+def export_results(
+    root: Path,
+    dest: Path,
+    *,
+    configfiles: list[str],
+    stage: str = DEFAULT_STAGE,
+    include: list[str] = (),
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Pack the results ``stage`` needs (:data:`STAGES`, plus ``include``) into ``dest`` with their manifest;
     returns a summary (archive, sha256, size, file counts)."""
     if stage not in STAGES:
@@ -488,8 +543,10 @@ def export_results(root: Path, dest: Path, *, configfiles: list[str], stage: str
     if unknown:
         raise ArchiveError(f"unknown --include {', '.join(sorted(unknown))}; choose from {', '.join(INCLUDES)}")
     if "site" in include and stage != "render":
-        raise ArchiveError("--include site packs the rendered website, which only an archive of --stage render can "
-                           "import as up to date; add --stage render")
+        raise ArchiveError(
+            "--include site packs the rendered website, which only an archive of --stage render can "
+            "import as up to date; add --stage render"
+        )
     compression(dest)  # a bad name or a missing zstandard fails before the study is read
     started = time.monotonic()
     outputs = study_outputs(root, configfiles)
@@ -501,13 +558,19 @@ def export_results(root: Path, dest: Path, *, configfiles: list[str], stage: str
     kinds = Counter(item["kind"] for item in manifest["files"])
     size = dest.stat().st_size
     if manifest["code"]["version"].endswith("-dirty"):
-        log(f"warning: exported from a checkout with uncommitted changes ({manifest['code']['version']}): a reviewer "
-            f"cannot check out this exact code; commit, run the study, and export again")
-    log(f"{dest}: {kinds['output']} result files of stage {stage} and {kinds['record']} Snakemake job records"
+        log(
+            f"warning: exported from a checkout with uncommitted changes ({manifest['code']['version']}): a reviewer "
+            f"cannot check out this exact code; commit, run the study, and export again"
+        )
+    log(
+        f"{dest}: {kinds['output']} result files of stage {stage} and {kinds['record']} Snakemake job records"
         + "".join(f", {n} {kind}s" for kind, n in sorted(kinds.items()) if kind not in ("output", "record"))
-        + f"; {size / 2**20:.1f} MiB in {time.monotonic() - started:.1f} s")
-    log(f"sha256 {digest} (also in {sidecar.name}); code {manifest['code']['version']} "
-        f"(commit {manifest['code']['commit']}), config {', '.join(configfiles)} (hash {manifest['config']['hash']})")
+        + f"; {size / 2**20:.1f} MiB in {time.monotonic() - started:.1f} s"
+    )
+    log(
+        f"sha256 {digest} (also in {sidecar.name}); code {manifest['code']['version']} "
+        f"(commit {manifest['code']['commit']}), config {', '.join(configfiles)} (hash {manifest['config']['hash']})"
+    )
     return {"archive": str(dest), "sha256": digest, "size": size, "files": dict(kinds)}
 
 
@@ -534,29 +597,45 @@ def check_manifest(manifest: Any, archive: Path) -> dict[str, dict[str, Any]]:
     """The manifest's files by path, after checking it is a vaeflow results manifest whose paths all land in
     results/ (or are Snakemake records of archived outputs) and whose outputs all have their record."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArchiveError(f"{archive}: not a vaeflow results archive (its {MANIFEST} does not say format {FORMAT!r}); "
-                           f"nothing was written. Make one with `python -m vaeflow export-results`.")
+        raise ArchiveError(
+            f"{archive}: not a vaeflow results archive (its {MANIFEST} does not say format {FORMAT!r}); "
+            f"nothing was written. Make one with `python -m vaeflow export-results`."
+        )
     if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ArchiveError(f"{archive}: made by a newer vaeflow (archive format {manifest['format_version']}, this one "
-                           f"reads {FORMAT_VERSION}); nothing was written. Check out the code version it names "
-                           f"({manifest.get('code', {}).get('version')}) and import it there.")
+        raise ArchiveError(
+            f"{archive}: made by a newer vaeflow (archive format {manifest['format_version']}, this one "
+            f"reads {FORMAT_VERSION}); nothing was written. Check out the code version it names "
+            f"({manifest.get('code', {}).get('version')}) and import it there."
+        )
     try:
-        well_formed = (isinstance(manifest["code"]["rules"], dict) and isinstance(manifest["code"]["sources"], dict)
-                       and manifest["stage"] in STAGES and isinstance(manifest["config"]["settings"], dict)
-                       and isinstance(manifest["config"]["hash"], str) and isinstance(manifest["config"]["files"], list)
-                       and isinstance(manifest["files"], list) and all(isinstance(i, dict) for i in manifest["files"]))
+        well_formed = (
+            isinstance(manifest["code"]["rules"], dict)
+            and isinstance(manifest["code"]["sources"], dict)
+            and manifest["stage"] in STAGES
+            and isinstance(manifest["config"]["settings"], dict)
+            and isinstance(manifest["config"]["hash"], str)
+            and isinstance(manifest["config"]["files"], list)
+            and isinstance(manifest["files"], list)
+            and all(isinstance(i, dict) for i in manifest["files"])
+        )
     except (KeyError, TypeError):
         well_formed = False
     if not well_formed:
-        raise ArchiveError(f"{archive}: its {MANIFEST} lacks what an export writes (code, config, stage, files); the "
-                           f"archive is damaged or was not made by `python -m vaeflow export-results`. Nothing was written.")
+        raise ArchiveError(
+            f"{archive}: its {MANIFEST} lacks what an export writes (code, config, stage, files); the "
+            f"archive is damaged or was not made by `python -m vaeflow export-results`. Nothing was written."
+        )
     files: dict[str, dict[str, Any]] = {}
     for item in manifest["files"]:
         path = item.get("path", "")
         problem = _member_problem(path) if isinstance(path, str) else "a path that is not text"
-        if problem is None and (item.get("kind") not in KINDS or not isinstance(item.get("size"), int)
-                                or not isinstance(item.get("mtime"), (int, float)) or not 0 <= item["mtime"] < 2**40
-                                or (item["kind"] in ("output", "record") and not isinstance(item.get("output"), str))):
+        if problem is None and (
+            item.get("kind") not in KINDS
+            or not isinstance(item.get("size"), int)
+            or not isinstance(item.get("mtime"), (int, float))
+            or not 0 <= item["mtime"] < 2**40
+            or (item["kind"] in ("output", "record") and not isinstance(item.get("output"), str))
+        ):
             problem = "an entry without a known kind, a size, a time or (for an output or record) its output"
         if problem is None and item.get("kind") == "record":
             output = record_output(path.removeprefix(METADATA + "/"))
@@ -569,15 +648,19 @@ def check_manifest(manifest: Any, archive: Path) -> dict[str, dict[str, Any]]:
         if problem is None and not re.fullmatch(r"[0-9a-f]{64}", str(item.get("sha256"))):
             problem = "an entry without a sha256"
         if problem:
-            raise ArchiveError(f"{archive}: its manifest lists {path!r}, {problem}; refusing the archive (nothing was "
-                               f"written). Only archives made by `python -m vaeflow export-results` can be imported.")
+            raise ArchiveError(
+                f"{archive}: its manifest lists {path!r}, {problem}; refusing the archive (nothing was "
+                f"written). Only archives made by `python -m vaeflow export-results` can be imported."
+            )
         files[path] = item
     outputs = {item["output"] for item in files.values() if item["kind"] == "output"}
     recorded = {item["output"] for item in files.values() if item["kind"] == "record"}
     if outputs - recorded:
-        raise ArchiveError(f"{archive}: no Snakemake record for {sorted(outputs - recorded)[0]} (and "
-                           f"{len(outputs - recorded) - 1} more): Snakemake would rerun their jobs. Nothing was written; export the "
-                           f"archive again")
+        raise ArchiveError(
+            f"{archive}: no Snakemake record for {sorted(outputs - recorded)[0]} (and "
+            f"{len(outputs - recorded) - 1} more): Snakemake would rerun their jobs. Nothing was written; export the "
+            f"archive again"
+        )
     return files
 
 
@@ -616,13 +699,17 @@ def unpack(archive: Path, staging: Path) -> tuple[dict[str, Any], dict[str, dict
         with open(archive, "rb") as raw, _open_tar(raw, archive) as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST or not first.isreg() or first.size > MANIFEST_LIMIT:
-                raise ArchiveError(f"{archive}: not a vaeflow results archive (its first member is not {MANIFEST}); "
-                                   f"nothing was written. Make one with `python -m vaeflow export-results`.")
+                raise ArchiveError(
+                    f"{archive}: not a vaeflow results archive (its first member is not {MANIFEST}); "
+                    f"nothing was written. Make one with `python -m vaeflow export-results`."
+                )
             try:
                 manifest = json.loads(tar.extractfile(first).read())
             except ValueError as exc:
-                raise ArchiveError(f"{archive}: its {MANIFEST} is not valid JSON ({exc}); the archive is damaged. "
-                                   f"Nothing was written; get an intact copy.") from None
+                raise ArchiveError(
+                    f"{archive}: its {MANIFEST} is not valid JSON ({exc}); the archive is damaged. "
+                    f"Nothing was written; get an intact copy."
+                ) from None
             files = check_manifest(manifest, archive)
             seen: set[str] = set()
             while (member := tar.next()) is not None:
@@ -635,9 +722,11 @@ def unpack(archive: Path, staging: Path) -> tuple[dict[str, Any], dict[str, dict
                 if problem is None and name in seen:
                     problem = "a second copy of a file"
                 if problem:
-                    raise ArchiveError(f"{archive}: member {name!r} is {problem}; an archive may hold only the regular "
-                                       f"files its manifest lists, under results/ (and their Snakemake records). Refusing "
-                                       f"it: nothing was written. Use an archive made by `python -m vaeflow export-results`.")
+                    raise ArchiveError(
+                        f"{archive}: member {name!r} is {problem}; an archive may hold only the regular "
+                        f"files its manifest lists, under results/ (and their Snakemake records). Refusing "
+                        f"it: nothing was written. Use an archive made by `python -m vaeflow export-results`."
+                    )
                 expected = files[name]
                 target = staging / name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -649,34 +738,48 @@ def unpack(archive: Path, staging: Path) -> tuple[dict[str, Any], dict[str, dict
                 if member.size != expected["size"] or sha.hexdigest() != expected["sha256"]:
                     raise ArchiveError(
                         f"{archive}: member {name} does not match its manifest (sha256 {sha.hexdigest()[:16]}..., "
-                        f"{member.size} bytes; the manifest says {expected['sha256'][:16]}..., {expected['size']} bytes): "
-                        f"the archive was altered or damaged after it was made. Nothing was written. Get an intact copy "
-                        f"(compare its sha256 with the one published beside it: sha256sum {archive.name}).")
+                        f"{member.size} bytes; the manifest says {expected['sha256'][:16]}..., {expected['size']} "
+                        "bytes): "
+                        "the archive was altered or damaged after it was made. Nothing was written. Get an intact "
+                        "copy "
+                        f"(compare its sha256 with the one published beside it: sha256sum {archive.name})."
+                    )
                 if expected["kind"] == "record":
                     try:
                         record = json.loads(target.read_text(encoding="utf-8"))
                     except ValueError:
                         record = None
-                    if not (isinstance(record, dict) and isinstance(record.get("rule"), str)
-                            and isinstance(record.get("input", []), list)):
-                        raise ArchiveError(f"{archive}: member {name} is not a Snakemake job record (JSON naming its "
-                                           f"rule); the archive is damaged. Nothing was written; get an intact copy.")
+                    if not (
+                        isinstance(record, dict)
+                        and isinstance(record.get("rule"), str)
+                        and isinstance(record.get("input", []), list)
+                    ):
+                        raise ArchiveError(
+                            f"{archive}: member {name} is not a Snakemake job record (JSON naming its "
+                            f"rule); the archive is damaged. Nothing was written; get an intact copy."
+                        )
                 seen.add(name)
                 read += 1
     except ArchiveError:
         raise
     except _read_errors() as exc:
         if isinstance(exc, OSError) and exc.filename and str(staging) in str(exc.filename):
-            raise ArchiveError(f"cannot unpack {archive} into {staging}: {exc}; free space there (df -h {staging.parent}) "
-                               f"and import again. Nothing was written to results/.") from None
-        raise ArchiveError(f"{archive}: cannot be read past member {name} ({read} files read): {type(exc).__name__}: "
-                           f"{exc}. It is truncated or damaged (an interrupted download or copy?): get an intact copy "
-                           f"and compare its sha256 with the one published beside it. Nothing was written.") from None
+            raise ArchiveError(
+                f"cannot unpack {archive} into {staging}: {exc}; free space there (df -h {staging.parent}) "
+                f"and import again. Nothing was written to results/."
+            ) from None
+        raise ArchiveError(
+            f"{archive}: cannot be read past member {name} ({read} files read): {type(exc).__name__}: "
+            f"{exc}. It is truncated or damaged (an interrupted download or copy?): get an intact copy "
+            f"and compare its sha256 with the one published beside it. Nothing was written."
+        ) from None
     missing = sorted(set(files) - seen)
     if missing:
-        raise ArchiveError(f"{archive}: it ends after {len(seen)} of the {len(files)} files its manifest lists (missing "
-                           f"{missing[0]}{' and more' if len(missing) > 1 else ''}): it is truncated. Get an intact copy "
-                           f"(compare its sha256 with the one published beside it). Nothing was written.")
+        raise ArchiveError(
+            f"{archive}: it ends after {len(seen)} of the {len(files)} files its manifest lists (missing "
+            f"{missing[0]}{' and more' if len(missing) > 1 else ''}): it is truncated. Get an intact copy "
+            f"(compare its sha256 with the one published beside it). Nothing was written."
+        )
     return manifest, files
 
 
@@ -700,8 +803,10 @@ def _landing(root: Path, path: str) -> Path:
     target = root / path
     base = (root / top).resolve()
     if not target.parent.resolve().is_relative_to(base):
-        raise ArchiveError(f"{path} would land in {target.parent.resolve()}, outside {root / top}, through a link in "
-                           f"this checkout. Nothing was written; remove that link and import again.")
+        raise ArchiveError(
+            f"{path} would land in {target.parent.resolve()}, outside {root / top}, through a link in "
+            f"this checkout. Nothing was written; remove that link and import again."
+        )
     return target
 
 
@@ -725,8 +830,11 @@ def _folder_outputs(files: dict[str, dict[str, Any]]) -> set[str]:
 def conflicts(root: Path, files: dict[str, dict[str, Any]]) -> list[str]:
     """The results an import would replace with other bytes, and the files of a folder output it would replace
     that the archive does not hold (sorted)."""
-    found = {path for path, item in files.items()
-             if item["kind"] != "record" and (root / path).is_file() and file_sha256(root / path) != item["sha256"]}
+    found = {
+        path
+        for path, item in files.items()
+        if item["kind"] != "record" and (root / path).is_file() and file_sha256(root / path) != item["sha256"]
+    }
     for output in _folder_outputs(files):
         if (root / output).is_dir():
             here = (p.relative_to(root).as_posix() for p in (root / output).rglob("*") if p.is_file())
@@ -742,8 +850,13 @@ def time_shift(root: Path, staging: Path, files: dict[str, dict[str, Any]]) -> f
     output; a checkout whose files carry old times (unpacked from a source tarball, say) would otherwise hide
     a changed source file from it. A fresh clone's files are newer than any result, so times stay as they were.
     """
-    read = {p for path, item in files.items() if item["kind"] == "record"
-            for p in read_json(staging / path).get("input") or [] if not p.startswith(RESULTS + "/")}
+    read = {
+        p
+        for path, item in files.items()
+        if item["kind"] == "record"
+        for p in read_json(staging / path).get("input") or []
+        if not p.startswith(RESULTS + "/")
+    }
     times = [(root / p).stat().st_mtime for p in read if (root / p).is_file()]
     newest = max(item["mtime"] for item in files.values())
     return min(0.0, min(times) - 1.0 - newest) if times else 0.0
@@ -789,73 +902,113 @@ def _snakemake(root: Path, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=root, env=env, capture_output=True, text=True)
 
 
-def _refusal(archive: Path, manifest: dict[str, Any], code: list[str], config: list[str], configfiles: list[str],
-             current_hash: str) -> str:
-    lines = [f"{archive} was made by other code or configuration than this checkout's, so its results are not "
-             f"what this checkout computes. Nothing was written."]
+def _refusal(
+    archive: Path,
+    manifest: dict[str, Any],
+    code: list[str],
+    config: list[str],
+    configfiles: list[str],
+    current_hash: str,
+) -> str:
+    lines = [
+        f"{archive} was made by other code or configuration than this checkout's, so its results are not "
+        f"what this checkout computes. Nothing was written."
+    ]
     if code:
         lines += [f"Code that differs ({len(code)}; the rules named ran it):"] + [f"  {line}" for line in code[:20]]
         lines += ["  ..."] if len(code) > 20 else []
     if config:
-        lines += [f"The configuration differs: the archive's ({', '.join(manifest['config']['files'])}, hash "
-                  f"{manifest['config']['hash']}) against this one ({', '.join(configfiles)}, hash {current_hash}), at "
-                  f"{len(config)} keys:"]
+        lines += [
+            f"The configuration differs: the archive's ({', '.join(manifest['config']['files'])}, hash "
+            f"{manifest['config']['hash']}) against this one ({', '.join(configfiles)}, hash {current_hash}), at "
+            f"{len(config)} keys:"
+        ]
         lines += [f"  {line}" for line in config[:20]] + (["  ..."] if len(config) > 20 else [])
     steps = []
     if code and manifest["code"]["commit"] != "unknown":
-        steps.append(f"check out the archive's code (git checkout {manifest['code']['commit']}; it was exported from "
-                     f"{manifest['code']['version']})")
+        steps.append(
+            f"check out the archive's code (git checkout {manifest['code']['commit']}; it was exported from "
+            f"{manifest['code']['version']})"
+        )
     elif code:
-        steps.append("check out the code the archive was made with (it was not exported from a git checkout, so its "
-                     "manifest names no commit; its code digests list every source file's sha256)")
+        steps.append(
+            "check out the code the archive was made with (it was not exported from a git checkout, so its "
+            "manifest names no commit; its code digests list every source file's sha256)"
+        )
     if config:
-        steps.append(f"import with the archive's configuration (--configfile "
-                     f"{' --configfile '.join(manifest['config']['files'])}; its text is in the archive's {MANIFEST}, "
-                     f"under config.texts)")
-    lines.append(f"To fix: {' and '.join(steps)}, then import again. Or import anyway with --force: Snakemake then reruns "
-                 f"the jobs of the rules named above and everything after them, and the import lists them.")
+        steps.append(
+            f"import with the archive's configuration (--configfile "
+            f"{' --configfile '.join(manifest['config']['files'])}; its text is in the archive's {MANIFEST}, "
+            f"under config.texts)"
+        )
+    lines.append(
+        f"To fix: {' and '.join(steps)}, then import again. Or import anyway with --force: Snakemake then reruns "
+        f"the jobs of the rules named above and everything after them, and the import lists them."
+    )
     return "\n".join(lines)
 
 
-def import_results(root: Path, archive: Path, *, configfiles: list[str], force: bool = False, overwrite: bool = False,
-                   check: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+def import_results(
+    root: Path,
+    archive: Path,
+    *,
+    configfiles: list[str],
+    force: bool = False,
+    overwrite: bool = False,
+    check: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Check ``archive`` completely, then restore its results and Snakemake's records under ``root`` and write
     :data:`IMPORT_RECORD`; returns that record. ``check``: only check, write nothing (returns {})."""
     from vaeflow.hashing import config_hash
 
     if not archive.is_file():
-        raise ArchiveError(f"{archive}: no such archive file; give the path of a .tar, .tar.gz or .tar.zst made by "
-                           f"`python -m vaeflow export-results`")
+        raise ArchiveError(
+            f"{archive}: no such archive file; give the path of a .tar, .tar.gz or .tar.zst made by "
+            f"`python -m vaeflow export-results`"
+        )
     started = time.monotonic()
     digest = file_sha256(archive)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".vaeflow-import-", dir=root))
     except OSError as exc:
-        raise ArchiveError(f"cannot unpack {archive} in {root.resolve()}: {exc.strerror or exc}; nothing was written. "
-                           f"Import in a checkout you can write to.") from None
+        raise ArchiveError(
+            f"cannot unpack {archive} in {root.resolve()}: {exc.strerror or exc}; nothing was written. "
+            f"Import in a checkout you can write to."
+        ) from None
     try:
         manifest, files = unpack(archive, staging)
         code = code_differences(root, manifest, staging)
         current = resolved_config(root, configfiles)
         current_hash = config_hash(current)
-        config = [] if current_hash == manifest["config"]["hash"] else \
-            config_differences(manifest["config"]["settings"], current) or ["(the settings hash differently)"]
+        config = (
+            []
+            if current_hash == manifest["config"]["hash"]
+            else config_differences(manifest["config"]["settings"], current) or ["(the settings hash differently)"]
+        )
         if (code or config) and not force:
             raise ArchiveError(_refusal(archive, manifest, code, config, configfiles, current_hash))
         replaced = conflicts(root, files)
         if replaced and not overwrite:
-            raise ArchiveError(f"results/ already holds {len(replaced)} files that the import would replace with other "
-                               f"bytes or remove (e.g. {', '.join(replaced[:3])}). Nothing was written. Import into a "
-                               f"fresh clone, move results/ aside, or pass --overwrite to replace them.")
+            raise ArchiveError(
+                f"results/ already holds {len(replaced)} files that the import would replace with other "
+                f"bytes or remove (e.g. {', '.join(replaced[:3])}). Nothing was written. Import into a "
+                f"fresh clone, move results/ aside, or pass --overwrite to replace them."
+            )
         for path in files:
             _landing(root, path)
         kinds = Counter(item["kind"] for item in files.values())
         size = sum(item["size"] for item in files.values())
         if check:
-            log(f"{archive}: intact ({len(files)} files, {size / 2**20:.1f} MiB, sha256 {digest}); "
-                + ("its code and configuration are this checkout's" if not (code or config) else
-                   f"{len(code)} code and {len(config)} configuration differences")
-                + "; nothing was written (--check)")
+            log(
+                f"{archive}: intact ({len(files)} files, {size / 2**20:.1f} MiB, sha256 {digest}); "
+                + (
+                    "its code and configuration are this checkout's"
+                    if not (code or config)
+                    else f"{len(code)} code and {len(config)} configuration differences"
+                )
+                + "; nothing was written (--check)"
+            )
             return {}
         install(staging, root, files)
     finally:
@@ -866,7 +1019,7 @@ def import_results(root: Path, archive: Path, *, configfiles: list[str], force: 
         "size": archive.stat().st_size,
         "stage": manifest["stage"],
         "exported": manifest["created"],
-        "imported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "imported": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": manifest["code"]["version"],
         "commit": manifest["code"]["commit"],
         "config_hash": manifest["config"]["hash"],
@@ -875,15 +1028,19 @@ def import_results(root: Path, archive: Path, *, configfiles: list[str], force: 
         "files": {p: item["sha256"] for p, item in sorted(files.items()) if item["kind"] != "record"},
     }
     write_json_atomic(root / IMPORT_RECORD, record)
-    log(f"{archive}: imported {kinds['output']} result files of stage {manifest['stage']} and {kinds['record']} "
+    log(
+        f"{archive}: imported {kinds['output']} result files of stage {manifest['stage']} and {kinds['record']} "
         f"Snakemake job records ({size / 2**20:.1f} MiB, sha256 {digest}) in {time.monotonic() - started:.1f} s; "
-        f"exported {manifest['created']} from {manifest['code']['version']}")
+        f"exported {manifest['created']} from {manifest['code']['version']}"
+    )
     records = [read_json(root / p) for p, item in files.items() if item["kind"] == "record"]
     for line in _missing_data(root, records):
         log(line)
     if code or config:
-        log(f"--force: imported despite {len(code)} code and {len(config)} configuration differences; asking Snakemake "
-            f"what will rerun...")
+        log(
+            f"--force: imported despite {len(code)} code and {len(config)} configuration differences; asking Snakemake "
+            f"what will rerun..."
+        )
         plan = dry_run_plan(root, configfiles)
         log("snakemake -n plans: " + (", ".join(f"{rule} x{n}" for rule, n in sorted(plan.items())) or "nothing"))
     else:
@@ -893,19 +1050,32 @@ def import_results(root: Path, archive: Path, *, configfiles: list[str], force: 
 
 def _missing_data(root: Path, records: list[dict[str, Any]]) -> Iterator[str]:
     """A note for each raw data file (outside results/ and the code) an imported job read that this checkout lacks."""
-    missing = sorted({p for r in records for p in r.get("input") or []
-                      if not p.startswith((RESULTS + "/", *CODE_DIRS)) and not (root / p).exists()})
+    missing = sorted(
+        {
+            p
+            for r in records
+            for p in r.get("input") or []
+            if not p.startswith((RESULTS + "/", *CODE_DIRS)) and not (root / p).exists()
+        }
+    )
     if missing:
-        yield (f"note: {len(missing)} raw data files the imported jobs read are not here (e.g. {missing[0]}). Fetch them "
-               f"on their own first (snakemake --cores 1 --until download_data), and only then run the study: fetched "
-               f"in the same run, Snakemake would rebuild the prepared data and everything after it.")
+        yield (
+            f"note: {len(missing)} raw data files the imported jobs read are not here (e.g. {missing[0]}). Fetch them "
+            f"on their own first (snakemake --cores 1 --until download_data), and only then run the study: fetched "
+            f"in the same run, Snakemake would rebuild the prepared data and everything after it."
+        )
 
 
 def next_steps(stage: str, configfiles: list[str]) -> str:
     """What to run after an import of ``stage``."""
     config = "".join(f" --configfile {c}" for c in configfiles if c != "config/config.yaml")
-    runs = {"evaluate": "evaluation, the probes, the analyses and the site",
-            "analyses": "the analyses and the site (no training, evaluation or probe job)",
-            "site": "the site's pages (no analysis)", "render": "nothing but Quarto's render, where Quarto is installed"}
-    return (f"next: `snakemake --cores 2{config}` runs {runs[stage]}; `snakemake -n{config}` lists it first. "
-            f"Rebuild one figure: `snakemake --cores 2 results/figures/<name>.svg --forcerun <rule>{config}`.")
+    runs = {
+        "evaluate": "evaluation, the probes, the analyses and the site",
+        "analyses": "the analyses and the site (no training, evaluation or probe job)",
+        "site": "the site's pages (no analysis)",
+        "render": "nothing but Quarto's render, where Quarto is installed",
+    }
+    return (
+        f"next: `snakemake --cores 2{config}` runs {runs[stage]}; `snakemake -n{config}` lists it first. "
+        f"Rebuild one figure: `snakemake --cores 2 results/figures/<name>.svg --forcerun <rule>{config}`."
+    )

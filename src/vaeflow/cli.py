@@ -65,18 +65,31 @@ def cmd_train(args: argparse.Namespace) -> None:
         teacher = model_from_checkpoint(load_checkpoint(args.teacher), resolve_device(args.device))
     summary = train(args.run, data, args.out_dir, device=args.device, progress=not args.quiet, teacher=teacher)
     settle(args.out_dir, Path(args.out_dir) / "checkpoint.pt", Path(args.out_dir) / "train.json")
-    print(f"best validation bits/dim {summary['best_val_bits_per_dim']:.4f} at step {summary['best_step']} "
-          f"({summary['train_wall_time_s']:.1f} s)")
+    print(
+        f"best validation bits/dim {summary['best_val_bits_per_dim']:.4f} at step {summary['best_step']} "
+        f"({summary['train_wall_time_s']:.1f} s)"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from vaeflow.evaluation.run import evaluate_run
 
     _set_threads(args.threads)
-    metrics = evaluate_run(args.checkpoint, args.train_summary, args.data, args.settings,
-                           args.metrics, args.samples, args.scores, device=args.device)
+    metrics = evaluate_run(
+        args.checkpoint,
+        args.train_summary,
+        args.data,
+        args.settings,
+        args.metrics,
+        args.samples,
+        args.scores,
+        device=args.device,
+    )
     test = metrics["test"]
-    print(f"{metrics['model']} on {metrics['dataset']} seed {metrics['seed']}: test {test['bits_per_dim']:.4f} bits/dim ({test['bound']})")
+    print(
+        f"{metrics['model']} on {metrics['dataset']} seed {metrics['seed']}: test {test['bits_per_dim']:.4f} "
+        f"bits/dim ({test['bound']})"
+    )
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
@@ -85,16 +98,26 @@ def cmd_baselines(args: argparse.Namespace) -> None:
     result = write_baselines(args.data, args.out, args.scores)
     for entry in result["baselines"]:
         bpd = entry["bits_per_dim"]
-        print(f"{result['dataset']} baseline {entry['label']} ({entry['quantity']}): "
-              + ", ".join(f"{split} {bpd[split]:.4f}" for split in ("train", "val", "test")) + " bits/dim")
+        print(
+            f"{result['dataset']} baseline {entry['label']} ({entry['quantity']}): "
+            + ", ".join(f"{split} {bpd[split]:.4f}" for split in ("train", "val", "test"))
+            + " bits/dim"
+        )
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
     from vaeflow.probes.run import run_probes
 
     _set_threads(args.threads)
-    done = run_probes(args.settings, args.checkpoint, args.data, dict(args.out), others=dict(args.other or []),
-                      device=args.device, code=dict(args.code or []))
+    done = run_probes(
+        args.settings,
+        args.checkpoint,
+        args.data,
+        dict(args.out),
+        others=dict(args.other or []),
+        device=args.device,
+        code=dict(args.code or []),
+    )
     for name, how in done.items():
         print(f"probe {name}: {how} {dict(args.out)[name]}")
 
@@ -120,7 +143,10 @@ def cmd_site(args: argparse.Namespace) -> None:
         problems = quarto.check_project(args.report_dir)
         if problems:
             raise SystemExit("Quarto project check failed:\n  " + "\n  ".join(problems))
-        print(f"Quarto project {args.report_dir}: every page, embed, include, cross-reference, variable and citation resolves")
+        print(
+            f"Quarto project {args.report_dir}: every page, embed, include, cross-reference, variable and citation "
+            "resolves"
+        )
     else:
         quarto.render(args.report_dir, args.out)
 
@@ -136,9 +162,16 @@ def cmd_provenance(args: argparse.Namespace) -> None:
     else:
         from vaeflow.site.environment import write_environment
 
-        write_environment(Path(args.out), metrics=args.metrics, summaries=args.summaries, jobs=args.inputs,
-                          metadata_dir=metadata_dir, configfiles=args.configfile, seeds=args.seeds,
-                          data_seed=args.data_seed)
+        write_environment(
+            Path(args.out),
+            metrics=args.metrics,
+            summaries=args.summaries,
+            jobs=args.inputs,
+            metadata_dir=metadata_dir,
+            configfiles=args.configfile,
+            seeds=args.seeds,
+            data_seed=args.data_seed,
+        )
 
 
 def cmd_design(args: argparse.Namespace) -> None:
@@ -150,15 +183,26 @@ def cmd_design(args: argparse.Namespace) -> None:
 def cmd_export_results(args: argparse.Namespace) -> None:
     from vaeflow.archive import export_results
 
-    export_results(Path("."), Path(args.archive), configfiles=args.configfile or [DEFAULT_CONFIG], stage=args.stage,
-                   include=args.include or [])
+    export_results(
+        Path("."),
+        Path(args.archive),
+        configfiles=args.configfile or [DEFAULT_CONFIG],
+        stage=args.stage,
+        include=args.include or [],
+    )
 
 
 def cmd_import_results(args: argparse.Namespace) -> None:
     from vaeflow.archive import import_results
 
-    import_results(Path("."), Path(args.archive), configfiles=args.configfile or [DEFAULT_CONFIG], force=args.force,
-                   overwrite=args.overwrite, check=args.check)
+    import_results(
+        Path("."),
+        Path(args.archive),
+        configfiles=args.configfile or [DEFAULT_CONFIG],
+        force=args.force,
+        overwrite=args.overwrite,
+        check=args.check,
+    )
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -186,9 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the .npz to write; the manifest goes beside it as .json")
     p.set_defaults(func=cmd_prepare_data)
 
-    p = sub.add_parser("download-data", help="fetch the raw files of a full-size dataset into resources/, sha256-verified")
+    p = sub.add_parser(
+        "download-data", help="fetch the raw files of a full-size dataset into resources/, sha256-verified"
+    )
     p.add_argument("--dataset", required=True, help="mnist_full, fashion_mnist or cifar10")
-    p.add_argument("--file", action="append", help="only this raw file (repeatable); default: all of the dataset's files")
+    p.add_argument(
+        "--file", action="append", help="only this raw file (repeatable); default: all of the dataset's files"
+    )
     p.add_argument("--out-dir", help="directory to write into; default resources/<dataset>")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a download fails")
     p.set_defaults(func=cmd_download_data)
@@ -198,9 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--teacher", help="checkpoint of a trained teacher, for probability density distillation")
-    p.add_argument("--computed-from-run", action="append", metavar="PATH",
-                   help="a result in the run folder computed from its training outputs: set aside while it retrains, "
-                        "restored only if the retrain writes the same bytes (repeatable; vaeflow.training.superseded)")
+    p.add_argument(
+        "--computed-from-run",
+        action="append",
+        metavar="PATH",
+        help="a result in the run folder computed from its training outputs: set aside while it retrains, "
+        "restored only if the retrain writes the same bytes (repeatable; vaeflow.training.superseded)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
@@ -227,9 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="run the analysis probes of one trained run in one process (see vaeflow.probes)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
-    p.add_argument("--settings", type=_json_arg, required=True,
-                   help='{"<probe>": the analyses.<probe> block of the config, ...} as JSON: the probes to run')
-    p.add_argument("--out", type=_other, action="append", required=True, help="PROBE=PATH: the .npz to write, per probe")
+    p.add_argument(
+        "--settings",
+        type=_json_arg,
+        required=True,
+        help='{"<probe>": the analyses.<probe> block of the config, ...} as JSON: the probes to run',
+    )
+    p.add_argument(
+        "--out", type=_other, action="append", required=True, help="PROBE=PATH: the .npz to write, per probe"
+    )
     p.add_argument("--code", type=_other, action="append", help="PROBE=PATH of the probe's code digest (its memo key)")
     p.add_argument("--other", type=_other, action="append", help="NAME=PATH of another prepared dataset")
     p.add_argument("--device", default="auto")
@@ -257,10 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/site")
     p.set_defaults(func=cmd_site)
 
-    p = sub.add_parser("provenance", help="write the site's Reproduce or Environment page body from Snakemake's job records")
+    p = sub.add_parser(
+        "provenance", help="write the site's Reproduce or Environment page body from Snakemake's job records"
+    )
     p.add_argument("action", choices=["reproduce", "environment"])
-    p.add_argument("inputs", nargs="*", help="reproduce: the site's tables, figures and variables; "
-                   "environment: outputs whose jobs' run times are listed")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        help="reproduce: the site's tables, figures and variables; "
+        "environment: outputs whose jobs' run times are listed",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--metadata", default=".snakemake/metadata", help="Snakemake's job records")
     p.add_argument("--configfile", action="append", default=[], help="the study's config file(s)")
@@ -280,26 +344,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     from vaeflow.archive import DEFAULT_STAGE, INCLUDES, STAGE_HELP
 
-    p = sub.add_parser("export-results", help="pack the results a stage needs, Snakemake's records of their jobs and a "
-                       "manifest (sha256 of every file, code hashes per rule, config, versions, hardware) into one archive",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Run in the project root of a finished study. Stages (what the archive holds, and so "
-                       "what reruns after an import):\n" + "\n".join(f"  {k}: {v}" for k, v in STAGE_HELP.items()))
-    p.add_argument("archive", help="the archive to write: STUDY.tar, STUDY.tar.gz or STUDY.tar.zst (zstd needs the "
-                   "zstandard package); its sha256 goes beside it in STUDY.tar.gz.sha256")
-    p.add_argument("--configfile", action="append", help=f"the study's config file(s), as given to snakemake; default {DEFAULT_CONFIG}")
-    p.add_argument("--stage", choices=list(STAGE_HELP), default=DEFAULT_STAGE,
-                   help=f"the stage a reviewer runs from the archive (default {DEFAULT_STAGE})")
-    p.add_argument("--include", action="append", choices=list(INCLUDES),
-                   help="also pack (repeatable): " + "; ".join(f"{k}: {v}" for k, v in INCLUDES.items()))
+    p = sub.add_parser(
+        "export-results",
+        help="pack the results a stage needs, Snakemake's records of their jobs and a "
+        "manifest (sha256 of every file, code hashes per rule, config, versions, hardware) into one archive",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run in the project root of a finished study. Stages (what the archive holds, and so "
+        "what reruns after an import):\n" + "\n".join(f"  {k}: {v}" for k, v in STAGE_HELP.items()),
+    )
+    p.add_argument(
+        "archive",
+        help="the archive to write: STUDY.tar, STUDY.tar.gz or STUDY.tar.zst (zstd needs the "
+        "zstandard package); its sha256 goes beside it in STUDY.tar.gz.sha256",
+    )
+    p.add_argument(
+        "--configfile",
+        action="append",
+        help=f"the study's config file(s), as given to snakemake; default {DEFAULT_CONFIG}",
+    )
+    p.add_argument(
+        "--stage",
+        choices=list(STAGE_HELP),
+        default=DEFAULT_STAGE,
+        help=f"the stage a reviewer runs from the archive (default {DEFAULT_STAGE})",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        choices=list(INCLUDES),
+        help="also pack (repeatable): " + "; ".join(f"{k}: {v}" for k, v in INCLUDES.items()),
+    )
     p.set_defaults(func=cmd_export_results)
 
-    p = sub.add_parser("import-results", help="check an archive of export-results completely, then restore its results "
-                       "and Snakemake's records so that nothing before its stage reruns")
+    p = sub.add_parser(
+        "import-results",
+        help="check an archive of export-results completely, then restore its results "
+        "and Snakemake's records so that nothing before its stage reruns",
+    )
     p.add_argument("archive", help="the .tar, .tar.gz or .tar.zst written by export-results")
-    p.add_argument("--configfile", action="append", help=f"the study's config file(s), as given to snakemake; default {DEFAULT_CONFIG}")
-    p.add_argument("--force", action="store_true", help="import even if the archive was made by other code or "
-                   "configuration (Snakemake then reruns what they changed; the import lists it)")
+    p.add_argument(
+        "--configfile",
+        action="append",
+        help=f"the study's config file(s), as given to snakemake; default {DEFAULT_CONFIG}",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="import even if the archive was made by other code or "
+        "configuration (Snakemake then reruns what they changed; the import lists it)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace results/ files that hold other bytes")
     p.add_argument("--check", action="store_true", help="check the archive against this checkout; write nothing")
     p.set_defaults(func=cmd_import_results)

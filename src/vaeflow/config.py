@@ -50,8 +50,10 @@ _FULL_LOADER = getattr(yaml, "CFullLoader", yaml.FullLoader)  # what Snakemake r
 
 DEFAULT_CONFIG = "config/config.yaml"
 SCHEMA = "config/schema.yaml"
-YAML_ADVICE = ("fix the YAML there (indent with spaces, not tabs; close every [ and {; put quotes around text "
-               "that holds ': ' or ' #' or starts with a character YAML reserves, such as * & ! | > % @ `)")
+YAML_ADVICE = (
+    "fix the YAML there (indent with spaces, not tabs; close every [ and {; put quotes around text "
+    "that holds ': ' or ' #' or starts with a character YAML reserves, such as * & ! | > % @ `)"
+)
 
 
 class ConfigError(ValueError):
@@ -74,7 +76,9 @@ class ConfigFile:
         node, line = self.node, None
         for part in path:
             if isinstance(node, yaml.MappingNode):
-                found = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+                found = next(
+                    ((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None
+                )
                 if found is None:
                     return None
                 line, node = found[0].start_mark.line + 1, found[1]
@@ -99,10 +103,14 @@ def read_config_file(path: str | Path) -> ConfigFile:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"study configuration {name} not found; give an existing file with --configfile "
-                          f"(e.g. --configfile config/smoke.yaml) or restore {DEFAULT_CONFIG}") from None
+        raise ConfigError(
+            f"study configuration {name} not found; give an existing file with --configfile "
+            f"(e.g. --configfile config/smoke.yaml) or restore {DEFAULT_CONFIG}"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read study configuration {name}: {exc}; make it a readable UTF-8 text file") from None
+        raise ConfigError(
+            f"cannot read study configuration {name}: {exc}; make it a readable UTF-8 text file"
+        ) from None
     node = None
     try:
         data = json.loads(text)
@@ -111,7 +119,7 @@ def read_config_file(path: str | Path) -> ConfigFile:
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
-        except yaml.MarkedYAMLError as exc:
+        except yaml.MarkedYAMLError:
             try:  # PyYAML's own parser words the problem more exactly (it names a tab, say) than libyaml's
                 yaml.load(text, Loader=yaml.FullLoader)
             except yaml.MarkedYAMLError as exact:
@@ -128,9 +136,11 @@ def read_config_file(path: str | Path) -> ConfigFile:
             pass
     if not isinstance(data, dict):
         held = "nothing" if data is None else f"a {type(data).__name__}"
-        raise ConfigError(f"study configuration {name} holds {held}, not a mapping of keys to values; "
-                          f"write it as keys at the top level (seeds:, datasets:, models:, training:, evaluation:), "
-                          f"as {DEFAULT_CONFIG} does")
+        raise ConfigError(
+            f"study configuration {name} holds {held}, not a mapping of keys to values; "
+            f"write it as keys at the top level (seeds:, datasets:, models:, training:, evaluation:), "
+            f"as {DEFAULT_CONFIG} does"
+        )
     return ConfigFile(name, data, node)
 
 
@@ -241,39 +251,60 @@ def _non_finite(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[
 def _schema_error(errors: list[ValidationError], where: _Sources) -> str:
     """One message for the most telling error: a key the schema does not know comes first, as a
     misspelt key also shows up as a missing one."""
-    unknown = [e for e in errors if e.validator == "additionalProperties" and e.validator_value is False
-               and isinstance(e.instance, dict) and isinstance(e.schema, dict)
-               and set(e.instance) - set(e.schema.get("properties", {}))]
+    unknown = [
+        e
+        for e in errors
+        if e.validator == "additionalProperties"
+        and e.validator_value is False
+        and isinstance(e.instance, dict)
+        and isinstance(e.schema, dict)
+        and set(e.instance) - set(e.schema.get("properties", {}))
+    ]
     error = best_match(unknown) if unknown else best_match(errors)
     path = tuple(error.absolute_path)
     if error in unknown:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
         name = extra[0]
-        missing = sorted({m for e in errors if e.validator == "required" and tuple(e.absolute_path) == path
-                          for m in e.validator_value if m not in e.instance})
+        missing = sorted(
+            {
+                m
+                for e in errors
+                if e.validator == "required" and tuple(e.absolute_path) == path
+                for m in e.validator_value
+                if m not in e.instance
+            }
+        )
         guess = _closest(name, missing) or _closest(name, allowed)
         hint = f"; did you mean {guess!r}?" if guess else ""
         if guess and guess in missing:
             hint += f" ({guess!r} is required and missing)"
         others = f" (also unknown here: {', '.join(map(repr, extra[1:]))})" if len(extra) > 1 else ""
-        return (f"invalid study configuration {where((*path, name))}: at '{_key(path)}': unknown key {name!r}{hint}"
-                f"{others}. Rename or remove it there; allowed keys here: {', '.join(allowed)}")
+        return (
+            f"invalid study configuration {where((*path, name))}: at '{_key(path)}': unknown key {name!r}{hint}"
+            f"{others}. Rename or remove it there; allowed keys here: {', '.join(allowed)}"
+        )
     message = error.message
     fix = f"Fix it there (see {SCHEMA})"
     if error.validator == "required":
         fix = f"Add it there (see {SCHEMA} for what it means)"
     elif error.validator == "enum" and isinstance(error.validator_value, list):
-        guess = _closest(error.instance, [v for v in error.validator_value if isinstance(v, str)])
+        subset = isinstance(error.schema, dict) and error.schema.get("title")
+        guess = None if subset else _closest(error.instance, [v for v in error.validator_value if isinstance(v, str)])
         if guess:
             message += f"; did you mean {guess!r}?"
+        elif subset:  # a named subset of the model or dataset names (config/schema.yaml $defs)
+            message += f" (the {' '.join(str(subset).split())})"
     elif error.validator == "propertyNames":
         names = error.schema.get("propertyNames", {}).get("enum") if isinstance(error.schema, dict) else None
         if names:
             message += f"; allowed names here: {', '.join(names)}"
     elif isinstance(error.schema, dict) and error.schema.get("description"):
         fix += f"; {_key(path)}: {' '.join(str(error.schema['description']).split())}"
-    return f"invalid study configuration {where(path)}: at '{_key(path)}': {message}{'' if message.endswith('?') else '.'} {fix}."
+    return (
+        f"invalid study configuration {where(path)}: at '{_key(path)}': "
+        f"{message}{'' if message.endswith('?') else '.'} {fix}."
+    )
 
 
 def validate_config(
@@ -329,7 +360,8 @@ def _apply_logit_alpha(config: dict[str, Any], schema: dict[str, Any], where: _S
                 raise ConfigError(
                     f"invalid study configuration {where(path)}: models.{model} sets logit_alpha "
                     f"{own['logit_alpha']} and so does 'logit_alpha.{dataset}' ({alpha}); the study's per-dataset "
-                    f"value applies to every flow, so remove logit_alpha from models.{model}")
+                    f"value applies to every flow, so remove logit_alpha from models.{model}"
+                )
             block.setdefault("dataset_options", {}).setdefault(dataset, {})["logit_alpha"] = float(alpha)
 
 
@@ -343,8 +375,10 @@ def _check_against_data(config: dict[str, Any], where: _Sources) -> None:
         try:
             shapes[dataset], sizes[dataset] = example_shape(dataset, options), split_sizes(dataset, options)
         except ValueError as exc:
-            raise ConfigError(f"invalid study configuration {where(('datasets', dataset))}: at 'datasets.{dataset}': "
-                              f"{' '.join(str(exc).split())}") from None
+            raise ConfigError(
+                f"invalid study configuration {where(('datasets', dataset))}: at 'datasets.{dataset}': "
+                f"{' '.join(str(exc).split())}"
+            ) from None
 
     for model, block in config["models"].items():
         left_out = block.get("left_out") or {}
@@ -353,13 +387,16 @@ def _check_against_data(config: dict[str, Any], where: _Sources) -> None:
             raise ConfigError(
                 f"invalid study configuration {where(('models', model, 'steps'))}: at 'models.{model}.steps': no "
                 f"training steps for dataset(s) {', '.join(map(repr, missing))}. Add {missing[0]}: <steps> there, or "
-                f"leave the model out of it with models.{model}.left_out: {{{missing[0]}: <the reason the site gives>}}.")
+                f"leave the model out of it with models.{model}.left_out: "
+                f"{{{missing[0]}: <the reason the site gives>}}."
+            )
         both = [d for d in left_out if d in block["steps"]]
         if both:
             raise ConfigError(
                 f"invalid study configuration {where(('models', model, 'left_out', both[0]))}: at "
                 f"'models.{model}.left_out': {both[0]!r} is also in models.{model}.steps; a model either trains on a "
-                f"dataset or is left out of it. Remove it from one of the two.")
+                f"dataset or is left out of it. Remove it from one of the two."
+            )
         teacher = (block.get("distill") or {}).get("teacher")
         if teacher is not None and teacher not in config["models"]:
             guess = _closest(teacher, list(config["models"]))
@@ -367,7 +404,8 @@ def _check_against_data(config: dict[str, Any], where: _Sources) -> None:
                 f"invalid study configuration {where(('models', model, 'distill', 'teacher'))}: at "
                 f"'models.{model}.distill.teacher': {teacher!r} is not a model of this study"
                 f"{f'; did you mean {guess!r}?' if guess else '.'} Name one of {', '.join(config['models'])} there, "
-                f"or remove the distill block.")
+                f"or remove the distill block."
+            )
 
     # each multi-scale model's scale count, on every image dataset, by the key that sets it
     for model, rule in SCALE_RULES.items():
@@ -391,19 +429,30 @@ def _check_against_data(config: dict[str, Any], where: _Sources) -> None:
             worst = min(bad, key=lambda d: rule.largest(*shapes[d][1:]))
             largest = min(rule.largest(*shapes[d][1:]) for d in datasets)
             shown = f"{value}" if _holds(config, key) else f"unset, so the default {value},"
-            advice = (f"Set it to at most {largest}, the largest value that fits every dataset it applies to "
-                      f"({', '.join(datasets)})" if largest else f"No value fits: {rule.model} needs {rule.needs}")
+            advice = (
+                f"Set it to at most {largest}, the largest value that fits every dataset it applies to "
+                f"({', '.join(datasets)})"
+                if largest
+                else f"No value fits: {rule.model} needs {rule.needs}"
+            )
             if key[2] == "options" and len(datasets) > 1:
-                advice += f", or give dataset {worst!r} its own value as models.{model}.dataset_options.{worst}.{rule.option}"
+                advice += (
+                    f", or give dataset {worst!r} its own value as models.{model}.dataset_options.{worst}.{rule.option}"
+                )
             raise ConfigError(
                 f"invalid study configuration {where(key)}: at '{_key(key)}': {shown} does not fit dataset {worst!r}, "
-                f"whose examples have shape {shapes[worst]}: in {rule.model}, {rule.why(value)}. {advice}.")
+                f"whose examples have shape {shapes[worst]}: in {rule.model}, {rule.why(value)}. {advice}."
+            )
 
     # the batch size of every run against its training split (a larger one would silently train full-batch)
     limits: dict[tuple[str | int, ...], list[tuple[int, str]]] = {}
     for model, block in config["models"].items():
         distilled = set((block.get("distill") or {}).get("datasets", ()))
-        key = ("models", model, "training", "batch_size") if "batch_size" in block.get("training", {}) else ("training", "batch_size")
+        key = (
+            ("models", model, "training", "batch_size")
+            if "batch_size" in block.get("training", {})
+            else ("training", "batch_size")
+        )
         for dataset in config["datasets"]:
             if dataset not in distilled:  # a distilled student trains on its own samples, not on the split
                 limits.setdefault(key, []).append((sizes[dataset]["train"], dataset))
@@ -417,7 +466,8 @@ def _check_against_data(config: dict[str, Any], where: _Sources) -> None:
                 f"invalid study configuration {where(key)}: at '{_key(key)}': {batch_size} is larger than the training "
                 f"split of dataset {dataset!r}{with_options} ({n_train} examples), so every step would see the whole "
                 f"split and training would silently be full-batch. Set it to at most {n_train} (the smallest training "
-                f"split it applies to), or give that dataset more training examples.")
+                f"split it applies to), or give that dataset more training examples."
+            )
 
 
 def _get(config: Mapping[str, Any], path: Sequence[str | int], default: Any) -> Any:
@@ -444,9 +494,11 @@ def _check_device(config: dict[str, Any], where: _Sources) -> None:
 
         raise ConfigError(
             f"invalid study configuration {where(('device',))}: at 'device': {device!r}, but torch on this machine "
-            f"sees no CUDA GPU (torch {torch.__version__}, {'built for CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}). "
+            f"sees no CUDA GPU (torch {torch.__version__}, "
+            f"{'built for CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}). "
             f"Set device: auto there (CUDA wherever a job finds a GPU, CPU otherwise; on a cluster, jobs on GPU nodes "
-            f"get their GPU) or device: cpu, or plan the study on a machine with a GPU.") from None
+            f"get their GPU) or device: cpu, or plan the study on a machine with a GPU."
+        ) from None
 
 
 def load_config(path: str | Path, schema_path: str | Path, *, check_device: bool = True) -> dict[str, Any]:
@@ -462,21 +514,28 @@ def trains_on(config: dict[str, Any], model: str, dataset: str) -> bool:
 
 def left_out_runs(config: dict[str, Any]) -> list[dict[str, str]]:
     """Every (model, dataset) the study leaves out, with the config's reason."""
-    return [{"model": model, "dataset": dataset, "reason": " ".join(reason.split())}
-            for model, block in config["models"].items()
-            for dataset, reason in (block.get("left_out") or {}).items() if dataset in config["datasets"]]
+    return [
+        {"model": model, "dataset": dataset, "reason": " ".join(reason.split())}
+        for model, block in config["models"].items()
+        for dataset, reason in (block.get("left_out") or {}).items()
+        if dataset in config["datasets"]
+    ]
 
 
 def run_config(config: dict[str, Any], dataset: str, model: str, seed: int) -> dict[str, Any]:
     """The resolved settings of one training run (JSON-serialisable)."""
     if dataset not in config["datasets"]:
-        raise ConfigError(f"dataset {dataset!r} is not in the study configuration (has: {', '.join(config['datasets'])})")
+        raise ConfigError(
+            f"dataset {dataset!r} is not in the study configuration (has: {', '.join(config['datasets'])})"
+        )
     if model not in config["models"]:
         raise ConfigError(f"model {model!r} is not in the study configuration (has: {', '.join(config['models'])})")
     block = config["models"][model]
     if not trains_on(config, model, dataset):
-        raise ConfigError(f"models.{model} is left out of dataset {dataset!r} (models.{model}.left_out): "
-                          f"{(block.get('left_out') or {}).get(dataset)}; it has no run there")
+        raise ConfigError(
+            f"models.{model} is left out of dataset {dataset!r} (models.{model}.left_out): "
+            f"{(block.get('left_out') or {}).get(dataset)}; it has no run there"
+        )
     if dataset not in block["steps"]:
         raise ConfigError(f"models.{model}.steps has no budget for dataset {dataset!r}; add one")
     options = {**block.get("options", {}), **block.get("dataset_options", {}).get(dataset, {})}
@@ -505,15 +564,18 @@ def evaluation_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
     return {**config["evaluation"], **config["models"][model].get("evaluation", {})}
 
 
-def probe_settings(config: dict[str, Any], probe: str, notebook_keys: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+def probe_settings(
+    config: dict[str, Any], probe: str, notebook_keys: set[str] | frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The ``analyses.<probe>`` block without the keys only its notebook reads, plus the
     evaluation seed (every probe is seeded)."""
     block = {k: v for k, v in config.get("analyses", {}).get(probe, {}).items() if k not in notebook_keys}
     return {"seed": config["evaluation"]["seed"], **block}
 
 
-def study_analysis_settings(analysis: str, config_path: str | Path = "config/config.yaml",
-                            schema_path: str | Path = "config/schema.yaml") -> dict[str, Any]:
+def study_analysis_settings(
+    analysis: str, config_path: str | Path = "config/config.yaml", schema_path: str | Path = "config/schema.yaml"
+) -> dict[str, Any]:
     """The ``analyses.<analysis>`` block of a study config file (validated, defaults filled):
     what a notebook run standalone uses when it is given no ``settings``."""
     return analysis_settings(load_config(config_path, schema_path), analysis)

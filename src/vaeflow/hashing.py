@@ -39,7 +39,7 @@ def _module_path(src: Path, module: str) -> Path | None:
     return package if package.is_file() else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imported_modules(path: Path, module: str) -> frozenset[str]:
     """Absolute names of the package modules that ``module`` (at ``path``) imports.
 

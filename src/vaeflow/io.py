@@ -48,8 +48,11 @@ class WriteError(OSError):
         else:
             hint = "fix the cause and rerun"
         reason = cause.strerror or str(cause)
-        super().__init__(cause.errno, f"cannot write {target}: {reason} ({errno.errorcode.get(cause.errno or 0, 'error')}); "
-                         f"nothing was written there. To fix: {hint}")
+        super().__init__(
+            cause.errno,
+            f"cannot write {target}: {reason} ({errno.errorcode.get(cause.errno or 0, 'error')}); "
+            f"nothing was written there. To fix: {hint}",
+        )
         self.filename = str(target)
 
     def __str__(self) -> str:

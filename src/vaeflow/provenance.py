@@ -16,8 +16,16 @@ from vaeflow.hashing import PACKAGE, hash_files, source_files
 __all__ = ["git_version", "hash_files", "package_versions", "source_files"]
 
 TRACKED_DISTRIBUTIONS = (
-    "torch", "numpy", "pandas", "scikit-learn", "scikit-image", "mlxtend",
-    "snakemake", "papermill", "altair", "vl-convert-python",
+    "torch",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scikit-image",
+    "mlxtend",
+    "snakemake",
+    "papermill",
+    "altair",
+    "vl-convert-python",
 )
 
 
@@ -26,7 +34,11 @@ def git_version(cwd: str | Path | None = None) -> str:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=cwd, capture_output=True, text=True, check=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):

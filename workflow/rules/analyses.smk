@@ -3,150 +3,89 @@
 # its module declares (TABLES, FIGURES); the site shows those files.
 # They only aggregate and plot, so on a cluster they run on the submitting machine (localrule).
 
-
-rule likelihood_analysis:
-    input:
-        notebook="workflow/notebooks/likelihood.ipynb",
-        metrics=all_runs(f"{RUN}/metrics.json"),
-        # read beside each metrics.json: the step ceiling and the dataset's parameter budget
-        summaries=all_runs(f"{RUN}/train.json"),
-        scores=all_runs(f"{RUN}/test_scores.npz"),
-        curves=all_runs(f"{RUN}/curves.csv"),
-        probes=probe_runs("likelihood"),
-        # every dataset's sanity baselines (rule baselines) and their per-example test scores
-        baselines=expand("results/{dataset}/baselines.json", dataset=DATASETS),
-        baseline_scores=expand("results/{dataset}/baselines_test_scores.npz", dataset=DATASETS),
-        code=code("vaeflow.analysis.likelihood", "vaeflow.analysis.comparisons", "vaeflow.analysis.figures",
-                  "vaeflow.analysis.variables"),
-    output:
-        **analysis_outputs("likelihood"),
-    params:
-        metrics=lambda wc, input: json.dumps(list(input.metrics)),
-        probes=lambda wc, input: json.dumps(list(input.probes)),
-        baselines=lambda wc, input: json.dumps(list(input.baselines)),
-        settings=json.dumps(analysis_settings(config, "likelihood"), sort_keys=True),
-    threads: 1
-    resources:
-        **job_resources("analysis"),
-    localrule: True
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/notebooks/likelihood.log",
-    benchmark:
-        "results/benchmarks/rules/likelihood_analysis.tsv"
-    shell:
-        notebook_command("likelihood", extra="-p baselines={params.baselines:q} ")
-
-
-rule high_frequency_analysis:
-    input:
-        notebook="workflow/notebooks/high_frequency.ipynb",
-        metrics=all_runs(f"{RUN}/metrics.json"),
-        probes=probe_runs("high_frequency"),
-        code=code("vaeflow.analysis.high_frequency", "vaeflow.analysis.runs", "vaeflow.analysis.figures",
-                  "vaeflow.analysis.variables"),
-    output:
-        **analysis_outputs("high_frequency"),
-    params:
-        metrics=lambda wc, input: json.dumps(list(input.metrics)),
-        probes=lambda wc, input: json.dumps(list(input.probes)),
-        settings=json.dumps(analysis_settings(config, "high_frequency"), sort_keys=True),
-    threads: 1
-    resources:
-        **job_resources("analysis"),
-    localrule: True
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/notebooks/high_frequency.log",
-    benchmark:
-        "results/benchmarks/rules/high_frequency_analysis.tsv"
-    shell:
-        notebook_command("high_frequency")
+# The analyses, in the order the site and the report list them: one rule `<name>_analysis` each,
+# generated below. Every analysis reads every run's metrics.json, its notebook
+# (workflow/notebooks/<name>.ipynb) and its settings block (analyses.<name> of the config); here
+# are what it reads besides, in notebook-parameter order (`probes`: its probe files, `baselines`:
+# the datasets' baselines.json, `speed`: the speed benchmark, each passed to the notebook under
+# that name; the other inputs are read beside each metrics.json), the modules it runs, and its
+# category in Snakemake's report.
+ANALYSIS_RULES = {
+    "likelihood": {
+        "inputs": {
+            # read beside each metrics.json: the step ceiling and the dataset's parameter budget
+            "summaries": all_runs(f"{RUN}/train.json"),
+            "scores": all_runs(f"{RUN}/test_scores.npz"),
+            "curves": all_runs(f"{RUN}/curves.csv"),
+            "probes": probe_runs("likelihood"),
+            # every dataset's sanity baselines (rule baselines) and their per-example test scores
+            "baselines": expand("results/{dataset}/baselines.json", dataset=DATASETS),
+            "baseline_scores": expand("results/{dataset}/baselines_test_scores.npz", dataset=DATASETS),
+        },
+        "code": ("likelihood", "comparisons", "figures", "variables"),
+        "category": "Likelihood",
+    },
+    "high_frequency": {
+        "inputs": {"probes": probe_runs("high_frequency")},
+        "code": ("high_frequency", "runs", "figures", "variables"),
+        "category": "High-frequency detail",
+    },
+    "anomaly": {
+        "inputs": {"probes": probe_runs("anomaly")},
+        "code": ("anomaly", "runs", "figures", "variables"),
+        "category": "Anomaly detection",
+    },
+    "cost": {
+        "inputs": {
+            "summaries": all_runs(f"{RUN}/train.json"),
+            "timings": all_runs(f"{RUN}/timing.json"),  # wall time and memory
+            "curves": all_runs(f"{RUN}/curves.csv"),
+            "speed": rules.speed_summary.output.json,
+            # every dataset's sanity baselines: reference lines on the validation curves
+            "baselines": expand("results/{dataset}/baselines.json", dataset=DATASETS),
+        },
+        "code": ("cost", "figures", "variables"),
+        "category": "Cost",
+    },
+    "latents": {
+        "inputs": {"probes": probe_runs("latents")},
+        "code": ("latents", "runs", "figures", "variables"),
+        "category": "Latents",
+    },
+}
+ANALYSES = list(ANALYSIS_RULES)
+# Snakemake's report: one category per analysis (common.smk, in_report)
+REPORT_CATEGORIES = {analysis: spec["category"] for analysis, spec in ANALYSIS_RULES.items()}
 
 
-rule anomaly_analysis:
-    input:
-        notebook="workflow/notebooks/anomaly.ipynb",
-        metrics=all_runs(f"{RUN}/metrics.json"),
-        probes=probe_runs("anomaly"),
-        code=code("vaeflow.analysis.anomaly", "vaeflow.analysis.runs", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),
-    output:
-        **analysis_outputs("anomaly"),
-    params:
-        metrics=lambda wc, input: json.dumps(list(input.metrics)),
-        probes=lambda wc, input: json.dumps(list(input.probes)),
-        settings=json.dumps(analysis_settings(config, "anomaly"), sort_keys=True),
-    threads: 1
-    resources:
-        **job_resources("analysis"),
-    localrule: True
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/notebooks/anomaly.log",
-    benchmark:
-        "results/benchmarks/rules/anomaly_analysis.tsv"
-    shell:
-        notebook_command("anomaly")
+for _analysis, _spec in ANALYSIS_RULES.items():
 
-
-rule latents_analysis:
-    input:
-        notebook="workflow/notebooks/latents.ipynb",
-        metrics=all_runs(f"{RUN}/metrics.json"),
-        probes=probe_runs("latents"),
-        code=code("vaeflow.analysis.latents", "vaeflow.analysis.runs", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),
-    output:
-        **analysis_outputs("latents"),
-    params:
-        metrics=lambda wc, input: json.dumps(list(input.metrics)),
-        probes=lambda wc, input: json.dumps(list(input.probes)),
-        settings=json.dumps(analysis_settings(config, "latents"), sort_keys=True),
-    threads: 1
-    resources:
-        **job_resources("analysis"),
-    localrule: True
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/notebooks/latents.log",
-    benchmark:
-        "results/benchmarks/rules/latents_analysis.tsv"
-    shell:
-        notebook_command("latents")
-
-
-rule cost_analysis:
-    input:
-        notebook="workflow/notebooks/cost.ipynb",
-        metrics=all_runs(f"{RUN}/metrics.json"),
-        summaries=all_runs(f"{RUN}/train.json"),
-        timings=all_runs(f"{RUN}/timing.json"),  # read beside each metrics.json: wall time and memory
-        curves=all_runs(f"{RUN}/curves.csv"),
-        speed=rules.speed_summary.output.json,
-        # every dataset's sanity baselines: reference lines on the validation curves
-        baselines=expand("results/{dataset}/baselines.json", dataset=DATASETS),
-        code=code("vaeflow.analysis.cost", "vaeflow.analysis.figures", "vaeflow.analysis.variables"),
-    output:
-        **analysis_outputs("cost"),
-    params:
-        metrics=lambda wc, input: json.dumps(list(input.metrics)),
-        baselines=lambda wc, input: json.dumps(list(input.baselines)),
-        settings=json.dumps(analysis_settings(config, "cost"), sort_keys=True),
-    threads: 1
-    resources:
-        **job_resources("analysis"),
-    localrule: True
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/notebooks/cost.log",
-    benchmark:
-        "results/benchmarks/rules/cost_analysis.tsv"
-    shell:
-        notebook_command("cost", probes=False, extra="-p speed='\"{input.speed}\"' -p baselines={params.baselines:q} ")
+    rule:
+        name:
+            f"{_analysis}_analysis"
+        input:
+            notebook=f"workflow/notebooks/{_analysis}.ipynb",
+            metrics=all_runs(f"{RUN}/metrics.json"),
+            **_spec["inputs"],
+            code=code(*(f"vaeflow.analysis.{m}" for m in _spec["code"])),
+        output:
+            **analysis_outputs(_analysis),
+        params:
+            metrics=json_list("metrics"),
+            **{k: json_list(k) for k in ("probes", "baselines") if k in _spec["inputs"]},
+            settings=json.dumps(analysis_settings(config, _analysis), sort_keys=True),
+        threads: 1
+        resources:
+            **job_resources("analysis"),
+        localrule: True
+        conda:
+            CONDA_ENV
+        log:
+            f"results/logs/notebooks/{_analysis}.log",
+        benchmark:
+            f"results/benchmarks/rules/{_analysis}_analysis.tsv"
+        shell:
+            notebook_command(_spec["inputs"])
 
 
 rule variables:

@@ -177,19 +177,10 @@ def benchmark_study(model):
     )
 
 
-ANALYSES = ["likelihood", "high_frequency", "anomaly", "cost", "latents"]
-
-
 # Snakemake's own HTML report (`snakemake --report results/report.html`, which the README's
 # main command writes after the run): every table (its CSV) and figure (its SVG) of an
-# analysis, in one category per analysis, captioned by workflow/report/{tables,figures}/<stem>.rst.
-REPORT_CATEGORIES = {
-    "likelihood": "Likelihood",
-    "high_frequency": "High-frequency detail",
-    "anomaly": "Anomaly detection",
-    "cost": "Cost",
-    "latents": "Latents",
-}
+# analysis, in one category per analysis (REPORT_CATEGORIES, analyses.smk), captioned by
+# workflow/report/{tables,figures}/<stem>.rst.
 REPORT_CAPTIONS = "workflow/report"
 
 
@@ -223,14 +214,22 @@ def analysis_outputs(analysis):
     }
 
 
-def notebook_command(analysis, probes=True, extra=""):
-    """The papermill call of one analysis notebook, with the common parameters (and ``extra`` ones)."""
+def notebook_command(inputs):
+    """The papermill call of one analysis notebook: the common parameters, and the files of ``inputs``
+    (its rule's inputs besides the notebook and metrics) that the notebook takes as parameters."""
+    probes = "-p probes={params.probes:q} " if "probes" in inputs else ""
+    speed = "-p speed='\"{input.speed}\"' " if "speed" in inputs else ""
+    baselines = "-p baselines={params.baselines:q} " if "baselines" in inputs else ""
     return (
-        f"python -m vaeflow notebook {{input.notebook}} {{output.notebook}} "
-        f"-p metrics={{params.metrics:q}} " + ("-p probes={params.probes:q} " if probes else "") + extra
-        + "-p settings={params.settings:q} -p tables_dir='\"results/tables\"' "
-        "-p figures_dir='\"results/figures\"' -p variables_out='\"{output.variables}\"' > {log} 2>&1"
+        f"python -m vaeflow notebook {{input.notebook}} {{output.notebook}} -p metrics={{params.metrics:q}} "
+        f"{probes}{speed}{baselines}-p settings={{params.settings:q}} -p tables_dir='\"results/tables\"' "
+        f"-p figures_dir='\"results/figures\"' -p variables_out='\"{{output.variables}}\"' > {{log}} 2>&1"
     )
+
+
+def json_list(name):
+    """A params function: the rule's input ``name`` (a list of files) as a JSON list, for a notebook."""
+    return lambda wc, input: json.dumps(list(input[name]))
 
 
 def all_targets():

@@ -53,7 +53,15 @@ from scipy.stats import mannwhitneyu
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vaeflow.analysis.figures import (
-    DASH, Shown, code_legend, mean_sd, model_label, model_order, readable, short_codes, sig,
+    DASH,
+    Shown,
+    code_legend,
+    mean_sd,
+    model_label,
+    model_order,
+    readable,
+    short_codes,
+    sig,
 )
 from vaeflow.analysis.runs import ProbeResult, load_probes
 from vaeflow.data import IMAGE_DATASETS  # torch-free at import, like this module
@@ -62,8 +70,21 @@ TABLES = ("anomaly_auroc", "anomaly_failures", "anomaly_remedies", "anomaly_summ
 FIGURES = ("anomaly_auroc", "anomaly_bpd")
 
 SYNTHETIC_ORDER = ("noise", "constant", "inverted", "flipped")
-REQUIRED_ARRAYS = ("sets", "set_roles", "set_kinds", "set_index", "score_names", "score_labels", "bits_per_dim",
-                   "compressors", "compressed_bits", "num_dims", "set_conversions", "skipped_sets", "skipped_reasons")
+REQUIRED_ARRAYS = (
+    "sets",
+    "set_roles",
+    "set_kinds",
+    "set_index",
+    "score_names",
+    "score_labels",
+    "bits_per_dim",
+    "compressors",
+    "compressed_bits",
+    "num_dims",
+    "set_conversions",
+    "skipped_sets",
+    "skipped_reasons",
+)
 #: the cell of a skipped OOD set in the AUROC and remedies tables
 SKIPPED = "skipped"
 
@@ -94,8 +115,10 @@ def rankable(scores: np.ndarray) -> np.ndarray:
 def detection(in_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[float, float]:
     """(AUROC, AUPR) of separating ``ood_scores`` (positives) from ``in_scores``; higher = more anomalous."""
     if len(in_scores) == 0 or len(ood_scores) == 0:
-        raise ValueError(f"detection needs scores of both classes, got {len(in_scores)} in-distribution "
-                         f"and {len(ood_scores)} out-of-distribution")
+        raise ValueError(
+            f"detection needs scores of both classes, got {len(in_scores)} in-distribution "
+            f"and {len(ood_scores)} out-of-distribution"
+        )
     scores = rankable(np.concatenate([in_scores, ood_scores]))
     labels = np.concatenate([np.zeros(len(in_scores)), np.ones(len(ood_scores))])
     with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):  # finite by construction
@@ -105,7 +128,7 @@ def detection(in_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[float, flo
 def p_below_chance(in_scores: np.ndarray, ood_scores: np.ndarray) -> float:
     """One-sided Mann–Whitney p-value for "OOD scores tend to be lower" (AUROC < 0.5), ties corrected."""
     scores = rankable(np.concatenate([in_scores, ood_scores]))
-    ood, ind = scores[len(in_scores):], scores[: len(in_scores)]
+    ood, ind = scores[len(in_scores) :], scores[: len(in_scores)]
     if np.ptp(scores) == 0:
         return 1.0
     return float(mannwhitneyu(ood, ind, alternative="less").pvalue)
@@ -133,8 +156,10 @@ def batch_means(bpd: np.ndarray, size: int) -> np.ndarray:
     bpd = np.asarray(bpd, dtype=np.float64)
     n = len(bpd) // size
     if n == 0:
-        raise ValueError(f"cannot form a batch of {size} from {len(bpd)} examples; lower analyses.anomaly."
-                         f"typicality_batch or raise the number of examples")
+        raise ValueError(
+            f"cannot form a batch of {size} from {len(bpd)} examples; lower analyses.anomaly."
+            f"typicality_batch or raise the number of examples"
+        )
     with np.errstate(invalid="ignore"):
         return bpd[: n * size].reshape(n, size).mean(axis=1)
 
@@ -150,8 +175,9 @@ def method_names(compressors: list[str] | np.ndarray) -> list[str]:
     return ["likelihood", "typicality", "typicality_batch", *[f"complexity_{c}" for c in compressors]]
 
 
-def method_scores(bpd: np.ndarray, bits: np.ndarray, compressors: list[str], num_dims: int, entropy: float,
-                  typicality_batch: int) -> dict[str, np.ndarray]:
+def method_scores(
+    bpd: np.ndarray, bits: np.ndarray, compressors: list[str], num_dims: int, entropy: float, typicality_batch: int
+) -> dict[str, np.ndarray]:
     """The anomaly score of every method (:func:`method_names`) for one set's NLLs ``bpd`` and compressed
     lengths ``bits`` (one row per compressor); ``typicality_batch`` gives one score per batch, the others one per
     example."""
@@ -166,8 +192,10 @@ def method_scores(bpd: np.ndarray, bits: np.ndarray, compressors: list[str], num
 def _check(result: ProbeResult) -> None:
     missing = [key for key in REQUIRED_ARRAYS if key not in result.arrays]
     if missing:
-        raise ValueError(f"{result.path} lacks {', '.join(missing)}; it was not written by the current anomaly "
-                         f"probe: rerun it (snakemake reruns it when its code changed)")
+        raise ValueError(
+            f"{result.path} lacks {', '.join(missing)}; it was not written by the current anomaly "
+            f"probe: rerun it (snakemake reruns it when its code changed)"
+        )
 
 
 def _median(bpd: np.ndarray) -> float:
@@ -185,9 +213,11 @@ def run_metrics(result: ProbeResult, typicality_batch: int) -> pd.DataFrame:
     kinds = [str(k) for k in a["set_kinds"]]
     conversions = [str(c) for c in a["set_conversions"]]
     if len(conversions) != len(sets) or len(a["skipped_sets"]) != len(a["skipped_reasons"]):
-        raise ValueError(f"{result.path}: {len(conversions)} set_conversions for {len(sets)} sets, or "
-                         f"{len(a['skipped_sets'])} skipped_sets for {len(a['skipped_reasons'])} reasons; the file is "
-                         f"inconsistent: rerun the anomaly probe")
+        raise ValueError(
+            f"{result.path}: {len(conversions)} set_conversions for {len(sets)} sets, or "
+            f"{len(a['skipped_sets'])} skipped_sets for {len(a['skipped_reasons'])} reasons; the file is "
+            f"inconsistent: rerun the anomaly probe"
+        )
     index, num_dims = a["set_index"], int(a["num_dims"])
     compressors = [str(c) for c in a["compressors"]]
     if roles.count("train") != 1 or roles.count("in") != 1:
@@ -200,19 +230,31 @@ def run_metrics(result: ProbeResult, typicality_batch: int) -> pd.DataFrame:
         bpd = a["bits_per_dim"][s]
         entropy, nonfinite_train = entropy_estimate(bpd[index == train])
         in_bpd = bpd[index == test]
-        in_scores = method_scores(in_bpd, a["compressed_bits"][:, index == test], compressors, num_dims, entropy,
-                                  typicality_batch)
+        in_scores = method_scores(
+            in_bpd, a["compressed_bits"][:, index == test], compressors, num_dims, entropy, typicality_batch
+        )
 
         def row(set_name: str, kind: str, conversion: str, method: str, ood: dict[str, Any]) -> dict[str, Any]:
             """One row: this score's in-distribution columns around the OOD set's (``ood``: its detection
             metrics, counts and medians), in the table's column order."""
             return {
-                "dataset": result.dataset, "model": result.model, "seed": result.seed,
-                "score": name, "likelihood": str(label), "primary": s == len(score_names) - 1,
-                "ood": set_name, "ood_kind": kind, "ood_conversion": conversion, "scored": ood["scored"],
-                "method": method, "auroc": ood["auroc"], "aupr": ood["aupr"],
-                "p_below_chance": ood["p_below_chance"], "aupr_chance": ood["aupr_chance"],
-                "n_in": int(len(in_bpd)), "n_ood": ood["n_ood"],
+                "dataset": result.dataset,
+                "model": result.model,
+                "seed": result.seed,
+                "score": name,
+                "likelihood": str(label),
+                "primary": s == len(score_names) - 1,
+                "ood": set_name,
+                "ood_kind": kind,
+                "ood_conversion": conversion,
+                "scored": ood["scored"],
+                "method": method,
+                "auroc": ood["auroc"],
+                "aupr": ood["aupr"],
+                "p_below_chance": ood["p_below_chance"],
+                "aupr_chance": ood["aupr_chance"],
+                "n_in": int(len(in_bpd)),
+                "n_ood": ood["n_ood"],
                 "nonfinite_train": nonfinite_train,
                 "nonfinite_in": int((~np.isfinite(in_bpd)).sum()),
                 "nonfinite_ood": ood["nonfinite_ood"],
@@ -227,21 +269,42 @@ def run_metrics(result: ProbeResult, typicality_batch: int) -> pd.DataFrame:
             if roles[i] != "ood":
                 continue
             ood_bpd = bpd[index == i]
-            ood_scores = method_scores(ood_bpd, a["compressed_bits"][:, index == i], compressors, num_dims, entropy,
-                                       typicality_batch)
+            ood_scores = method_scores(
+                ood_bpd, a["compressed_bits"][:, index == i], compressors, num_dims, entropy, typicality_batch
+            )
             complexity_ood = a["compressed_bits"][0][index == i] / num_dims
             for method in method_names(compressors):
                 auroc, aupr = detection(in_scores[method], ood_scores[method])
-                rows.append(row(set_name, kinds[i], conversions[i], method, {
-                    "scored": True, "auroc": auroc, "aupr": aupr,
-                    "p_below_chance": p_below_chance(in_scores[method], ood_scores[method]),
-                    "aupr_chance": len(ood_scores[method]) / (len(ood_scores[method]) + len(in_scores[method])),
-                    "n_ood": int(len(ood_bpd)), "nonfinite_ood": int((~np.isfinite(ood_bpd)).sum()),
-                    "median_bpd_ood": _median(ood_bpd), "median_complexity_ood": float(np.median(complexity_ood)),
-                }))
-        skipped = {"scored": False, "auroc": math.nan, "aupr": math.nan, "p_below_chance": math.nan,
-                   "aupr_chance": math.nan, "n_ood": 0, "nonfinite_ood": 0, "median_bpd_ood": math.nan,
-                   "median_complexity_ood": math.nan}
+                rows.append(
+                    row(
+                        set_name,
+                        kinds[i],
+                        conversions[i],
+                        method,
+                        {
+                            "scored": True,
+                            "auroc": auroc,
+                            "aupr": aupr,
+                            "p_below_chance": p_below_chance(in_scores[method], ood_scores[method]),
+                            "aupr_chance": len(ood_scores[method]) / (len(ood_scores[method]) + len(in_scores[method])),
+                            "n_ood": int(len(ood_bpd)),
+                            "nonfinite_ood": int((~np.isfinite(ood_bpd)).sum()),
+                            "median_bpd_ood": _median(ood_bpd),
+                            "median_complexity_ood": float(np.median(complexity_ood)),
+                        },
+                    )
+                )
+        skipped = {
+            "scored": False,
+            "auroc": math.nan,
+            "aupr": math.nan,
+            "p_below_chance": math.nan,
+            "aupr_chance": math.nan,
+            "n_ood": 0,
+            "nonfinite_ood": 0,
+            "median_bpd_ood": math.nan,
+            "median_complexity_ood": math.nan,
+        }
         for set_name, reason in zip(a["skipped_sets"], a["skipped_reasons"]):
             for method in method_names(compressors):
                 rows.append(row(str(set_name), "dataset", f"{SKIPPED}: {reason}", method, skipped))
@@ -256,8 +319,10 @@ def scored(metrics: pd.DataFrame) -> pd.DataFrame:
 def load_metrics(probe_paths: list[str | Path], typicality_batch: int) -> pd.DataFrame:
     """Per-seed detection metrics of every probe file (one row per run, score, OOD set and method)."""
     if not probe_paths:
-        raise ValueError("no anomaly probe files given; run the probe rule first (results/{dataset}/{model}/"
-                         "seed{N}/probes/anomaly.npz) or pass their paths as the notebook's `probes`")
+        raise ValueError(
+            "no anomaly probe files given; run the probe rule first (results/{dataset}/{model}/"
+            "seed{N}/probes/anomaly.npz) or pass their paths as the notebook's `probes`"
+        )
     frames = [run_metrics(result, typicality_batch) for result in load_probes(list(probe_paths))]
     return pd.concat(frames, ignore_index=True)
 
@@ -281,14 +346,18 @@ def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
     grouped = per_seed.groupby(_KEYS, sort=False, dropna=False)
     medians = [c for c in per_seed.columns if c.startswith("median_")]
     out = grouped.agg(
-        auroc=("auroc", "mean"), auroc_sd=("auroc", "std"),
-        aupr=("aupr", "mean"), aupr_sd=("aupr", "std"),
+        auroc=("auroc", "mean"),
+        auroc_sd=("auroc", "std"),
+        aupr=("aupr", "mean"),
+        aupr_sd=("aupr", "std"),
         aupr_chance=("aupr_chance", "mean"),
         seeds=("seed", "nunique"),
         seeds_below_half=("auroc", lambda v: int((v < 0.5).sum())),
         p_below_chance_max=("p_below_chance", "max"),
-        n_in=("n_in", "sum"), n_ood=("n_ood", "sum"),
-        nonfinite_train=("nonfinite_train", "sum"), nonfinite_in=("nonfinite_in", "sum"),
+        n_in=("n_in", "sum"),
+        n_ood=("n_ood", "sum"),
+        nonfinite_train=("nonfinite_train", "sum"),
+        nonfinite_in=("nonfinite_in", "sum"),
         nonfinite_ood=("nonfinite_ood", "sum"),
         entropy_bpd=("entropy_bpd", "mean"),
         **{c: (c, "mean") for c in medians},
@@ -333,12 +402,14 @@ def auroc_table(metrics: pd.DataFrame) -> pd.DataFrame:
     raw["value"] = _cells(raw)
     order = ood_order(list(raw["ood"].unique()))
     raw = raw.drop(columns="score").rename(columns={"likelihood": "score"})
-    wide = raw.pivot_table(index=["dataset", "model", "score"], columns="ood", values="value",
-                           aggfunc="first", sort=False)
+    wide = raw.pivot_table(
+        index=["dataset", "model", "score"], columns="ood", values="value", aggfunc="first", sort=False
+    )
     wide = wide[order].fillna("–").reset_index()  # "–": the OOD set is the in-distribution dataset itself
     wide.columns.name = None
-    return wide.rename(columns={"dataset": "in-distribution"}).sort_values(["in-distribution", "model", "score"],
-                                                                          ignore_index=True)
+    return wide.rename(columns={"dataset": "in-distribution"}).sort_values(
+        ["in-distribution", "model", "score"], ignore_index=True
+    )
 
 
 def remedies_table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -348,8 +419,13 @@ def remedies_table(metrics: pd.DataFrame) -> pd.DataFrame:
     prim["value"] = _cells(prim)
     methods = list(dict.fromkeys(prim["method"]))
     prim = prim.drop(columns="score").rename(columns={"likelihood": "score"})
-    wide = prim.pivot_table(index=["dataset", "model", "score", "ood", "ood_conversion"], columns="method",
-                            values="value", aggfunc="first", sort=False)
+    wide = prim.pivot_table(
+        index=["dataset", "model", "score", "ood", "ood_conversion"],
+        columns="method",
+        values="value",
+        aggfunc="first",
+        sort=False,
+    )
     wide = wide[methods].reset_index()
     wide.columns.name = None
     return wide.rename(columns={"dataset": "in-distribution", "ood": "OOD set", "ood_conversion": "OOD conversion"})
@@ -359,8 +435,9 @@ def failures(metrics: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     """Raw-likelihood cases (every likelihood score) with mean AUROC below ``threshold``, with the remedies' AUROC."""
     raw = metrics[(metrics["method"] == "likelihood") & (metrics["auroc"] < threshold)]
     keys = ["dataset", "model", "score", "ood"]
-    remedies = metrics[metrics["method"] != "likelihood"].pivot_table(index=keys, columns="method", values="auroc",
-                                                                      aggfunc="first")
+    remedies = metrics[metrics["method"] != "likelihood"].pivot_table(
+        index=keys, columns="method", values="auroc", aggfunc="first"
+    )
     remedies.columns = [f"auroc_{c}" for c in remedies.columns]
     out = raw.merge(remedies.reset_index(), on=keys, how="left")
     return out.sort_values("auroc").reset_index(drop=True)
@@ -370,13 +447,23 @@ def failures_table(metrics: pd.DataFrame, significance: float = 0.01) -> pd.Data
     """Where the raw likelihood mis-ranks an OOD set (AUROC < 0.5): how clearly, whether the OOD set is simpler
     (shorter compressed length), and the remedies' AUROC on the same case."""
     fail = failures(metrics)
-    compress = next((c[len("median_"):-len("_bpd_in")] for c in metrics.columns
-                     if c.startswith("median_") and c.endswith("_bpd_in") and c != "median_bpd_in"), None)
+    compress = next(
+        (
+            c[len("median_") : -len("_bpd_in")]
+            for c in metrics.columns
+            if c.startswith("median_") and c.endswith("_bpd_in") and c != "median_bpd_in"
+        ),
+        None,
+    )
     rows = []
     for r in fail.to_dict("records"):
         row = {
-            "in-distribution": r["dataset"], "model": r["model"], "score": r["likelihood"], "OOD set": r["ood"],
-            "OOD conversion": r["ood_conversion"], "AUROC": _mean_sd(r["auroc"], r["auroc_sd"]),
+            "in-distribution": r["dataset"],
+            "model": r["model"],
+            "score": r["likelihood"],
+            "OOD set": r["ood"],
+            "OOD conversion": r["ood_conversion"],
+            "AUROC": _mean_sd(r["auroc"], r["auroc_sd"]),
             "seeds below 0.5": f"{r['seeds_below_half']}/{r['seeds']}",
             "significant": bool(r["p_below_chance_max"] < significance),
             "median bits/dim in": round(r["median_bpd_in"], 3),
@@ -386,10 +473,20 @@ def failures_table(metrics: pd.DataFrame, significance: float = 0.01) -> pd.Data
             row[f"median {compress} bits/dim in"] = round(r[f"median_{compress}_bpd_in"], 3)
             row[f"median {compress} bits/dim OOD"] = round(r[f"median_{compress}_bpd_ood"], 3)
         for col in [c for c in fail.columns if c.startswith("auroc_") and c != "auroc_sd"]:
-            row[f"AUROC {col[len('auroc_'):]}"] = round(r[col], 3)
+            row[f"AUROC {col[len('auroc_') :]}"] = round(r[col], 3)
         rows.append(row)
-    columns = ["in-distribution", "model", "score", "OOD set", "OOD conversion", "AUROC", "seeds below 0.5",
-               "significant", "median bits/dim in", "median bits/dim OOD"]
+    columns = [
+        "in-distribution",
+        "model",
+        "score",
+        "OOD set",
+        "OOD conversion",
+        "AUROC",
+        "seeds below 0.5",
+        "significant",
+        "median bits/dim in",
+        "median bits/dim OOD",
+    ]
     return pd.DataFrame(rows, columns=columns if not rows else None)
 
 
@@ -405,19 +502,21 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     for method, group in prim.groupby("method", sort=False):
         worst = group.loc[group["auroc"].idxmin()]
         fixed = group.merge(raw_fail, on=["dataset", "model", "ood"])
-        rows.append({
-            "method": method,
-            "cases": int(len(group)),
-            "mean AUROC": round(float(group["auroc"].mean()), 3),
-            "median AUROC": round(float(group["auroc"].median()), 3),
-            "mean AUPR": round(float(group["aupr"].mean()), 3),
-            "cases AUROC < 0.5": int((group["auroc"] < 0.5).sum()),
-            "worst AUROC": round(float(worst["auroc"]), 3),
-            "worst case": f"{worst['dataset']}/{worst['model']} vs {worst['ood']}",
-            "raw failures": int(len(raw_fail)),
-            "raw failures above 0.5": int((fixed["auroc"] > 0.5).sum()) if method != "likelihood" else 0,
-            "cases skipped": int((skipped["method"] == method).sum()),
-        })
+        rows.append(
+            {
+                "method": method,
+                "cases": int(len(group)),
+                "mean AUROC": round(float(group["auroc"].mean()), 3),
+                "median AUROC": round(float(group["auroc"].median()), 3),
+                "mean AUPR": round(float(group["aupr"].mean()), 3),
+                "cases AUROC < 0.5": int((group["auroc"] < 0.5).sum()),
+                "worst AUROC": round(float(worst["auroc"]), 3),
+                "worst case": f"{worst['dataset']}/{worst['model']} vs {worst['ood']}",
+                "raw failures": int(len(raw_fail)),
+                "raw failures above 0.5": int((fixed["auroc"] > 0.5).sum()) if method != "likelihood" else 0,
+                "cases skipped": int((skipped["method"] == method).sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -431,8 +530,12 @@ METHOD_HEADS = {"typicality_batch": "typicality (batch)"}
 
 def _in_model_order(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     rank = {m: i for i, m in enumerate(model_order(table["model"]))}
-    return table.assign(_r=table["model"].map(rank)).sort_values([dataset, "_r"], kind="stable").drop(
-        columns="_r").reset_index(drop=True)
+    return (
+        table.assign(_r=table["model"].map(rank))
+        .sort_values([dataset, "_r"], kind="stable")
+        .drop(columns="_r")
+        .reset_index(drop=True)
+    )
 
 
 def conversion_codes(conversions: pd.Series | list[str]) -> dict[str, str]:
@@ -448,8 +551,9 @@ def conversion_codes(conversions: pd.Series | list[str]) -> dict[str, str]:
     return codes
 
 
-def _scores_and_conversions(table: pd.DataFrame, score: str, conversion: str | None,
-                            codes: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+def _scores_and_conversions(
+    table: pd.DataFrame, score: str, conversion: str | None, codes: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """``table`` with its score names and OOD conversions as short codes (``codes``, else
     :func:`conversion_codes` of its own), and the legend notes that spell them out."""
     scores = short_codes(table[score], SCORE_CODES)
@@ -472,15 +576,20 @@ def _scores_and_conversions(table: pd.DataFrame, score: str, conversion: str | N
 def auroc_shown(table: pd.DataFrame) -> Shown:
     """The AUROC table as the site shows it: "mean ± sd" on one line, scores as short codes, models in order."""
     table, notes = _scores_and_conversions(_in_model_order(table, "in-distribution"), "score", None)
-    return Shown(readable(table), ["AUROC of the raw likelihood, mean ± sd over seeds (the mean alone for one seed); "
-                                   "–: the in-distribution dataset itself.", *notes])
+    return Shown(
+        readable(table),
+        [
+            "AUROC of the raw likelihood, mean ± sd over seeds (the mean alone for one seed); "
+            "–: the in-distribution dataset itself.",
+            *notes,
+        ],
+    )
 
 
 def remedies_shown(table: pd.DataFrame, codes: dict[str, str] | None = None) -> Shown:
     """The remedies table as the site shows it: conversions (``codes``: :func:`conversion_codes`) and scores as
     short codes, short method heads."""
-    table, notes = _scores_and_conversions(_in_model_order(table, "in-distribution"), "score", "OOD conversion",
-                                           codes)
+    table, notes = _scores_and_conversions(_in_model_order(table, "in-distribution"), "score", "OOD conversion", codes)
     table = table.rename(columns={**METHOD_HEADS, "OOD conversion": "conversion"})
     return Shown(readable(table), ["AUROC of each method, mean ± sd over seeds.", *notes])
 
@@ -491,18 +600,22 @@ def failures_shown(table: pd.DataFrame, codes: dict[str, str] | None = None) -> 
     if table.empty:
         return Shown(readable(table), ["No case with AUROC below 0.5."])
     table, notes = _scores_and_conversions(table, "score", "OOD conversion", codes)
-    out = table[["in-distribution", "model", "score", "OOD set", "OOD conversion", "AUROC", "seeds below 0.5",
-                 "significant"]].rename(columns={"OOD conversion": "conversion"})
+    out = table[
+        ["in-distribution", "model", "score", "OOD set", "OOD conversion", "AUROC", "seeds below 0.5", "significant"]
+    ].rename(columns={"OOD conversion": "conversion"})
     out = readable(out)
     pairs = [c[: -len(" in")] for c in table.columns if c.startswith("median ") and c.endswith(" in")]
     for pair in pairs:
         head = pair.replace("median ", "median ").replace(" bits/dim", "") + " bits/dim, test → OOD"
         out[head] = [f"{sig(a)} → {sig(b)}" for a, b in zip(table[f"{pair} in"], table[f"{pair} OOD"])]
     for column in [c for c in table.columns if c.startswith("AUROC ")]:
-        out[METHOD_HEADS.get(column[len("AUROC "):], column[len("AUROC "):])] = table[column].map(sig)
-    notes = ["*AUROC*: the raw likelihood's, mean ± sd over seeds; *significant*: every seed's one-sided "
-             "Mann–Whitney test of AUROC < 0.5 below p = 0.01; medians of the NLL and of the compressed length, "
-             "test images → OOD images; the last columns: each remedy's AUROC on the same case.", *notes]
+        out[METHOD_HEADS.get(column[len("AUROC ") :], column[len("AUROC ") :])] = table[column].map(sig)
+    notes = [
+        "*AUROC*: the raw likelihood's, mean ± sd over seeds; *significant*: every seed's one-sided "
+        "Mann–Whitney test of AUROC < 0.5 below p = 0.01; medians of the NLL and of the compressed length, "
+        "test images → OOD images; the last columns: each remedy's AUROC on the same case.",
+        *notes,
+    ]
     return Shown(out, notes)
 
 
@@ -517,26 +630,32 @@ def metrics_shown(table: pd.DataFrame, codes: dict[str, str] | None = None) -> S
     ``scored`` are the CSV's."""
     table = _in_model_order(table, "dataset")
     table, notes = _scores_and_conversions(table, "likelihood", "ood_conversion", codes)
-    out = readable(table[["dataset", "model", "likelihood", "ood", "ood_conversion", "method"]]).rename(columns={
-        "dataset": "in-distribution", "likelihood": "score", "ood": "OOD set", "ood_conversion": "conversion"})
+    out = readable(table[["dataset", "model", "likelihood", "ood", "ood_conversion", "method"]]).rename(
+        columns={"dataset": "in-distribution", "likelihood": "score", "ood": "OOD set", "ood_conversion": "conversion"}
+    )
     out["AUROC"] = [mean_sd(m, s) for m, s in zip(table["auroc"], table["auroc_sd"])]
-    out["AUPR (chance)"] = [DASH if not np.isfinite(m) else f"{mean_sd(m, s)} ({sig(c)})"
-                            for m, s, c in zip(table["aupr"], table["aupr_sd"], table["aupr_chance"])]
+    out["AUPR (chance)"] = [
+        DASH if not np.isfinite(m) else f"{mean_sd(m, s)} ({sig(c)})"
+        for m, s, c in zip(table["aupr"], table["aupr_sd"], table["aupr_chance"])
+    ]
     out["seeds < 0.5"] = [f"{int(b)} of {int(n)}" for b, n in zip(table["seeds_below_half"], table["seeds"])]
     out["max p"] = table["p_below_chance_max"].map(sig)
     out["images test / OOD"] = [f"{int(a):,} / {int(b):,}" for a, b in zip(table["n_in"], table["n_ood"])]
-    out["non-finite train / test / OOD"] = [f"{int(a)} / {int(b)} / {int(c)}" for a, b, c in zip(
-        table["nonfinite_train"], table["nonfinite_in"], table["nonfinite_ood"])]
+    out["non-finite train / test / OOD"] = [
+        f"{int(a)} / {int(b)} / {int(c)}"
+        for a, b, c in zip(table["nonfinite_train"], table["nonfinite_in"], table["nonfinite_ood"])
+    ]
     out["Ĥ"] = table["entropy_bpd"].map(sig)
     for column in [c for c in table.columns if c.startswith("median_") and c.endswith("_in")]:
-        stem = column[len("median_"):-len("_in")]
+        stem = column[len("median_") : -len("_in")]
         head = "median " + stem.replace("_bpd", "").replace("bpd", "NLL").strip("_") + ", test → OOD"
-        out[head] = [f"{sig(a)} → {sig(b)}" for a, b in zip(
-            table[column], table[f"median_{stem}_ood"])]
-    notes = ["AUROC and AUPR: mean ± sd over seeds (AUPR's chance level in brackets); *seeds < 0.5*: seeds with AUROC "
-             "below 0.5; *max p*: the largest one-sided p of AUROC < 0.5 over seeds; images and non-finite NLLs "
-             "summed over seeds; *Ĥ*: the mean training NLL (bits/dim); medians in bits/dim, test → OOD images.",
-             *notes]
+        out[head] = [f"{sig(a)} → {sig(b)}" for a, b in zip(table[column], table[f"median_{stem}_ood"])]
+    notes = [
+        "AUROC and AUPR: mean ± sd over seeds (AUPR's chance level in brackets); *seeds < 0.5*: seeds with AUROC "
+        "below 0.5; *max p*: the largest one-sided p of AUROC < 0.5 over seeds; images and non-finite NLLs "
+        "summed over seeds; *Ĥ*: the mean training NLL (bits/dim); medians in bits/dim, test → OOD images.",
+        *notes,
+    ]
     return Shown(out, notes)
 
 
@@ -556,26 +675,49 @@ def auroc_chart(metrics: pd.DataFrame) -> alt.FacetChart:
         y=alt.Y("model:N", title=None, sort=model_order(prim["model"])),
     )
     rect = base.mark_rect().encode(
-        color=alt.Color("auroc:Q", title="AUROC",
-                        scale=alt.Scale(scheme="redblue", domain=[0, 1], domainMid=0.5)),
-        tooltip=["dataset", "model", "likelihood", "ood", "method",
-                 alt.Tooltip("auroc:Q", format=".3f"), alt.Tooltip("auroc_sd:Q", format=".3f")],
+        color=alt.Color("auroc:Q", title="AUROC", scale=alt.Scale(scheme="redblue", domain=[0, 1], domainMid=0.5)),
+        tooltip=[
+            "dataset",
+            "model",
+            "likelihood",
+            "ood",
+            "method",
+            alt.Tooltip("auroc:Q", format=".3f"),
+            alt.Tooltip("auroc_sd:Q", format=".3f"),
+        ],
     )
     text = base.mark_text(fontSize=7).encode(
         text="label:N",
         color=alt.condition("abs(datum.auroc - 0.5) > 0.35", alt.value("white"), alt.value("black")),
     )
     low = prim.loc[prim["auroc"].idxmin()] if len(prim) else None
-    worst = f" The lowest AUROC is {low['auroc']:.2f}: {low['method']} for {low['model']} on {low['dataset']} against " \
-            f"{low['ood']}." if low is not None else ""
-    return alt.layer(rect, text, data=prim).properties(width=150, height=130).facet(
-        row=alt.Row("dataset:N", title="in-distribution"),
-        column=alt.Column("method:N", title="method", sort=methods),
-    ).properties(description=(
-        "Heat maps of the AUROC of out-of-distribution detection, one row of panels per in-distribution dataset ("
-        + ", ".join(sorted(prim["dataset"].unique())) + ") and one column per detection method (" + ", ".join(methods)
-        + "); in each, one row per model and one column per OOD set, the AUROC written in the cell and coloured from "
-        "red (0, the OOD set ranked as more in-distribution) through white (0.5, chance) to blue (1, detected)." + worst))
+    worst = (
+        f" The lowest AUROC is {low['auroc']:.2f}: {low['method']} for {low['model']} on {low['dataset']} against "
+        f"{low['ood']}."
+        if low is not None
+        else ""
+    )
+    return (
+        alt.layer(rect, text, data=prim)
+        .properties(width=150, height=130)
+        .facet(
+            row=alt.Row("dataset:N", title="in-distribution"),
+            column=alt.Column("method:N", title="method", sort=methods),
+        )
+        .properties(
+            description=(
+                "Heat maps of the AUROC of out-of-distribution detection, one row of panels per in-distribution "
+                "dataset ("
+                + ", ".join(sorted(prim["dataset"].unique()))
+                + ") and one column per detection method ("
+                + ", ".join(methods)
+                + "); in each, one row per model and one column per OOD set, the AUROC written in the cell and "
+                "coloured from "
+                "red (0, the OOD set ranked as more in-distribution) through white (0.5, chance) to blue (1, detected)."
+                + worst
+            )
+        )
+    )
 
 
 def bpd_quantiles(probe_paths: list[str | Path]) -> pd.DataFrame:
@@ -594,9 +736,21 @@ def bpd_quantiles(probe_paths: list[str | Path]) -> pd.DataFrame:
         values = np.concatenate(parts)
         finite = values[np.isfinite(values)]
         q = np.quantile(finite, [0.1, 0.25, 0.5, 0.75, 0.9]) if len(finite) else [np.nan] * 5
-        rows.append({"dataset": dataset, "model": model, "set": name, "role": role, "q10": q[0], "q25": q[1],
-                     "median": q[2], "q75": q[3], "q90": q[4], "n": len(values),
-                     "nonfinite": len(values) - len(finite)})
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "set": name,
+                "role": role,
+                "q10": q[0],
+                "q25": q[1],
+                "median": q[2],
+                "q75": q[3],
+                "q90": q[4],
+                "n": len(values),
+                "nonfinite": len(values) - len(finite),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -608,22 +762,44 @@ def bpd_chart(quantiles: pd.DataFrame, columns: int = 4) -> alt.FacetChart:
     order = ["train", "test", *ood_order([s for s in q["set"].unique() if s not in ("train", "test")])]
     x = alt.X("set:N", title=None, sort=order)
     scale = alt.Scale(type="symlog", zero=False)
-    base = alt.Chart().encode(x=x, color=alt.Color("role:N", title="set", scale=alt.Scale(
-        domain=["train", "in", "ood"], range=["#888888", "#1f77b4", "#d62728"])))
+    base = alt.Chart().encode(
+        x=x,
+        color=alt.Color(
+            "role:N",
+            title="set",
+            scale=alt.Scale(domain=["train", "in", "ood"], range=["#888888", "#1f77b4", "#d62728"]),
+        ),
+    )
     whisker = base.mark_rule().encode(y=alt.Y("q10:Q", title="NLL (bits/dim)", scale=scale), y2="q90:Q")
-    box = base.mark_bar(size=8).encode(y=alt.Y("q25:Q", scale=scale), y2="q75:Q",
-                                       tooltip=["dataset", "model", "set", alt.Tooltip("median:Q", format=".3g"),
-                                                "n", "nonfinite"])
+    box = base.mark_bar(size=8).encode(
+        y=alt.Y("q25:Q", scale=scale),
+        y2="q75:Q",
+        tooltip=["dataset", "model", "set", alt.Tooltip("median:Q", format=".3g"), "n", "nonfinite"],
+    )
     tick = alt.Chart().mark_tick(color="black", thickness=1.5, size=10).encode(x=x, y=alt.Y("median:Q", scale=scale))
     rank = {m: i for i, m in enumerate(model_order(q["model"]))}
     panels = list(q.drop_duplicates("panel").assign(_r=q["model"].map(rank)).sort_values(["dataset", "_r"])["panel"])
-    return alt.layer(whisker, box, tick, data=q).properties(width=150, height=100).facet(
-        facet=alt.Facet("panel:N", title=None, sort=panels), columns=columns,
-    ).resolve_scale(y="independent").properties(description=(
-        "Box plots of the negative log-likelihood in bits/dim (symmetric-log axis) of every scored image set, one "
-        "panel per in-distribution dataset and model (" + str(len(panels)) + " panels): whiskers from the 10th to "
-        "the 90th percentile, a box from the 25th to the 75th and a black tick at the median; the training images "
-        "(grey) and the in-distribution test images (blue) first, then the out-of-distribution sets (red)."))
+    return (
+        alt.layer(whisker, box, tick, data=q)
+        .properties(width=150, height=100)
+        .facet(
+            facet=alt.Facet("panel:N", title=None, sort=panels),
+            columns=columns,
+        )
+        .resolve_scale(y="independent")
+        .properties(
+            description=(
+                "Box plots of the negative log-likelihood in bits/dim (symmetric-log axis) of every scored image "
+                "set, one "
+                "panel per in-distribution dataset and model ("
+                + str(len(panels))
+                + " panels): whiskers from the 10th to "
+                "the 90th percentile, a box from the 25th to the 75th and a black tick at the median; the training "
+                "images "
+                "(grey) and the in-distribution test images (blue) first, then the out-of-distribution sets (red)."
+            )
+        )
+    )
 
 
 # --- numbers for the prose -----------------------------------------------------------------
@@ -657,30 +833,47 @@ def variables(metrics: pd.DataFrame, settings: dict[str, Any], significance: flo
         "failures_by_ood": {str(k): int(v) for k, v in fail.groupby("ood").size().items()},
         "failures_by_dataset": {str(k): int(v) for k, v in fail.groupby("dataset").size().items()},
         "nonfinite_scores": int(prim_raw["nonfinite_in"].sum() + prim_raw["nonfinite_ood"].sum()),
-        "mean_raw_auroc": {str(d): {str(o): round(float(g["auroc"].mean()), 3) for o, g in dg.groupby("ood")}
-                           for d, dg in prim_raw.groupby("dataset")},
-        "typicality_batch_size": int(settings.get("typicality_batch", 0)),  # the method's own results sit under "typicality_batch"
+        "mean_raw_auroc": {
+            str(d): {str(o): round(float(g["auroc"].mean()), 3) for o, g in dg.groupby("ood")}
+            for d, dg in prim_raw.groupby("dataset")
+        },
+        "typicality_batch_size": int(
+            settings.get("typicality_batch", 0)
+        ),  # the method's own results sit under "typicality_batch"
         "iwae_k": int(settings.get("iwae_k", 0)),
         "max_examples": int(settings.get("max_examples", 0)),
         "max_examples_slow": int(settings.get("max_examples_slow", 0)),
     }
     datasets = everything[everything["ood_kind"] == "dataset"]
-    out["ood_conversions"] = {str(d): {str(o): str(c) for o, c in zip(g["ood"], g["ood_conversion"])}
-                              for d, g in datasets.groupby("dataset", sort=True)}
-    skipped = everything[everything["primary"] & (everything["method"] == "likelihood")
-                         & ~everything.index.isin(metrics.index)]
+    out["ood_conversions"] = {
+        str(d): {str(o): str(c) for o, c in zip(g["ood"], g["ood_conversion"])}
+        for d, g in datasets.groupby("dataset", sort=True)
+    }
+    skipped = everything[
+        everything["primary"] & (everything["method"] == "likelihood") & ~everything.index.isin(metrics.index)
+    ]
     out["skipped"] = int(len(skipped))
-    out["skipped_sets"] = sorted({f"{d} vs {o}: {c[len(SKIPPED) + 2:]}"
-                                  for d, o, c in zip(skipped["dataset"], skipped["ood"], skipped["ood_conversion"])})
+    out["skipped_sets"] = sorted(
+        {
+            f"{d} vs {o}: {c[len(SKIPPED) + 2 :]}"
+            for d, o, c in zip(skipped["dataset"], skipped["ood"], skipped["ood_conversion"])
+        }
+    )
+
     def raw_summary(group: pd.DataFrame) -> dict[str, Any]:
-        return {"mean_auroc": round(float(group["auroc"].mean()), 3), "cases": int(len(group)),
-                "cases_below_half": int((group["auroc"] < 0.5).sum()), "worst_auroc": round(float(group["auroc"].min()), 3)}
+        return {
+            "mean_auroc": round(float(group["auroc"].mean()), 3),
+            "cases": int(len(group)),
+            "cases_below_half": int((group["auroc"] < 0.5).sum()),
+            "worst_auroc": round(float(group["auroc"].min()), 3),
+        }
 
     # the raw primary likelihood per model, and pooled by whether that likelihood is exact or a bound
     out["by_model"] = {str(model): raw_summary(group) for model, group in prim_raw.groupby("model", sort=True)}
     is_exact = prim_raw["likelihood"].astype(str).str.startswith("exact")
-    out["by_likelihood"] = {name: raw_summary(prim_raw[mask]) for name, mask in (("exact", is_exact), ("bound", ~is_exact))
-                            if mask.any()}
+    out["by_likelihood"] = {
+        name: raw_summary(prim_raw[mask]) for name, mask in (("exact", is_exact), ("bound", ~is_exact)) if mask.any()
+    }
     keys = ["dataset", "model", "ood"]
     for method, group in prim.groupby("method", sort=False):
         fixed = group.merge(fail[keys], on=keys)
@@ -697,8 +890,9 @@ def probe_paths(probes: list[str], results_dir: str | Path = "results") -> list[
     """The given probe files, or every anomaly probe under ``results_dir``."""
     paths = [Path(p) for p in probes] or sorted(Path(results_dir).glob("*/*/seed*/probes/anomaly.npz"))
     if not paths:
-        raise ValueError(f"no anomaly probe files under {results_dir}/<dataset>/<model>/seed<N>/probes/; "
-                         f"run the probe rule first")
+        raise ValueError(
+            f"no anomaly probe files under {results_dir}/<dataset>/<model>/seed<N>/probes/; run the probe rule first"
+        )
     return paths
 
 
@@ -710,8 +904,9 @@ def coverage(metrics_paths: list[str | Path], probes: list[Path], results_dir: s
         m = json.loads(Path(path).read_text(encoding="utf-8"))
         if m["dataset"] in IMAGE_DATASETS:
             runs.add((m["dataset"], m["model"], int(m["seed"])))
-    probed = {(r.parent.parent.parent.parent.name, r.parent.parent.parent.name, int(r.parent.parent.name[4:]))
-              for r in probes}
+    probed = {
+        (r.parent.parent.parent.parent.name, r.parent.parent.parent.name, int(r.parent.parent.name[4:])) for r in probes
+    }
     lacking = sorted(runs - probed)
     line = f"{len(probed)} probed runs; {len(runs)} trained image runs have metrics"
     if lacking:

@@ -48,12 +48,24 @@ CONFIDENCE = 0.95
 VAE_FAMILY = ("vae", "vae_iaf")
 #: how a model or dataset is named in a sentence (names missing here are printed as they are)
 MODEL_NAMES = {**MODEL_LABELS, "vae": "the VAE", "vae_iaf": "the VAE-IAF hybrid"}
-DATASET_NAMES = {"mnist": "MNIST", "digits": "the 8×8 digits", "textures": "the textures", "toy2d": "the 2-D data",
-                 "mnist_full": "full MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+DATASET_NAMES = {
+    "mnist": "MNIST",
+    "digits": "the 8×8 digits",
+    "textures": "the textures",
+    "toy2d": "the 2-D data",
+    "mnist_full": "full MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR-10",
+}
 #: the comparisons listed per dataset, in this order: neighbours in the ranking (best first), the best VAE against
 #: the best flow, the VAE against the best exact flow, the pairs of :data:`PAIRS`, every model against the baseline
-NEIGHBOURS, FAMILIES, VAE_VS_EXACT, PAIR, BASELINE = ("neighbours in the ranking", "best VAE vs best flow",
-                                                      "VAE vs best exact flow", "named pair", "vs reference baseline")
+NEIGHBOURS, FAMILIES, VAE_VS_EXACT, PAIR, BASELINE = (
+    "neighbours in the ranking",
+    "best VAE vs best flow",
+    "VAE vs best exact flow",
+    "named pair",
+    "vs reference baseline",
+)
 KINDS = (NEIGHBOURS, FAMILIES, VAE_VS_EXACT, PAIR, BASELINE)
 #: pairs the discussion asks about, compared wherever both were trained: the posterior flow against the plain VAE,
 #: Flow++ and FFJORD against the coupling flows, the IAF against the MAF (its mirror image, or its teacher)
@@ -111,13 +123,15 @@ def _read_scores(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarray | N
     """``(scores[key], labels or None)`` of one .npz, checked finite."""
     with np.load(path, allow_pickle=False) as found:
         if key not in found.files:
-            raise ValueError(f"{path} has no {key!r} array (it has {', '.join(found.files)}); "
-                             "rerun the job that wrote it")
+            raise ValueError(
+                f"{path} has no {key!r} array (it has {', '.join(found.files)}); rerun the job that wrote it"
+            )
         values = np.asarray(found[key], dtype=np.float64)
         labels = np.asarray(found["labels"]) if "labels" in found.files else None
     if values.ndim != 1 or not np.isfinite(values).all():
-        raise ValueError(f"{path}: {key!r} must be a finite 1-D array of per-example log-likelihoods; rerun the job "
-                         "that wrote it")
+        raise ValueError(
+            f"{path}: {key!r} must be a finite 1-D array of per-example log-likelihoods; rerun the job that wrote it"
+        )
     return values, labels
 
 
@@ -127,9 +141,11 @@ def _check_same_examples(dataset: str, where: dict[str, tuple[int, np.ndarray | 
     for path, (m, other) in rest:
         same_labels = labels is None or other is None or np.array_equal(labels, other)
         if m != n or not same_labels:
-            raise ValueError(f"{dataset}: {path} scores {m} test examples{'' if same_labels else ' with other labels'} "
-                             f"but {first} scores {n}; every run of a dataset must be scored on the same test images "
-                             "in the same order: rerun the evaluation of the stale one")
+            raise ValueError(
+                f"{dataset}: {path} scores {m} test examples{'' if same_labels else ' with other labels'} "
+                f"but {first} scores {n}; every run of a dataset must be scored on the same test images "
+                "in the same order: rerun the evaluation of the stale one"
+            )
 
 
 def load_example_scores(runs: pd.DataFrame, baselines: pd.DataFrame) -> dict[str, dict[str, ExampleScores]]:
@@ -143,8 +159,10 @@ def load_example_scores(runs: pd.DataFrame, baselines: pd.DataFrame) -> dict[str
     out: dict[str, dict[str, ExampleScores]] = {}
     for dataset, of_dataset in runs.groupby("dataset", sort=True):
         if dataset not in references.index:
-            raise ValueError(f"no reference baseline for {dataset}: add results/{dataset}/baselines.json to the "
-                             "likelihood analysis's `baselines`")
+            raise ValueError(
+                f"no reference baseline for {dataset}: add results/{dataset}/baselines.json to the "
+                "likelihood analysis's `baselines`"
+            )
         seen: dict[str, tuple[int, np.ndarray | None]] = {}
         models: dict[str, ExampleScores] = {}
         for model, group in of_dataset.groupby("model", sort=True):
@@ -202,8 +220,10 @@ def paired_comparison(a: ExampleScores, b: ExampleScores, confidence: float = CO
     the seed spread, the larger of the two sds over seeds of the per-seed mean bits/dim.
     """
     if a.bpd.shape[1] != b.bpd.shape[1]:
-        raise ValueError(f"paired comparison of {a.bpd.shape[1]} test examples with {b.bpd.shape[1]}: both sides must "
-                         "be scored on the same test images")
+        raise ValueError(
+            f"paired comparison of {a.bpd.shape[1]} test examples with {b.bpd.shape[1]}: both sides must "
+            "be scored on the same test images"
+        )
     d = a.pooled - b.pooled
     n = len(d)
     if n < 2:
@@ -215,10 +235,19 @@ def paired_comparison(a: ExampleScores, b: ExampleScores, confidence: float = CO
     per_seed = [x - y for x, y in itertools.product(a.per_seed, b.per_seed)]
     low, high = mean - half, mean + half
     return Comparison(
-        mean_a=float(a.bpd.mean()), mean_b=float(b.bpd.mean()), difference=mean, ci_low=low, ci_high=high, examples=n,
-        seed_sd_a=sd_a, seed_sd_b=sd_b, seed_spread=spread,
-        seed_diff_min=float(min(per_seed)), seed_diff_max=float(max(per_seed)),
-        interval_has_zero=bool(low <= 0 <= high), below_seed_spread=bool(abs(mean) < spread),
+        mean_a=float(a.bpd.mean()),
+        mean_b=float(b.bpd.mean()),
+        difference=mean,
+        ci_low=low,
+        ci_high=high,
+        examples=n,
+        seed_sd_a=sd_a,
+        seed_sd_b=sd_b,
+        seed_spread=spread,
+        seed_diff_min=float(min(per_seed)),
+        seed_diff_max=float(max(per_seed)),
+        interval_has_zero=bool(low <= 0 <= high),
+        below_seed_spread=bool(abs(mean) < spread),
     )
 
 
@@ -250,8 +279,9 @@ def compare_dataset(dataset: str, scores: dict[str, ExampleScores], exact: set[s
     rows = []
     for kind, a, b in pairs:
         found = paired_comparison(scores[a], scores[b])
-        rows.append({"dataset": dataset, "kind": kind, "a": a, "b": b, **vars(found),
-                     "within_noise": found.within_noise})
+        rows.append(
+            {"dataset": dataset, "kind": kind, "a": a, "b": b, **vars(found), "within_noise": found.within_noise}
+        )
     return pd.DataFrame(rows)
 
 
@@ -259,8 +289,13 @@ def compare_all(scores: dict[str, dict[str, ExampleScores]], runs: pd.DataFrame)
     """:func:`compare_dataset` for every dataset, concatenated; a model is exact on a dataset where every run of it
     reports an exact likelihood (``runs["exact"]``)."""
     exact = runs.groupby(["dataset", "model"])["exact"].all()
-    return pd.concat([compare_dataset(d, s, {m for (e, m), is_exact in exact.items() if e == d and is_exact})
-                      for d, s in sorted(scores.items())], ignore_index=True)
+    return pd.concat(
+        [
+            compare_dataset(d, s, {m for (e, m), is_exact in exact.items() if e == d and is_exact})
+            for d, s in sorted(scores.items())
+        ],
+        ignore_index=True,
+    )
 
 
 def budgets(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -270,13 +305,19 @@ def budgets(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
     for dataset, group in runs.groupby("dataset", sort=True):
         stated = group["parameter_budget"].astype(float)
         if stated.isna().any() and stated.notna().any() or stated.nunique() > 1:
-            raise ValueError(f"the runs of {dataset} were trained under different parameter budgets "
-                             f"({sorted(set(stated.fillna(0).astype(int)))}; 0: none): retrain the stale ones "
-                             "so that the comparison is at matched capacity")
+            raise ValueError(
+                f"the runs of {dataset} were trained under different parameter budgets "
+                f"({sorted(set(stated.fillna(0).astype(int)))}; 0: none): retrain the stale ones "
+                "so that the comparison is at matched capacity"
+            )
         per_model = group.groupby("model")["parameters"].first()
-        out[dataset] = {"budget": None if stated.isna().all() else int(stated.iloc[0]),
-                        "smallest": int(per_model.min()), "largest": int(per_model.max()),
-                        "smallest_model": str(per_model.idxmin()), "largest_model": str(per_model.idxmax())}
+        out[dataset] = {
+            "budget": None if stated.isna().all() else int(stated.iloc[0]),
+            "smallest": int(per_model.min()),
+            "largest": int(per_model.max()),
+            "smallest_model": str(per_model.idxmin()),
+            "largest_model": str(per_model.idxmax()),
+        }
     return out
 
 
@@ -289,14 +330,20 @@ def _counts(budget: dict[str, Any]) -> str:
 def budget_sentence(dataset: str, budget: dict[str, Any]) -> str:
     """Whether the models of a dataset were compared at matched capacity, with their parameter counts."""
     if budget["budget"] is not None:
-        return (f"On {dataset_name(dataset)} every model was sized to a budget of {budget['budget']:,} parameters "
-                f"(actual counts {_counts(budget)}).")
+        return (
+            f"On {dataset_name(dataset)} every model was sized to a budget of {budget['budget']:,} parameters "
+            f"(actual counts {_counts(budget)})."
+        )
     if budget["smallest"] == budget["largest"]:
-        return (f"{_capital(dataset_name(dataset))} has no parameter budget, though its models all have "
-                f"{budget['smallest']:,} parameters.")
-    return (f"{_capital(dataset_name(dataset))} has no parameter budget: its models range from {budget['smallest']:,} "
-            f"({model_name(budget['smallest_model'])}) to {budget['largest']:,} parameters "
-            f"({model_name(budget['largest_model'])}), so its comparisons are between models of unequal size.")
+        return (
+            f"{_capital(dataset_name(dataset))} has no parameter budget, though its models all have "
+            f"{budget['smallest']:,} parameters."
+        )
+    return (
+        f"{_capital(dataset_name(dataset))} has no parameter budget: its models range from {budget['smallest']:,} "
+        f"({model_name(budget['smallest_model'])}) to {budget['largest']:,} parameters "
+        f"({model_name(budget['largest_model'])}), so its comparisons are between models of unequal size."
+    )
 
 
 def _opening(dataset: str, budget: dict[str, Any]) -> str:
@@ -336,8 +383,17 @@ def _said(row: Any, baseline_label: str) -> _Said:
     first_bpd, second_bpd = (row.mean_b, row.mean_a) if flip else (row.mean_a, row.mean_b)
     low, high = (row.ci_low, row.ci_high) if flip else (-row.ci_high, -row.ci_low)  # the interval of second − first
     why = "the interval contains 0" if row.interval_has_zero else "the difference is below the seed spread"
-    return _Said(name(first), name(second), _num(first_bpd), _num(second_bpd), _num(abs(row.difference)),
-                 f"{CONFIDENCE:.0%} CI {_interval(low, high)}", _seed_clause(row), bool(row.within_noise), why)
+    return _Said(
+        name(first),
+        name(second),
+        _num(first_bpd),
+        _num(second_bpd),
+        _num(abs(row.difference)),
+        f"{CONFIDENCE:.0%} CI {_interval(low, high)}",
+        _seed_clause(row),
+        bool(row.within_noise),
+        why,
+    )
 
 
 def comparison_sentence(row: Any, baseline_label: str = "reference") -> str:
@@ -347,10 +403,14 @@ def comparison_sentence(row: Any, baseline_label: str = "reference") -> str:
     ``baseline_label`` names the reference baseline (``"the independent pixels baseline"``)."""
     s = _said(row, baseline_label)
     if s.within_noise:
-        return (f"{s.first} ({s.first_bpd} bits/dim) and {s.second} ({s.second_bpd}) are within noise "
-                f"(difference {s.gap}, {s.interval}{s.seeds}: {s.why})")
-    return (f"{s.first} ({s.first_bpd} bits/dim) beats {s.second} ({s.second_bpd}) by {s.gap} bits/dim "
-            f"({s.interval}{s.seeds})")
+        return (
+            f"{s.first} ({s.first_bpd} bits/dim) and {s.second} ({s.second_bpd}) are within noise "
+            f"(difference {s.gap}, {s.interval}{s.seeds}: {s.why})"
+        )
+    return (
+        f"{s.first} ({s.first_bpd} bits/dim) beats {s.second} ({s.second_bpd}) by {s.gap} bits/dim "
+        f"({s.interval}{s.seeds})"
+    )
 
 
 def _not_converged(runs: pd.DataFrame, dataset: str, models: list[str]) -> str:
@@ -358,8 +418,9 @@ def _not_converged(runs: pd.DataFrame, dataset: str, models: list[str]) -> str:
     stopped = runs[(runs["dataset"] == dataset) & runs["model"].isin(models) & ~runs["converged"].astype(bool)]
     if stopped.empty:
         return ""
-    named = ", ".join(f"{model_name(r.model)} seed {r.seed} ({r.steps:,} steps)"
-                      for r in stopped.itertuples(index=False))
+    named = ", ".join(
+        f"{model_name(r.model)} seed {r.seed} ({r.steps:,} steps)" for r in stopped.itertuples(index=False)
+    )
     return f" Provisional: {named} stopped at the step ceiling, still improving, not by early stopping."
 
 
@@ -373,8 +434,10 @@ def ranking_sentence(dataset: str, rows: pd.DataFrame, budget: dict[str, Any]) -
     chain = f"{model_name(neighbours.iloc[0].a)} {_num(neighbours.iloc[0].mean_a)}"
     for row in neighbours.itertuples(index=False):
         chain += f" {'≈' if row.within_noise else '<'} {model_name(row.b)} {_num(row.mean_b)}"
-    return (f"{_opening(dataset, budget)} the models rank by mean test bits/dim (lower is better) as {chain} "
-            "(≈: within noise of the next; <: ahead beyond noise).")
+    return (
+        f"{_opening(dataset, budget)} the models rank by mean test bits/dim (lower is better) as {chain} "
+        "(≈: within noise of the next; <: ahead beyond noise)."
+    )
 
 
 def best_sentence(dataset: str, rows: pd.DataFrame, budget: dict[str, Any], baseline_label: str) -> str:
@@ -384,11 +447,15 @@ def best_sentence(dataset: str, rows: pd.DataFrame, budget: dict[str, Any], base
         return ranking_sentence(dataset, rows, budget)
     s = _said(neighbours.iloc[0], baseline_label)
     if s.within_noise:
-        return (f"{_opening(dataset, budget)} no single model is best: {s.first} ({s.first_bpd} bits/dim) and the "
-                f"runner-up, {s.second} ({s.second_bpd}), are within noise (difference {s.gap}, {s.interval}{s.seeds}: "
-                f"{s.why}).")
-    return (f"{_opening(dataset, budget)} the best model is {s.first} ({s.first_bpd} bits/dim): it beats the "
-            f"runner-up, {s.second} ({s.second_bpd}), by {s.gap} bits/dim ({s.interval}{s.seeds}).")
+        return (
+            f"{_opening(dataset, budget)} no single model is best: {s.first} ({s.first_bpd} bits/dim) and the "
+            f"runner-up, {s.second} ({s.second_bpd}), are within noise (difference {s.gap}, {s.interval}{s.seeds}: "
+            f"{s.why})."
+        )
+    return (
+        f"{_opening(dataset, budget)} the best model is {s.first} ({s.first_bpd} bits/dim): it beats the "
+        f"runner-up, {s.second} ({s.second_bpd}), by {s.gap} bits/dim ({s.interval}{s.seeds})."
+    )
 
 
 def family_sentence(dataset: str, rows: pd.DataFrame, budget: dict[str, Any], baseline_label: str) -> str:
@@ -397,35 +464,49 @@ def family_sentence(dataset: str, rows: pd.DataFrame, budget: dict[str, Any], ba
     if found.empty:
         missing = "VAE" if not any(m in VAE_FAMILY for m in rows["a"]) else "flow"
         return f"{_opening(dataset, budget)} no {missing} was trained, so the two families are not compared."
-    return (f"{_opening(dataset, budget)} best VAE against best flow: "
-            f"{comparison_sentence(found.iloc[0], baseline_label)}.")
+    return (
+        f"{_opening(dataset, budget)} best VAE against best flow: {comparison_sentence(found.iloc[0], baseline_label)}."
+    )
 
 
-def pair_sentence(dataset: str, rows: pd.DataFrame, kind: str, a: str, b: str | None, budget: dict[str, Any],
-                  baseline_label: str) -> str:
+def pair_sentence(
+    dataset: str, rows: pd.DataFrame, kind: str, a: str, b: str | None, budget: dict[str, Any], baseline_label: str
+) -> str:
     """The comparison of ``kind`` between ``a`` and ``b`` on one dataset, or why there is none (one of them was
     not trained)."""
     found = rows[(rows["kind"] == kind) & (rows["a"] == a) & (rows["b"] == b)] if b else rows.iloc[:0]
     if found.empty:
         rival = model_name(b) if b else "an exact flow"
-        return (f"{_opening(dataset, budget)} {model_name(a)} and {rival} were not both trained, so they are not "
-                "compared.")
+        return (
+            f"{_opening(dataset, budget)} {model_name(a)} and {rival} were not both trained, so they are not compared."
+        )
     return f"{_opening(dataset, budget)} {comparison_sentence(found.iloc[0], baseline_label)}."
 
 
 def budgets_sentence(sizes: dict[str, dict[str, Any]]) -> str:
     """The parameter budgets of every dataset in one sentence: which datasets compare models at matched capacity,
     and how far apart in size the models of the others are."""
-    matched = [f"{dataset_name(d)} {b['budget']:,} (actual counts {_counts(b)})"
-               for d, b in sizes.items() if b["budget"] is not None]
-    unmatched = [f"{dataset_name(d)} {_counts(b)}" + (f" ({model_name(b['smallest_model'])} to "
-                                                       f"{model_name(b['largest_model'])})"
-                                                       if b["smallest"] != b["largest"] else "")
-                 for d, b in sizes.items() if b["budget"] is None]
+    matched = [
+        f"{dataset_name(d)} {b['budget']:,} (actual counts {_counts(b)})"
+        for d, b in sizes.items()
+        if b["budget"] is not None
+    ]
+    unmatched = [
+        f"{dataset_name(d)} {_counts(b)}"
+        + (
+            f" ({model_name(b['smallest_model'])} to {model_name(b['largest_model'])})"
+            if b["smallest"] != b["largest"]
+            else ""
+        )
+        for d, b in sizes.items()
+        if b["budget"] is None
+    ]
     said = []
     if matched:
-        said.append(f"every model was sized to its dataset's parameter budget on {len(matched)} of {len(sizes)} "
-                    f"datasets: {'; '.join(matched)}.")
+        said.append(
+            f"every model was sized to its dataset's parameter budget on {len(matched)} of {len(sizes)} "
+            f"datasets: {'; '.join(matched)}."
+        )
     if unmatched:
         opening = "Without a budget," if matched else "No dataset has a parameter budget;"
         said.append(f"{opening} the models' parameter counts are: {'; '.join(unmatched)}.")
@@ -451,8 +532,10 @@ def baselines_sentence(dataset: str, rows: pd.DataFrame, budget: dict[str, Any],
     """Every model of a dataset against the dataset's reference baseline, best first, in one sentence."""
     against = rows[rows["kind"] == BASELINE]
     listed = "; ".join(_against_baseline(row, baseline_label) for row in against.itertuples(index=False))
-    return (f"{_opening(dataset, budget)} against the {baseline_label} baseline ({_num(against.iloc[0].mean_b)} "
-            f"bits/dim), in bits/dim: {listed}.")
+    return (
+        f"{_opening(dataset, budget)} against the {baseline_label} baseline ({_num(against.iloc[0].mean_b)} "
+        f"bits/dim), in bits/dim: {listed}."
+    )
 
 
 def comparison_sentences(runs: pd.DataFrame, comparisons: pd.DataFrame, baselines: pd.DataFrame) -> dict[str, Any]:
@@ -473,8 +556,10 @@ def comparison_sentences(runs: pd.DataFrame, comparisons: pd.DataFrame, baseline
         top = list(neighbours.iloc[0][["a", "b"]]) if len(neighbours) else order[:1]
         families = rows.loc[rows["kind"] == FAMILIES, ["a", "b"]]
         pair = list(families.iloc[0]) if len(families) else []
-        by_model = {row.a: baseline_sentence(dataset, row, budget, label) + _not_converged(runs, dataset, [row.a])
-                    for row in against_baseline.itertuples(index=False)}
+        by_model = {
+            row.a: baseline_sentence(dataset, row, budget, label) + _not_converged(runs, dataset, [row.a])
+            for row in against_baseline.itertuples(index=False)
+        }
         exact = rows.loc[rows["kind"] == VAE_VS_EXACT, "b"]
         best_exact = exact.iloc[0] if len(exact) else None
         out[dataset] = {
@@ -484,10 +569,15 @@ def comparison_sentences(runs: pd.DataFrame, comparisons: pd.DataFrame, baseline
             "best": best_sentence(dataset, rows, budget, label) + _not_converged(runs, dataset, top),
             "best_model": order[0],
             "families": family_sentence(dataset, rows, budget, label) + _not_converged(runs, dataset, pair),
-            "vae_vs_best_exact": (pair_sentence(dataset, rows, VAE_VS_EXACT, "vae", best_exact, budget, label)
-                                  + _not_converged(runs, dataset, ["vae", best_exact])),
-            "pairs": {f"{a}_vs_{b}": pair_sentence(dataset, rows, PAIR, a, b, budget, label)
-                      + _not_converged(runs, dataset, [a, b]) for a, b in PAIRS},
+            "vae_vs_best_exact": (
+                pair_sentence(dataset, rows, VAE_VS_EXACT, "vae", best_exact, budget, label)
+                + _not_converged(runs, dataset, ["vae", best_exact])
+            ),
+            "pairs": {
+                f"{a}_vs_{b}": pair_sentence(dataset, rows, PAIR, a, b, budget, label)
+                + _not_converged(runs, dataset, [a, b])
+                for a, b in PAIRS
+            },
             "vs_baseline": baselines_sentence(dataset, rows, budget, label) + _not_converged(runs, dataset, order),
             "vs_baseline_by_model": by_model,
         }
@@ -502,24 +592,38 @@ def comparisons_table(comparisons: pd.DataFrame, baselines: pd.DataFrame) -> pd.
     for row in comparisons.itertuples(index=False):
         b = f"{references[row.dataset]} (baseline)" if row.b == "baseline" else row.b
         verdict = "within noise" if row.within_noise else (f"{row.a} better" if row.difference < 0 else f"{b} better")
-        rows.append({
-            "dataset": row.dataset, "comparison": row.kind, "A": row.a, "B": b,
-            "A bits/dim": f"{row.mean_a:.3f}", "B bits/dim": f"{row.mean_b:.3f}",
-            "A − B (bits/dim)": f"{row.difference:+.3f}",
-            f"{CONFIDENCE:.0%} CI": f"{row.ci_low:+.3f} to {row.ci_high:+.3f}",
-            "seed sd A": "–" if math.isnan(row.seed_sd_a) else f"{row.seed_sd_a:.3f}",
-            "seed sd B": "–" if math.isnan(row.seed_sd_b) else f"{row.seed_sd_b:.3f}",
-            "per-seed A − B": (f"{row.seed_diff_min:+.3f}" if row.seed_diff_min == row.seed_diff_max
-                               else f"{row.seed_diff_min:+.3f} to {row.seed_diff_max:+.3f}"),
-            "test examples": int(row.examples),
-            "verdict": verdict,
-        })
+        rows.append(
+            {
+                "dataset": row.dataset,
+                "comparison": row.kind,
+                "A": row.a,
+                "B": b,
+                "A bits/dim": f"{row.mean_a:.3f}",
+                "B bits/dim": f"{row.mean_b:.3f}",
+                "A − B (bits/dim)": f"{row.difference:+.3f}",
+                f"{CONFIDENCE:.0%} CI": f"{row.ci_low:+.3f} to {row.ci_high:+.3f}",
+                "seed sd A": "–" if math.isnan(row.seed_sd_a) else f"{row.seed_sd_a:.3f}",
+                "seed sd B": "–" if math.isnan(row.seed_sd_b) else f"{row.seed_sd_b:.3f}",
+                "per-seed A − B": (
+                    f"{row.seed_diff_min:+.3f}"
+                    if row.seed_diff_min == row.seed_diff_max
+                    else f"{row.seed_diff_min:+.3f} to {row.seed_diff_max:+.3f}"
+                ),
+                "test examples": int(row.examples),
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 #: the kinds of comparison in few words, for the site's table (its legend spells them out)
-SHORT_KINDS = {NEIGHBOURS: "neighbours", FAMILIES: "VAE vs flow", VAE_VS_EXACT: "VAE vs exact flow",
-               PAIR: "named pair", BASELINE: "vs baseline"}
+SHORT_KINDS = {
+    NEIGHBOURS: "neighbours",
+    FAMILIES: "VAE vs flow",
+    VAE_VS_EXACT: "VAE vs exact flow",
+    PAIR: "named pair",
+    BASELINE: "vs baseline",
+}
 
 
 def comparisons_shown(comparisons: pd.DataFrame, baselines: pd.DataFrame) -> Shown:
@@ -531,34 +635,68 @@ def comparisons_shown(comparisons: pd.DataFrame, baselines: pd.DataFrame) -> Sho
     for row, shown in zip(comparisons.itertuples(index=False), table.itertuples(index=False)):
         sds = [DASH if math.isnan(v) else sig(v) for v in (row.seed_sd_a, row.seed_sd_b)]
         verdict = shown.verdict.replace(shown.B, "baseline") if row.b == "baseline" else shown.verdict
-        rows.append({
-            "dataset": row.dataset, "comparison": SHORT_KINDS.get(row.kind, row.kind).replace(" ", NBSP),
-            "A": row.a, "B": row.b,
-            "A − B": sig(row.difference, sign=True),
-            f"{CONFIDENCE:.0%} CI": f"{sig(row.ci_low, sign=True)} to {sig(row.ci_high, sign=True)}",
-            "seed sd A / B": DASH if sds == [DASH, DASH] else f"{sds[0]} / {sds[1]}",
-            "per-seed A − B": (sig(row.seed_diff_min, sign=True) if row.seed_diff_min == row.seed_diff_max
-                               else f"{sig(row.seed_diff_min, sign=True)} to {sig(row.seed_diff_max, sign=True)}"),
-            "verdict": verdict.replace(" ", NBSP),  # one line
-        })
+        rows.append(
+            {
+                "dataset": row.dataset,
+                "comparison": SHORT_KINDS.get(row.kind, row.kind).replace(" ", NBSP),
+                "A": row.a,
+                "B": row.b,
+                "A − B": sig(row.difference, sign=True),
+                f"{CONFIDENCE:.0%} CI": f"{sig(row.ci_low, sign=True)} to {sig(row.ci_high, sign=True)}",
+                "seed sd A / B": DASH if sds == [DASH, DASH] else f"{sds[0]} / {sds[1]}",
+                "per-seed A − B": (
+                    sig(row.seed_diff_min, sign=True)
+                    if row.seed_diff_min == row.seed_diff_max
+                    else f"{sig(row.seed_diff_min, sign=True)} to {sig(row.seed_diff_max, sign=True)}"
+                ),
+                "verdict": verdict.replace(" ", NBSP),  # one line
+            }
+        )
     examples = comparisons.groupby("dataset")["examples"].max()
-    table = pd.DataFrame(rows, columns=["dataset", "comparison", "A", "B", "A − B", f"{CONFIDENCE:.0%} CI",
-                                        "seed sd A / B", "per-seed A − B", "verdict"])
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "comparison",
+            "A",
+            "B",
+            "A − B",
+            f"{CONFIDENCE:.0%} CI",
+            "seed sd A / B",
+            "per-seed A − B",
+            "verdict",
+        ],
+    )
     one_seed = (table["seed sd A / B"] == DASH).all()
     if one_seed:  # no seed spread anywhere: the per-seed difference is A − B itself
         table = table.drop(columns=["seed sd A / B", "per-seed A − B"])
-    spread = ("Every model has one seed here, so there is no seed spread and the verdict rests on the interval. "
-              if one_seed else "*seed sd*: the sd over seeds of each model's mean test bits/dim (– with one seed); "
-              "*per-seed A − B*: the range of the differences of per-seed means. ")
-    notes = [f"*A − B*: the difference of the two models' mean test bits/dim (negative: A is better), with its "
-             f"{CONFIDENCE:.0%} paired t-interval over the test examples ("
-             + ", ".join(f"{int(n):,} on {d}" for d, n in examples.items()) + "). " + spread
-             + "The models' own test bits/dim are in the likelihood table and in the CSV.",
-             "Comparisons: " + "; ".join(f"*{short}*: {kind}" for kind, short in SHORT_KINDS.items()
-                                          if kind in set(comparisons["kind"]) and short != kind) + "."]
+    spread = (
+        "Every model has one seed here, so there is no seed spread and the verdict rests on the interval. "
+        if one_seed
+        else "*seed sd*: the sd over seeds of each model's mean test bits/dim (– with one seed); "
+        "*per-seed A − B*: the range of the differences of per-seed means. "
+    )
+    notes = [
+        f"*A − B*: the difference of the two models' mean test bits/dim (negative: A is better), with its "
+        f"{CONFIDENCE:.0%} paired t-interval over the test examples ("
+        + ", ".join(f"{int(n):,} on {d}" for d, n in examples.items())
+        + "). "
+        + spread
+        + "The models' own test bits/dim are in the likelihood table and in the CSV.",
+        "Comparisons: "
+        + "; ".join(
+            f"*{short}*: {kind}"
+            for kind, short in SHORT_KINDS.items()
+            if kind in set(comparisons["kind"]) and short != kind
+        )
+        + ".",
+    ]
     references = baselines[baselines["reference"] & baselines["dataset"].isin(set(comparisons["dataset"]))]
     if (comparisons["b"] == "baseline").any() and len(references):
         where = references.groupby("label", sort=False)["dataset"].apply(lambda d: ", ".join(sorted(d)))
-        notes.append("*baseline*: the dataset's reference baseline (" + "; ".join(
-            f"{label} on {datasets}" for label, datasets in where.items()) + ").")
+        notes.append(
+            "*baseline*: the dataset's reference baseline ("
+            + "; ".join(f"{label} on {datasets}" for label, datasets in where.items())
+            + ")."
+        )
     return Shown(table, notes)

@@ -31,7 +31,17 @@ import numpy as np
 import pandas as pd
 
 from vaeflow.analysis.figures import (
-    BASELINE_COLOUR, DASH, NBSP, Shown, code_legend, constant_columns, model_color, model_label, model_order, readable, readable_text,
+    BASELINE_COLOUR,
+    DASH,
+    NBSP,
+    Shown,
+    code_legend,
+    constant_columns,
+    model_color,
+    model_label,
+    model_order,
+    readable,
+    readable_text,
     short_codes,
 )
 from vaeflow.analysis.likelihood import load_baselines
@@ -41,12 +51,12 @@ FIGURES = ("cost_val_vs_time", "cost_throughput")
 
 #: the ``analyses.cost`` settings and their defaults
 DEFAULTS: dict[str, Any] = {
-    "target_bpd": {},        # {dataset: bits/dim}: explicit targets; datasets not named use target_quantile
+    "target_bpd": {},  # {dataset: bits/dim}: explicit targets; datasets not named use target_quantile
     "target_quantile": 0.5,  # target = this quantile over models of each model's best validation bits/dim
-    "budget_s": {},          # {dataset: seconds}: explicit wall-time budgets; others use budget_fraction
+    "budget_s": {},  # {dataset: seconds}: explicit wall-time budgets; others use budget_fraction
     "budget_fraction": 1.0,  # budget = this fraction of the smallest mean training time among the models
     "off_scale_factor": 2.0,  # val_vs_time figure: y axis up to this × the median over models of their best
-                              # val bits/dim; models whose best lies above are named "off scale"
+    # val bits/dim; models whose best lies above are named "off scale"
 }
 
 NOT_RECORDED = "not recorded"
@@ -56,14 +66,16 @@ NOT_REACHED = "not reached"
 
 # -- settings -------------------------------------------------------------------------------------
 
+
 def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``analyses.cost`` block with defaults filled in; unknown keys and bad values are errors."""
     given = dict(settings or {})
     given.pop("seed", None)  # the workflow adds the run seed to every analysis block
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"analyses.cost: unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}. "
-                         "Fix the cost block of the config.")
+        raise ValueError(
+            f"analyses.cost: unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}. Fix the cost block of the config."
+        )
     out = {**DEFAULTS, **given}
     q = out["target_quantile"]
     if not isinstance(q, (int, float)) or not 0.0 <= float(q) <= 1.0:
@@ -78,12 +90,15 @@ def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"analyses.cost.{key} must map dataset names to numbers, got {out[key]!r}")
         for dataset, value in out[key].items():
             if not isinstance(value, (int, float)) or not math.isfinite(value) or (positive and value <= 0):
-                raise ValueError(f"analyses.cost.{key}.{dataset} must be a {'positive' if positive else 'finite'} "
-                                 f"number, got {value!r}")
+                raise ValueError(
+                    f"analyses.cost.{key}.{dataset} must be a {'positive' if positive else 'finite'} "
+                    f"number, got {value!r}"
+                )
     return out
 
 
 # -- loading --------------------------------------------------------------------------------------
+
 
 def _nfe(diagnostics: Mapping[str, Any], key: str) -> float:
     value = diagnostics.get(key)
@@ -105,53 +120,62 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
     for path in metrics_paths:
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"cost analysis: {path} does not exist; evaluate that run first "
-                                    "or drop it from the metrics list")
+            raise FileNotFoundError(
+                f"cost analysis: {path} does not exist; evaluate that run first or drop it from the metrics list"
+            )
         m: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         train_path = path.with_name("train.json")
         t: dict[str, Any] = json.loads(train_path.read_text(encoding="utf-8")) if train_path.exists() else {}
         timing_path = path.with_name("timing.json")
         if not timing_path.exists():
-            raise FileNotFoundError(f"cost analysis: {timing_path} does not exist; retrain that run with the "
-                                    "current engine (it writes the run's wall time and memory there)")
+            raise FileNotFoundError(
+                f"cost analysis: {timing_path} does not exist; retrain that run with the "
+                "current engine (it writes the run's wall time and memory there)"
+            )
         cost: dict[str, Any] = json.loads(timing_path.read_text(encoding="utf-8"))
         training = t.get("run", {}).get("training", {})
         options = t.get("run", {}).get("options")
         curves = path.with_name("curves.csv")
-        rows.append({
-            "dataset": m["dataset"],
-            "model": m["model"],
-            "seed": int(m["seed"]),
-            "trained_by": m.get("trained_by", ""),
-            "teacher": training.get("teacher"),
-            "device": m.get("device", t.get("device", "")),
-            "parameters": int(m["parameters"]),
-            "steps": int(m["steps"]),
-            "batch_size": float(training["batch_size"]) if "batch_size" in training else math.nan,
-            "lr": float(training["lr"]) if "lr" in training else math.nan,
-            "options": format_options(options) if options is not None else None,
-            "train_wall_time_s": float(cost["train_wall_time_s"]),
-            "eval_wall_time_s": float(m.get("eval_wall_time_s", math.nan)),
-            "samples_per_s": float(m["throughput"]["samples_per_s"]),
-            "density_evals_per_s": float(m["throughput"]["density_evals_per_s"]),
-            "peak_rss_mib": float(cost["peak_rss_mib"]) if "peak_rss_mib" in cost else math.nan,
-            "peak_cuda_mib": float(cost["peak_cuda_mib"]) if "peak_cuda_mib" in cost else math.nan,
-            # FFJORD (any model that reports solver function evaluations)
-            "nfe_train": _nfe(m.get("train_diagnostics", {}), "nfe_forward_mean"),
-            "nfe_train_backward": _nfe(m.get("train_diagnostics", {}), "nfe_backward"),
-            "nfe_eval": _nfe(m.get("diagnostics", {}), "nfe_eval_mean"),
-            "val_bpd": float(m["val"]["bits_per_dim"]),
-            "test_bpd": float(m["test"]["bits_per_dim"]),
-            "curves": str(curves) if curves.exists() else None,
-            "timing": str(timing_path),
-        })
+        rows.append(
+            {
+                "dataset": m["dataset"],
+                "model": m["model"],
+                "seed": int(m["seed"]),
+                "trained_by": m.get("trained_by", ""),
+                "teacher": training.get("teacher"),
+                "device": m.get("device", t.get("device", "")),
+                "parameters": int(m["parameters"]),
+                "steps": int(m["steps"]),
+                "batch_size": float(training["batch_size"]) if "batch_size" in training else math.nan,
+                "lr": float(training["lr"]) if "lr" in training else math.nan,
+                "options": format_options(options) if options is not None else None,
+                "train_wall_time_s": float(cost["train_wall_time_s"]),
+                "eval_wall_time_s": float(m.get("eval_wall_time_s", math.nan)),
+                "samples_per_s": float(m["throughput"]["samples_per_s"]),
+                "density_evals_per_s": float(m["throughput"]["density_evals_per_s"]),
+                "peak_rss_mib": float(cost["peak_rss_mib"]) if "peak_rss_mib" in cost else math.nan,
+                "peak_cuda_mib": float(cost["peak_cuda_mib"]) if "peak_cuda_mib" in cost else math.nan,
+                # FFJORD (any model that reports solver function evaluations)
+                "nfe_train": _nfe(m.get("train_diagnostics", {}), "nfe_forward_mean"),
+                "nfe_train_backward": _nfe(m.get("train_diagnostics", {}), "nfe_backward"),
+                "nfe_eval": _nfe(m.get("diagnostics", {}), "nfe_eval_mean"),
+                "val_bpd": float(m["val"]["bits_per_dim"]),
+                "test_bpd": float(m["test"]["bits_per_dim"]),
+                "curves": str(curves) if curves.exists() else None,
+                "timing": str(timing_path),
+            }
+        )
     runs = pd.DataFrame(rows)
     if runs.empty:
-        raise ValueError("no runs given to the cost analysis; check the metrics paths "
-                         "(results/{dataset}/{model}/seed{N}/metrics.json)")
+        raise ValueError(
+            "no runs given to the cost analysis; check the metrics paths "
+            "(results/{dataset}/{model}/seed{N}/metrics.json)"
+        )
     duplicated = runs.duplicated(["dataset", "model", "seed"])
     if duplicated.any():
-        raise ValueError(f"the same run given twice: {runs.loc[duplicated, ['dataset', 'model', 'seed']].to_dict('records')}")
+        raise ValueError(
+            f"the same run given twice: {runs.loc[duplicated, ['dataset', 'model', 'seed']].to_dict('records')}"
+        )
     runs["step_ms"] = 1000.0 * runs["train_wall_time_s"] / runs["steps"]
     return runs.sort_values(["dataset", "model", "seed"]).reset_index(drop=True)
 
@@ -161,32 +185,50 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     elapsed_s, val_bpd, peak_rss_mib. The seconds and memory at each evaluation come from the run's
     ``timing.json`` (the engine keeps what training cost apart from what it computed)."""
     frames = []
-    for dataset, model, seed, path, timing in runs[["dataset", "model", "seed", "curves", "timing"]].itertuples(index=False):
+    for dataset, model, seed, path, timing in runs[["dataset", "model", "seed", "curves", "timing"]].itertuples(
+        index=False
+    ):
         if not isinstance(path, str):  # no curves.csv (None, read back as a missing value)
             continue
         df = pd.read_csv(path)
         missing = {"step", "val_bits_per_dim"} - set(df.columns)
         if missing:
             raise ValueError(f"{path} lacks column(s) {sorted(missing)}; retrain that run with the current engine")
-        evaluations = pd.DataFrame(json.loads(Path(timing).read_text(encoding="utf-8"))["evaluations"],
-                                   columns=["step", "elapsed_s", "peak_rss_mib"])
+        evaluations = pd.DataFrame(
+            json.loads(Path(timing).read_text(encoding="utf-8"))["evaluations"],
+            columns=["step", "elapsed_s", "peak_rss_mib"],
+        )
         df = df.merge(evaluations, on="step", how="left", validate="one_to_one")
         if df["elapsed_s"].isna().any():
-            raise ValueError(f"{timing} has no time for step(s) {df.loc[df['elapsed_s'].isna(), 'step'].tolist()} "
-                             f"of {path}; retrain that run")
-        frames.append(pd.DataFrame({
-            "dataset": dataset, "model": model, "seed": seed,
-            "step": df["step"].astype(int), "elapsed_s": df["elapsed_s"].astype(float),
-            "val_bpd": df["val_bits_per_dim"].astype(float),
-            "peak_rss_mib": df["peak_rss_mib"].astype(float),
-        }))
+            raise ValueError(
+                f"{timing} has no time for step(s) {df.loc[df['elapsed_s'].isna(), 'step'].tolist()} "
+                f"of {path}; retrain that run"
+            )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "seed": seed,
+                    "step": df["step"].astype(int),
+                    "elapsed_s": df["elapsed_s"].astype(float),
+                    "val_bpd": df["val_bits_per_dim"].astype(float),
+                    "peak_rss_mib": df["peak_rss_mib"].astype(float),
+                }
+            )
+        )
     columns = ["dataset", "model", "seed", "step", "elapsed_s", "val_bpd", "peak_rss_mib"]
     if not frames:
         return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)[columns].sort_values(["dataset", "model", "seed", "step"]).reset_index(drop=True)
+    return (
+        pd.concat(frames, ignore_index=True)[columns]
+        .sort_values(["dataset", "model", "seed", "step"])
+        .reset_index(drop=True)
+    )
 
 
 # -- the per-run computations -----------------------------------------------------------------------
+
 
 def time_to_target(curve: pd.DataFrame, target: float) -> tuple[float, float]:
     """``(elapsed_s, step)`` of the first evaluation of ``curve`` (rows in step order) with validation
@@ -225,8 +267,10 @@ def targets(curves: pd.DataFrame, runs: pd.DataFrame, settings: Mapping[str, Any
             continue
         best = d.groupby(["model", "seed"])["val_bpd"].min().groupby("model").mean()
         q = float(s["target_quantile"])
-        out[dataset] = {"target": float(np.quantile(best.to_numpy(), q)),
-                        "how": f"quantile {q:g} over {len(best)} models of their best val bits/dim"}
+        out[dataset] = {
+            "target": float(np.quantile(best.to_numpy(), q)),
+            "how": f"quantile {q:g} over {len(best)} models of their best val bits/dim",
+        }
     return out
 
 
@@ -241,21 +285,40 @@ def budgets(runs: pd.DataFrame, settings: Mapping[str, Any]) -> dict[str, dict[s
             continue
         per_model = group.groupby("model")["train_wall_time_s"].mean()
         fraction = float(s["budget_fraction"])
-        out[dataset] = {"budget_s": fraction * float(per_model.min()),
-                        "how": f"{fraction:g} × the shortest mean training time ({per_model.idxmin()})"}
+        out[dataset] = {
+            "budget_s": fraction * float(per_model.min()),
+            "how": f"{fraction:g} × the shortest mean training time ({per_model.idxmin()})",
+        }
     return out
 
 
-def per_run(runs: pd.DataFrame, curves: pd.DataFrame, target: Mapping[str, Mapping[str, Any]],
-            budget: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def per_run(
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    target: Mapping[str, Mapping[str, Any]],
+    budget: Mapping[str, Mapping[str, Any]],
+) -> pd.DataFrame:
     """One row per run: time/step to target, best val bits/dim within the budget, first evaluation."""
     rows = []
     for run in runs.itertuples(index=False):
-        row = {"dataset": run.dataset, "model": run.model, "seed": run.seed, "has_curves": isinstance(run.curves, str),
-               "target": target[run.dataset]["target"], "budget_s": budget[run.dataset]["budget_s"],
-               "time_to_target_s": math.nan, "step_at_target": math.nan, "bpd_at_budget": math.nan,
-               "step_at_budget": math.nan, "steps_by_budget": math.nan, "first_eval_s": math.nan, "first_eval_step": math.nan,
-               "final_val_bpd": math.nan, "best_val_bpd": math.nan, "steps": run.steps}
+        row = {
+            "dataset": run.dataset,
+            "model": run.model,
+            "seed": run.seed,
+            "has_curves": isinstance(run.curves, str),
+            "target": target[run.dataset]["target"],
+            "budget_s": budget[run.dataset]["budget_s"],
+            "time_to_target_s": math.nan,
+            "step_at_target": math.nan,
+            "bpd_at_budget": math.nan,
+            "step_at_budget": math.nan,
+            "steps_by_budget": math.nan,
+            "first_eval_s": math.nan,
+            "first_eval_step": math.nan,
+            "final_val_bpd": math.nan,
+            "best_val_bpd": math.nan,
+            "steps": run.steps,
+        }
         c = curves[(curves["dataset"] == run.dataset) & (curves["model"] == run.model) & (curves["seed"] == run.seed)]
         if not c.empty:
             if math.isfinite(row["target"]):
@@ -272,6 +335,7 @@ def per_run(runs: pd.DataFrame, curves: pd.DataFrame, target: Mapping[str, Mappi
 
 # -- formatting -------------------------------------------------------------------------------------
 
+
 def sig(value: float, digits: int = 3) -> str:
     """``value`` to ``digits`` significant figures, without exponent (12345 → "12,300", 0.01234 → "0.0123")."""
     if not math.isfinite(value):
@@ -284,7 +348,7 @@ def sig(value: float, digits: int = 3) -> str:
 
 
 def mean_sd(values: pd.Series, digits: int = 3, missing: str = NOT_RECORDED, integer: bool = False) -> str:
-    """"mean ± sd" over the finite values (sd with ddof=1; only the mean for one value); ``missing``
+    """ "mean ± sd" over the finite values (sd with ddof=1; only the mean for one value); ``missing``
     when there is none. Fewer values than rows is said: "(n of N seeds)". ``integer``: whole numbers
     (step counts) instead of ``digits`` significant figures."""
     values = pd.Series(values, dtype=float)
@@ -312,6 +376,7 @@ def _distinct(values: pd.Series) -> str:
 
 # -- tables -----------------------------------------------------------------------------------------
 
+
 def summary_table(runs: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per dataset × model: size, time per step, wall time, peak memory, throughput, solver NFE.
 
@@ -337,10 +402,12 @@ def summary_table(runs: pd.DataFrame, benchmarks: pd.DataFrame | None = None) ->
         }
         if any_cuda:
             row["peak GPU (MiB)"] = mean_sd(g["peak_cuda_mib"], missing="not recorded / CPU run")
-        row.update({
-            "samples/s": mean_sd(g["samples_per_s"]),
-            "density evals/s": mean_sd(g["density_evals_per_s"]),
-        })
+        row.update(
+            {
+                "samples/s": mean_sd(g["samples_per_s"]),
+                "density evals/s": mean_sd(g["density_evals_per_s"]),
+            }
+        )
         if has_nfe:
             row["NFE per training solve"] = mean_sd(g["nfe_train"], missing="–")
             row["NFE per evaluation solve"] = mean_sd(g["nfe_eval"], missing="–")
@@ -364,18 +431,20 @@ def time_to_target_table(per_run_df: pd.DataFrame, target: Mapping[str, Mapping[
         with_curves = g[g["has_curves"]]
         reached = with_curves[np.isfinite(with_curves["time_to_target_s"])]
         status = NO_CURVES if with_curves.empty else (NOT_REACHED if reached.empty else "")
-        rows.append({
-            "dataset": dataset,
-            "model": model,
-            "target val bits/dim": sig(target[dataset]["target"], 4),
-            "target from": target[dataset]["how"],
-            "seeds reached": f"{len(reached)} of {len(with_curves)}" + (
-                f" ({len(g) - len(with_curves)} without curves.csv)" if len(with_curves) < len(g) else ""),
-            "time to target (s)": status or mean_sd(reached["time_to_target_s"]),
-            "step at target": status or mean_sd(reached["step_at_target"], integer=True),
-            "best val bits/dim reached": mean_sd(g["best_val_bpd"], 4, missing=NO_CURVES),
-            "evaluated every (steps)": mean_sd(with_curves["first_eval_step"], missing=NO_CURVES, integer=True),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "target val bits/dim": sig(target[dataset]["target"], 4),
+                "target from": target[dataset]["how"],
+                "seeds reached": f"{len(reached)} of {len(with_curves)}"
+                + (f" ({len(g) - len(with_curves)} without curves.csv)" if len(with_curves) < len(g) else ""),
+                "time to target (s)": status or mean_sd(reached["time_to_target_s"]),
+                "step at target": status or mean_sd(reached["step_at_target"], integer=True),
+                "best val bits/dim reached": mean_sd(g["best_val_bpd"], 4, missing=NO_CURVES),
+                "evaluated every (steps)": mean_sd(with_curves["first_eval_step"], missing=NO_CURVES, integer=True),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -397,21 +466,25 @@ def budget_table(per_run_df: pd.DataFrame, budget: Mapping[str, Mapping[str, Any
                 at_budget += f" ({len(with_curves) - len(evaluated)} seed(s) not yet validated)"
         if not with_curves.empty and len(with_curves) < len(g):
             at_budget += f" ({len(g) - len(with_curves)} seed(s) without curves.csv)"
-        rows.append({
-            "dataset": dataset,
-            "model": model,
-            "budget (s)": sig(budget[dataset]["budget_s"]),
-            "budget from": budget[dataset]["how"],
-            "val bits/dim within budget": at_budget,
-            "rank within budget": "",
-            "training done at budget (%)": mean_sd(100.0 * evaluated["steps_by_budget"] / evaluated["steps"],
-                                                   missing="–"),
-            "final val bits/dim": mean_sd(with_curves["final_val_bpd"], 4, missing=NO_CURVES),
-            "_mean": float(evaluated["bpd_at_budget"].mean()) if not evaluated.empty else math.nan,
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "budget (s)": sig(budget[dataset]["budget_s"]),
+                "budget from": budget[dataset]["how"],
+                "val bits/dim within budget": at_budget,
+                "rank within budget": "",
+                "training done at budget (%)": mean_sd(
+                    100.0 * evaluated["steps_by_budget"] / evaluated["steps"], missing="–"
+                ),
+                "final val bits/dim": mean_sd(with_curves["final_val_bpd"], 4, missing=NO_CURVES),
+                "_mean": float(evaluated["bpd_at_budget"].mean()) if not evaluated.empty else math.nan,
+            }
+        )
     table = pd.DataFrame(rows)
-    table["rank within budget"] = table.groupby("dataset")["_mean"].rank(method="min").map(
-        lambda r: "–" if not math.isfinite(r) else str(int(r)))
+    table["rank within budget"] = (
+        table.groupby("dataset")["_mean"].rank(method="min").map(lambda r: "–" if not math.isfinite(r) else str(int(r)))
+    )
     return table.drop(columns="_mean")
 
 
@@ -423,8 +496,12 @@ TRAINING_CODES = {"maximum likelihood": "ML", "its variational-dequantisation bo
 
 def _in_model_order(table: pd.DataFrame) -> pd.DataFrame:
     rank = {m: i for i, m in enumerate(model_order(table["model"]))}
-    return table.assign(_r=table["model"].map(rank)).sort_values(["dataset", "_r"], kind="stable").drop(
-        columns="_r").reset_index(drop=True)
+    return (
+        table.assign(_r=table["model"].map(rank))
+        .sort_values(["dataset", "_r"], kind="stable")
+        .drop(columns="_r")
+        .reset_index(drop=True)
+    )
 
 
 def _per_dataset(table: pd.DataFrame, value: str, how: str) -> str:
@@ -437,11 +514,20 @@ def summary_shown(table: pd.DataFrame) -> Shown:
     """The cost summary as the site shows it: "mean ± sd" on one line to 3 significant figures, how each model
     was trained as a short code."""
     table = _in_model_order(table)
-    codes = short_codes(table["trained by"], {**TRAINING_CODES, **{
-        t: "distilled (" + t.split("density distillation from ", 1)[1].split(" ")[0] + ")"
-        for t in table["trained by"] if t.startswith("density distillation from ")}})
-    shown, constant = constant_columns(readable(table.assign(**{"trained by": table["trained by"].map(codes)})),
-                                       ["seeds", "batch"])
+    codes = short_codes(
+        table["trained by"],
+        {
+            **TRAINING_CODES,
+            **{
+                t: "distilled (" + t.split("density distillation from ", 1)[1].split(" ")[0] + ")"
+                for t in table["trained by"]
+                if t.startswith("density distillation from ")
+            },
+        },
+    )
+    shown, constant = constant_columns(
+        readable(table.assign(**{"trained by": table["trained by"].map(codes)})), ["seeds", "batch"]
+    )
     notes = ["Mean ± sd over seeds (the mean alone for one seed)." + (f" {constant}" if constant else "")]
     legend = code_legend(codes)
     if legend:
@@ -453,16 +539,26 @@ def time_to_target_shown(table: pd.DataFrame) -> Shown:
     """The time-to-target table as the site shows it: each dataset's target in the legend, not on every row."""
     table = _in_model_order(table)
     shown = readable(table.drop(columns=["target val bits/dim", "target from"]))
-    return Shown(shown, [f"Targets, validation bits/dim: {_per_dataset(table, 'target val bits/dim', 'target from')}. "
-                         "Times and steps: mean ± sd over the seeds that reached the target."])
+    return Shown(
+        shown,
+        [
+            f"Targets, validation bits/dim: {_per_dataset(table, 'target val bits/dim', 'target from')}. "
+            "Times and steps: mean ± sd over the seeds that reached the target."
+        ],
+    )
 
 
 def budget_shown(table: pd.DataFrame) -> Shown:
     """The equal-budget table as the site shows it: each dataset's budget in the legend, not on every row."""
     table = _in_model_order(table)
     shown = readable(table.drop(columns=["budget (s)", "budget from"]))
-    return Shown(shown, [f"Budgets, seconds of training: {_per_dataset(table, 'budget (s)', 'budget from')}. "
-                         "Bits/dim and shares: mean ± sd over seeds; rank 1: the lowest bits/dim within the budget."])
+    return Shown(
+        shown,
+        [
+            f"Budgets, seconds of training: {_per_dataset(table, 'budget (s)', 'budget from')}. "
+            "Bits/dim and shares: mean ± sd over seeds; rank 1: the lowest bits/dim within the budget."
+        ],
+    )
 
 
 #: a hyphen the browser does not break a line at ("64-D" stays whole in a narrow column)
@@ -472,35 +568,49 @@ NB_HYPHEN = "\u2011"
 def speed_shown(table: pd.DataFrame) -> Shown:
     """The speed benchmark's table as the site shows it: the model by its name, the peer by its library (each
     peer's class named in the legend), ours and the peer's sizes and step times as "ours / peer" in one cell."""
+
     def pair(ours: str, peer: str) -> pd.Series:
-        return table[ours].astype(str).where(table[peer].astype(str) == DASH, table[ours].astype(str) + " / " +
-                                             table[peer].astype(str))
+        return (
+            table[ours]
+            .astype(str)
+            .where(table[peer].astype(str) == DASH, table[ours].astype(str) + " / " + table[peer].astype(str))
+        )
+
     has_peer = ~table["peer"].str.startswith("none")
-    shown = pd.DataFrame({
-        "model": table["model"].map(model_label),
-        "data": table["data"].str.replace(r"^(\S+) as (\d+)-D vectors$", rf"\1{NBSP}(\2{NB_HYPHEN}D)", regex=True),
-        "peer": table["peer"].str.split(r"[ .]").str[0].where(has_peer, "none"),
-        "params, ours / peer": pair("ours params", "peer params"),
-        "ms/step, ours / peer": pair("ours ms/step", "peer ms/step"),
-        "step ratio": table["step ratio"],
-        "same optimizer": table["step ratio, same optimizer"],
-        "sampling ratio": table["sampling ratio"],
-        "density ratio": table["density ratio"],
-        "GFLOP/s": table["ours GFLOP/s"],
-        "% of peak": table["% of matmul peak"],
-    })
-    peers = dict.fromkeys(f"{model_label(m)}: {p}" for m, p in zip(table["model"], table["peer"]) if not p.startswith("none"))
+    shown = pd.DataFrame(
+        {
+            "model": table["model"].map(model_label),
+            "data": table["data"].str.replace(r"^(\S+) as (\d+)-D vectors$", rf"\1{NBSP}(\2{NB_HYPHEN}D)", regex=True),
+            "peer": table["peer"].str.split(r"[ .]").str[0].where(has_peer, "none"),
+            "params, ours / peer": pair("ours params", "peer params"),
+            "ms/step, ours / peer": pair("ours ms/step", "peer ms/step"),
+            "step ratio": table["step ratio"],
+            "same optimizer": table["step ratio, same optimizer"],
+            "sampling ratio": table["sampling ratio"],
+            "density ratio": table["density ratio"],
+            "GFLOP/s": table["ours GFLOP/s"],
+            "% of peak": table["% of matmul peak"],
+        }
+    )
+    peers = dict.fromkeys(
+        f"{model_label(m)}: {p}" for m, p in zip(table["model"], table["peer"]) if not p.startswith("none")
+    )
     alone = [model_label(m) for m, p in zip(table["model"], table["peer"]) if p.startswith("none")]
-    notes = ["Ratios: ours / peer time (below 1: ours is faster); *step ratio*: each library's training step as it "
-             "trains; *same optimizer*: both with the study's optimizer. *GFLOP/s* and *% of peak*: our step's "
-             "arithmetic rate and its share of the single-thread fp32 matrix-product peak. *(64-D)*: the images "
-             "as flat vectors, for both sides' vector architecture.",
-             "Peers: " + "; ".join(peers) + "." + (f" No peer library implements {', '.join(alone)}: timed alone."
-                                                    if alone else "")]
+    notes = [
+        "Ratios: ours / peer time (below 1: ours is faster); *step ratio*: each library's training step as it "
+        "trains; *same optimizer*: both with the study's optimizer. *GFLOP/s* and *% of peak*: our step's "
+        "arithmetic rate and its share of the single-thread fp32 matrix-product peak. *(64-D)*: the images "
+        "as flat vectors, for both sides' vector architecture.",
+        "Peers: "
+        + "; ".join(peers)
+        + "."
+        + (f" No peer library implements {', '.join(alone)}: timed alone." if alone else ""),
+    ]
     return Shown(readable(shown), notes)
 
 
 # -- figures ----------------------------------------------------------------------------------------
+
 
 def off_scale(curves: pd.DataFrame, factor: float) -> dict[str, dict[str, Any]]:
     """Per dataset: the y-axis cut-off (``factor`` × the median over models of their best val bits/dim,
@@ -514,9 +624,14 @@ def off_scale(curves: pd.DataFrame, factor: float) -> dict[str, dict[str, Any]]:
     return out
 
 
-def val_vs_time_chart(curves: pd.DataFrame, target: Mapping[str, Mapping[str, Any]],
-                      budget: Mapping[str, Mapping[str, Any]], factor: float = DEFAULTS["off_scale_factor"],
-                      columns: int = 2, baselines: pd.DataFrame | None = None) -> alt.ConcatChart:
+def val_vs_time_chart(
+    curves: pd.DataFrame,
+    target: Mapping[str, Mapping[str, Any]],
+    budget: Mapping[str, Mapping[str, Any]],
+    factor: float = DEFAULTS["off_scale_factor"],
+    columns: int = 2,
+    baselines: pd.DataFrame | None = None,
+) -> alt.ConcatChart:
     """Validation bits/dim against elapsed training seconds (log x), one panel per dataset, colour =
     model, one line per seed; dashed horizontal rule = target, dotted vertical rule = budget; the
     dataset's sanity baselines (``baselines``: dataset, label, val_bpd; :func:`load_baseline_lines`) that
@@ -538,38 +653,74 @@ def val_vs_time_chart(curves: pd.DataFrame, target: Mapping[str, Mapping[str, An
         if scale[dataset]["models"]:
             title.append("off scale: " + ", ".join(f"{m} (best {sig(v)})" for m, v in scale[dataset]["models"].items()))
         y = alt.Y("val_bpd:Q", title="validation bits/dim", scale=alt.Scale(domain=[low, top], zero=False))
-        lines = alt.Chart(d).mark_line(point=True, clip=True, opacity=0.85).encode(
-            x=alt.X("elapsed_s:Q", title="elapsed training seconds (log)", scale=alt.Scale(type="log")),
-            y=y, color=colour, detail="seed:N",
-            tooltip=["model", "seed", "step", alt.Tooltip("elapsed_s:Q", format=".1f"),
-                     alt.Tooltip("val_bpd:Q", format=".3f")],
+        lines = (
+            alt.Chart(d)
+            .mark_line(point=True, clip=True, opacity=0.85)
+            .encode(
+                x=alt.X("elapsed_s:Q", title="elapsed training seconds (log)", scale=alt.Scale(type="log")),
+                y=y,
+                color=colour,
+                detail="seed:N",
+                tooltip=[
+                    "model",
+                    "seed",
+                    "step",
+                    alt.Tooltip("elapsed_s:Q", format=".1f"),
+                    alt.Tooltip("val_bpd:Q", format=".3f"),
+                ],
+            )
         )
         layers = [lines]
         if math.isfinite(target[dataset]["target"]):
-            layers.append(alt.Chart(pd.DataFrame({"target": [target[dataset]["target"]]})).mark_rule(
-                strokeDash=[6, 3], color="black").encode(y=alt.Y("target:Q")))
-        layers.append(alt.Chart(pd.DataFrame({"budget_s": [budget[dataset]["budget_s"]]})).mark_rule(
-            strokeDash=[2, 2], color="grey").encode(x=alt.X("budget_s:Q")))
+            layers.append(
+                alt.Chart(pd.DataFrame({"target": [target[dataset]["target"]]}))
+                .mark_rule(strokeDash=[6, 3], color="black")
+                .encode(y=alt.Y("target:Q"))
+            )
+        layers.append(
+            alt.Chart(pd.DataFrame({"budget_s": [budget[dataset]["budget_s"]]}))
+            .mark_rule(strokeDash=[2, 2], color="grey")
+            .encode(x=alt.X("budget_s:Q"))
+        )
         if baselines is not None:
             inside = baselines[(baselines["dataset"] == dataset) & baselines["val_bpd"].between(low, top)]
             if len(inside):
                 lines = inside.assign(label=inside["label"] + " (baseline)")[["label", "val_bpd"]]
-                layers.append(alt.Chart(lines).mark_rule(color=BASELINE_COLOUR, strokeDash=[1, 3]).encode(
-                    y=alt.Y("val_bpd:Q"), tooltip=[alt.Tooltip("label:N", title="baseline"),
-                                                   alt.Tooltip("val_bpd:Q", format=".3f")]))
-                layers.append(alt.Chart(lines).mark_text(align="right", baseline="bottom", dx=-2, dy=-1, fontSize=9,
-                                                         color=BASELINE_COLOUR).encode(
-                    x=alt.value(260), y=alt.Y("val_bpd:Q"), text="label:N"))
-        panels.append(alt.layer(*layers).properties(width=260, height=180, title=alt.Title(
-            title[0], subtitle=title[1:], subtitleColor="#b00020", subtitleFontSize=10, anchor="start")))
+                layers.append(
+                    alt.Chart(lines)
+                    .mark_rule(color=BASELINE_COLOUR, strokeDash=[1, 3])
+                    .encode(
+                        y=alt.Y("val_bpd:Q"),
+                        tooltip=[alt.Tooltip("label:N", title="baseline"), alt.Tooltip("val_bpd:Q", format=".3f")],
+                    )
+                )
+                layers.append(
+                    alt.Chart(lines)
+                    .mark_text(align="right", baseline="bottom", dx=-2, dy=-1, fontSize=9, color=BASELINE_COLOUR)
+                    .encode(x=alt.value(260), y=alt.Y("val_bpd:Q"), text="label:N")
+                )
+        panels.append(
+            alt.layer(*layers).properties(
+                width=260,
+                height=180,
+                title=alt.Title(
+                    title[0], subtitle=title[1:], subtitleColor="#b00020", subtitleFontSize=10, anchor="start"
+                ),
+            )
+        )
     off = [f"{m} on {d}" for d, entry in scale.items() for m in entry["models"]]
     description = (
         "Line charts of validation bits/dim against elapsed training seconds (log scale), one panel per dataset ("
-        + ", ".join(sorted(scale)) + "), one line per run coloured by model; a dashed black line marks the dataset's "
+        + ", ".join(sorted(scale))
+        + "), one line per run coloured by model; a dashed black line marks the dataset's "
         "target and a dotted grey vertical line the equal wall-time budget"
-        + ("; grey dotted horizontal lines, labelled, are the dataset's sanity baselines within the panel's range"
-           if baselines is not None else "")
-        + (f"; off the scale, named in the panel titles: {', '.join(off)}." if off else "."))
+        + (
+            "; grey dotted horizontal lines, labelled, are the dataset's sanity baselines within the panel's range"
+            if baselines is not None
+            else ""
+        )
+        + (f"; off the scale, named in the panel titles: {', '.join(off)}." if off else ".")
+    )
     return alt.concat(*panels, columns=columns).properties(description=description)
 
 
@@ -587,25 +738,49 @@ def throughput_chart(runs: pd.DataFrame) -> alt.LayerChart:
     means = runs.groupby(["dataset", "model"], as_index=False)[["samples_per_s", "density_evals_per_s"]].mean()
     lo = float(means[["samples_per_s", "density_evals_per_s"]].min().min()) / 2
     hi = float(means[["samples_per_s", "density_evals_per_s"]].max().max()) * 2
-    x = alt.X("density_evals_per_s:Q", title="density evaluations / s (log)", scale=alt.Scale(type="log", domain=[lo, hi]))
-    y = alt.Y("samples_per_s:Q", title="samples / s (log)", scale=alt.Scale(type="log", domain=[lo, hi]))
-    diagonal = alt.Chart(pd.DataFrame({"density_evals_per_s": [lo, hi], "samples_per_s": [lo, hi]})).mark_line(
-        color="grey", strokeDash=[4, 4]).encode(x=x, y=y)
-    points = alt.Chart(means).mark_point(size=70, filled=True).encode(
-        x=x, y=y, color=model_color(means["model"]), shape=alt.Shape("dataset:N", title="dataset"),
-        tooltip=["dataset", "model", alt.Tooltip("samples_per_s:Q", format=",.0f"),
-                 alt.Tooltip("density_evals_per_s:Q", format=",.0f")],
+    x = alt.X(
+        "density_evals_per_s:Q", title="density evaluations / s (log)", scale=alt.Scale(type="log", domain=[lo, hi])
     )
-    return alt.layer(diagonal, points).properties(width=380, height=380, description=(
-        "Scatter plot, log-log, of sampling throughput (samples per second, vertical) against density-evaluation "
-        "throughput (evaluations per second, horizontal), one point per model and dataset (means over seeds), "
-        "colour by model and shape by dataset (" + ", ".join(sorted(means["dataset"].unique())) + "); a dashed grey "
-        "diagonal marks equal speed: below it density evaluation is the faster direction, above it sampling."))
+    y = alt.Y("samples_per_s:Q", title="samples / s (log)", scale=alt.Scale(type="log", domain=[lo, hi]))
+    diagonal = (
+        alt.Chart(pd.DataFrame({"density_evals_per_s": [lo, hi], "samples_per_s": [lo, hi]}))
+        .mark_line(color="grey", strokeDash=[4, 4])
+        .encode(x=x, y=y)
+    )
+    points = (
+        alt.Chart(means)
+        .mark_point(size=70, filled=True)
+        .encode(
+            x=x,
+            y=y,
+            color=model_color(means["model"]),
+            shape=alt.Shape("dataset:N", title="dataset"),
+            tooltip=[
+                "dataset",
+                "model",
+                alt.Tooltip("samples_per_s:Q", format=",.0f"),
+                alt.Tooltip("density_evals_per_s:Q", format=",.0f"),
+            ],
+        )
+    )
+    return alt.layer(diagonal, points).properties(
+        width=380,
+        height=380,
+        description=(
+            "Scatter plot, log-log, of sampling throughput (samples per second, vertical) against density-evaluation "
+            "throughput (evaluations per second, horizontal), one point per model and dataset (means over seeds), "
+            "colour by model and shape by dataset ("
+            + ", ".join(sorted(means["dataset"].unique()))
+            + "); a dashed grey "
+            "diagonal marks equal speed: below it density evaluation is the faster direction, above it sampling."
+        ),
+    )
 
 
 # -- numbers the prose quotes ---------------------------------------------------------------------
 
 # -- the speed benchmark (benchmarks/speed.py) ------------------------------------------------------
+
 
 def load_speed(path: str | Path) -> dict[str, Any]:
     """The speed benchmark's results (``results/benchmarks/speed.json``), checked for what the
@@ -614,8 +789,10 @@ def load_speed(path: str | Path) -> dict[str, Any]:
     try:
         speed = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read the speed benchmark {path}: {error}; rebuild it with "
-                         "`snakemake --cores 2 results/benchmarks/speed.json`") from error
+        raise ValueError(
+            f"cannot read the speed benchmark {path}: {error}; rebuild it with "
+            "`snakemake --cores 2 results/benchmarks/speed.json`"
+        ) from error
     for key in ("matmul_peak_flop_per_s", "results", "settings"):
         if key not in speed:
             raise ValueError(f"{path} has no {key!r}: not a benchmarks/speed.py result; rebuild it")
@@ -637,21 +814,23 @@ def speed_table(speed: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for r in speed["results"]:
         ours, peer = r["ours"], r.get("peer")
-        rows.append({
-            "model": r["model"],
-            "data": r["data"],
-            "ours params": f"{ours['parameters']:,}",
-            "peer": peer["implementation"] if peer else "none (no peer library implements it)",
-            "peer params": f"{peer['parameters']:,}" if peer else "–",
-            "ours ms/step": f"{1000 * ours['step_time_s']:.2f}",
-            "peer ms/step": f"{1000 * peer['step_time_s']:.2f}" if peer else "–",
-            "step ratio": _speed_ratio(r.get("step_time_ratio")),
-            "step ratio, same optimizer": _speed_ratio(r.get("step_time_ratio_same_optimizer")),
-            "sampling ratio": _speed_ratio(r.get("sample_time_ratio")),
-            "density ratio": _speed_ratio(r.get("density_time_ratio")),
-            "ours GFLOP/s": sig(ours["achieved_flop_per_s"] / 1e9),
-            "% of matmul peak": sig(100 * ours["fraction_of_peak"], 2),
-        })
+        rows.append(
+            {
+                "model": r["model"],
+                "data": r["data"],
+                "ours params": f"{ours['parameters']:,}",
+                "peer": peer["implementation"] if peer else "none (no peer library implements it)",
+                "peer params": f"{peer['parameters']:,}" if peer else "–",
+                "ours ms/step": f"{1000 * ours['step_time_s']:.2f}",
+                "peer ms/step": f"{1000 * peer['step_time_s']:.2f}" if peer else "–",
+                "step ratio": _speed_ratio(r.get("step_time_ratio")),
+                "step ratio, same optimizer": _speed_ratio(r.get("step_time_ratio_same_optimizer")),
+                "sampling ratio": _speed_ratio(r.get("sample_time_ratio")),
+                "density ratio": _speed_ratio(r.get("density_time_ratio")),
+                "ours GFLOP/s": sig(ours["achieved_flop_per_s"] / 1e9),
+                "% of matmul peak": sig(100 * ours["fraction_of_peak"], 2),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -681,14 +860,22 @@ def speed_variables(speed: Mapping[str, Any]) -> dict[str, Any]:
         out["best_peak_percent"] = _r(100 * top["ours"]["fraction_of_peak"])
     for r in results:
         key = f"{r['model']}_{r['dataset']}"
-        entry = {"ms_per_step": _r(1000 * r["ours"]["step_time_s"]),
-                 "gflops": _r(r["ours"]["achieved_flop_per_s"] / 1e9),
-                 "percent_of_peak": _r(100 * r["ours"]["fraction_of_peak"])}
+        entry = {
+            "ms_per_step": _r(1000 * r["ours"]["step_time_s"]),
+            "gflops": _r(r["ours"]["achieved_flop_per_s"] / 1e9),
+            "percent_of_peak": _r(100 * r["ours"]["fraction_of_peak"]),
+        }
         if r.get("peer"):
-            entry.update({"peer": r["peer"]["implementation"], "peer_ms_per_step": _r(1000 * r["peer"]["step_time_s"]),
-                          "step_ratio": _r(r["step_time_ratio"]),
-                          "step_ratio_same_optimizer": _r(r["step_time_ratio_same_optimizer"]),
-                          "sampling_ratio": _r(r["sample_time_ratio"]), "density_ratio": _r(r["density_time_ratio"])})
+            entry.update(
+                {
+                    "peer": r["peer"]["implementation"],
+                    "peer_ms_per_step": _r(1000 * r["peer"]["step_time_s"]),
+                    "step_ratio": _r(r["step_time_ratio"]),
+                    "step_ratio_same_optimizer": _r(r["step_time_ratio_same_optimizer"]),
+                    "sampling_ratio": _r(r["sample_time_ratio"]),
+                    "density_ratio": _r(r["density_time_ratio"]),
+                }
+            )
         out[key] = entry
     return out
 
@@ -697,18 +884,26 @@ def _r(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str, Mapping[str, Any]],
-              budget: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def variables(
+    runs: pd.DataFrame,
+    per_run_df: pd.DataFrame,
+    target: Mapping[str, Mapping[str, Any]],
+    budget: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
     """Per dataset: fastest/slowest model per step, first to the target, best within the budget, the
     largest peak memory, FFJORD's NFE and the MAF/IAF throughput asymmetry, and each model's size, budget,
     options and speeds (:func:`model_variables`), as plain numbers/strings."""
-    out: dict[str, Any] = {"runs": int(len(runs)), "seeds": int(runs["seed"].nunique()),
-                           # what the build trained on, and the training it cost, for the landing page
-                           "devices": ", ".join(sorted({str(d) for d in runs["device"] if d})) or NOT_RECORDED,
-                           "train_hours": sig(runs["train_wall_time_s"].sum() / 3600.0)}
+    out: dict[str, Any] = {
+        "runs": int(len(runs)),
+        "seeds": int(runs["seed"].nunique()),
+        # what the build trained on, and the training it cost, for the landing page
+        "devices": ", ".join(sorted({str(d) for d in runs["device"] if d})) or NOT_RECORDED,
+        "train_hours": sig(runs["train_wall_time_s"].sum() / 3600.0),
+    }
     for dataset, g in runs.groupby("dataset", sort=True):
-        means = g.groupby("model")[["step_ms", "samples_per_s", "density_evals_per_s", "peak_rss_mib",
-                                    "nfe_train", "nfe_eval"]].mean()
+        means = g.groupby("model")[
+            ["step_ms", "samples_per_s", "density_evals_per_s", "peak_rss_mib", "nfe_train", "nfe_eval"]
+        ].mean()
         v: dict[str, Any] = {
             "fastest_step_model": model_label(str(means["step_ms"].idxmin())),
             "fastest_step_ms": _r(means["step_ms"].min()),
@@ -720,7 +915,11 @@ def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str,
         }
         pr = per_run_df[per_run_df["dataset"] == dataset]
         # a model reaches the target when every seed with curves does; its time is the mean over seeds
-        reach = pr[pr["has_curves"]].groupby("model")["time_to_target_s"].agg(lambda t: t.mean() if t.notna().all() else math.nan)
+        reach = (
+            pr[pr["has_curves"]]
+            .groupby("model")["time_to_target_s"]
+            .agg(lambda t: t.mean() if t.notna().all() else math.nan)
+        )
         reach = reach.dropna()
         v["models_reaching_target"] = int(len(reach))
         v["first_to_target_model"] = model_label(str(reach.idxmin())) if len(reach) else NOT_REACHED
@@ -735,9 +934,13 @@ def variables(runs: pd.DataFrame, per_run_df: pd.DataFrame, target: Mapping[str,
             v["ffjord_nfe_train_per_solve"] = _r(means.loc["ffjord", "nfe_train"])
             v["ffjord_nfe_eval_per_solve"] = _r(means.loc["ffjord", "nfe_eval"])
         if "maf" in means.index:
-            v["maf_density_over_sampling"] = _r(means.loc["maf", "density_evals_per_s"] / means.loc["maf", "samples_per_s"])
+            v["maf_density_over_sampling"] = _r(
+                means.loc["maf", "density_evals_per_s"] / means.loc["maf", "samples_per_s"]
+            )
         if "iaf" in means.index:
-            v["iaf_sampling_over_density"] = _r(means.loc["iaf", "samples_per_s"] / means.loc["iaf", "density_evals_per_s"])
+            v["iaf_sampling_over_density"] = _r(
+                means.loc["iaf", "samples_per_s"] / means.loc["iaf", "density_evals_per_s"]
+            )
         v.update(model_variables(g))
         out[dataset] = v
     return out

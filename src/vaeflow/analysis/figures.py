@@ -37,14 +37,26 @@ MODELS = ("vae", "vae_iaf", "realnvp", "glow", "maf", "iaf", "ffjord", "flowpp")
 #: one colour per model on every figure of the site (VAEs warm, flows cool and neutral); never grey or
 #: black, which mark the baselines and the test data
 MODEL_COLOURS = {
-    "vae": "#e15759", "vae_iaf": "#f28e2b", "realnvp": "#4e79a7", "glow": "#76b7b2",
-    "maf": "#59a14f", "iaf": "#b07aa1", "ffjord": "#9c755f", "flowpp": "#b6992d",
+    "vae": "#e15759",
+    "vae_iaf": "#f28e2b",
+    "realnvp": "#4e79a7",
+    "glow": "#76b7b2",
+    "maf": "#59a14f",
+    "iaf": "#b07aa1",
+    "ffjord": "#9c755f",
+    "flowpp": "#b6992d",
 }
 #: how the site names each model in text, tables and legends; the site's variables give a model by this
 #: name, never by its configuration id (a sentence adds "the" before the VAEs: ``comparisons.model_name``)
 MODEL_LABELS = {
-    "vae": "VAE", "vae_iaf": "VAE-IAF", "realnvp": "Real NVP", "glow": "Glow",
-    "maf": "MAF", "iaf": "IAF", "ffjord": "FFJORD", "flowpp": "Flow++",
+    "vae": "VAE",
+    "vae_iaf": "VAE-IAF",
+    "realnvp": "Real NVP",
+    "glow": "Glow",
+    "maf": "MAF",
+    "iaf": "IAF",
+    "ffjord": "FFJORD",
+    "flowpp": "Flow++",
 }
 #: colours for models this list does not know, in order of their names
 EXTRA_COLOURS = ("#ff9da7", "#17becf", "#8c564b", "#bcbd22", "#1f77b4", "#d62728")
@@ -83,8 +95,13 @@ def model_scale(models: Iterable[str], first: dict[str, str] | None = None) -> a
     return alt.Scale(domain=list(colours), range=list(colours.values()))
 
 
-def model_color(models: Iterable[str], field: str = "model", title: str | None = "model",
-                first: dict[str, str] | None = None, **kw: Any) -> alt.Color:
+def model_color(
+    models: Iterable[str],
+    field: str = "model",
+    title: str | None = "model",
+    first: dict[str, str] | None = None,
+    **kw: Any,
+) -> alt.Color:
     """Colour by model with the site's one scale (:func:`model_scale`)."""
     return alt.Color(f"{field}:N", title=title, scale=model_scale(models, first), **kw)
 
@@ -112,8 +129,9 @@ def typical_ceiling(values: Iterable[float], references: Iterable[float] = ()) -
     return typical_range(values, references)[1]
 
 
-def padded_domain(values: Iterable[float], ceiling: float = math.inf, pad: float = 0.05,
-                  floor: float = -math.inf) -> list[float]:
+def padded_domain(
+    values: Iterable[float], ceiling: float = math.inf, pad: float = 0.05, floor: float = -math.inf
+) -> list[float]:
     """``[low, high]`` around the finite ``values`` within ``[floor, ceiling]``, padded by ``pad`` of the range."""
     shown = [float(v) for v in values if v is not None and np.isfinite(v) and floor <= v <= ceiling]
     if not shown:
@@ -123,8 +141,13 @@ def padded_domain(values: Iterable[float], ceiling: float = math.inf, pad: float
     return [low - margin, high + margin]
 
 
-def off_scale_note(named: Sequence[tuple[str, float]], ceiling: float, unit: str = "bits/dim",
-                   below: Sequence[tuple[str, float]] = (), floor: float = -math.inf) -> str:
+def off_scale_note(
+    named: Sequence[tuple[str, float]],
+    ceiling: float,
+    unit: str = "bits/dim",
+    below: Sequence[tuple[str, float]] = (),
+    floor: float = -math.inf,
+) -> str:
     """``"off scale (above 14.2 bits/dim): vae seed 1 at 310,000"``, or ``""`` when nothing is; ``below``:
     what lies below ``floor``, said the same way."""
     parts = []
@@ -139,7 +162,7 @@ def svg_with_alt(svg: str, description: str) -> str:
     """The SVG with its alt text: ``role="img"`` and ``aria-label`` on the root element, and a ``<title>``."""
     text = html.escape(" ".join(description.split()), quote=True)
     end = svg.index(">", svg.index("<svg"))
-    return f'{svg[:end]} role="img" aria-label="{text}"><title>{text}</title>{svg[end + 1:]}'
+    return f'{svg[:end]} role="img" aria-label="{text}"><title>{text}</title>{svg[end + 1 :]}'
 
 
 def save_chart(chart: alt.TopLevelMixin, stem: str | Path) -> list[Path]:
@@ -151,12 +174,16 @@ def save_chart(chart: alt.TopLevelMixin, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     description = getattr(chart, "description", alt.Undefined)
     if description is alt.Undefined or not str(description).strip():
-        raise ValueError(f"{stem.name}: the chart has no description (its alt text); "
-                         "set chart.properties(description=...) to say what it shows")
+        raise ValueError(
+            f"{stem.name}: the chart has no description (its alt text); "
+            "set chart.properties(description=...) to say what it shows"
+        )
     spec = chart.to_json()
     paths = [
         write_text_atomic(stem.with_name(stem.name + ".vl.json"), spec),
-        write_text_atomic(stem.with_name(stem.name + ".svg"), svg_with_alt(vlc.vegalite_to_svg(spec), str(description))),
+        write_text_atomic(
+            stem.with_name(stem.name + ".svg"), svg_with_alt(vlc.vegalite_to_svg(spec), str(description))
+        ),
         write_atomic(stem.with_name(stem.name + ".png"), lambda p: p.write_bytes(vlc.vegalite_to_png(spec, scale=2))),
     ]
     return paths
@@ -211,7 +238,7 @@ def sig(value: Any, digits: int = 3, sign: bool = False) -> str:
 
 
 def mean_sd(mean: Any, sd: Any = math.nan, digits: int = 3) -> str:
-    """"mean ± sd" on one line: the mean to ``digits`` significant figures and the sd to the same decimal
+    """ "mean ± sd" on one line: the mean to ``digits`` significant figures and the sd to the same decimal
     places (or to one significant figure where those would show 0); the mean alone without an sd; a dash
     without a mean."""
     if mean is None or not np.isfinite(float(mean)):
@@ -284,12 +311,24 @@ def readable_column(values: pd.Series) -> pd.Series:
         if len(finite) and (finite == finite.round()).all() and (finite.abs() < 1e15).all():
             return values.map(lambda v: f"{int(v):,}" if np.isfinite(v) else sig(v))
         short = len(finite) and all(float(f"{v:.2g}") == v for v in finite)  # labels such as 0.5, 1, 0.75
-        return values.map(lambda v: (f"{v:,.3g}".replace("-", MINUS) if np.isfinite(v) else sig(v)) if short else sig(v))
-    return values.map(lambda v: DASH if v is None or (isinstance(v, float) and math.isnan(v))
-                      else readable_text(str(v)) if isinstance(v, str)
-                      else ("yes" if v else "no") if isinstance(v, (bool, np.bool_))
-                      else sig(v) if isinstance(v, (float, np.floating))
-                      else f"{v:,}" if isinstance(v, (int, np.integer)) else readable_text(str(v)))
+        return values.map(
+            lambda v: (f"{v:,.3g}".replace("-", MINUS) if np.isfinite(v) else sig(v)) if short else sig(v)
+        )
+    return values.map(
+        lambda v: (
+            DASH
+            if v is None or (isinstance(v, float) and math.isnan(v))
+            else readable_text(str(v))
+            if isinstance(v, str)
+            else ("yes" if v else "no")
+            if isinstance(v, (bool, np.bool_))
+            else sig(v)
+            if isinstance(v, (float, np.floating))
+            else f"{v:,}"
+            if isinstance(v, (int, np.integer))
+            else readable_text(str(v))
+        )
+    )
 
 
 def readable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -309,7 +348,9 @@ class Shown:
 #: cells up to this many characters are kept on one line
 UNBROKEN = 16
 _MARKUP = re.compile(r"\*\*|\^[^^]*\^")  # bold, and superscript marks
-_NUMERIC_CELL = re.compile(rf"^[-+{MINUS}]?[\d.,]+(?:[eE][-+{MINUS}]?\d+)?(?:{NBSP}±{NBSP}[\d.,e{MINUS}]+)?\s*[^\w\s]*$")
+_NUMERIC_CELL = re.compile(
+    rf"^[-+{MINUS}]?[\d.,]+(?:[eE][-+{MINUS}]?\d+)?(?:{NBSP}±{NBSP}[\d.,e{MINUS}]+)?\s*[^\w\s]*$"
+)
 
 
 def table_markdown(shown: Shown | pd.DataFrame, csv: str | None = None) -> str:
@@ -323,8 +364,9 @@ def table_markdown(shown: Shown | pd.DataFrame, csv: str | None = None) -> str:
         shown = Shown(readable(shown))
     table = shown.table.astype(str).apply(lambda column: column.str.replace("|", r"\|", regex=False))
     # a short cell ("distilled (maf)", "VD bound", "1 × 32") never wraps; a long one or a range ("a to b") may
-    table = table.apply(lambda column: column.map(
-        lambda c: c.replace(" ", NBSP) if len(c) <= UNBROKEN and " to " not in c else c))
+    table = table.apply(
+        lambda column: column.map(lambda c: c.replace(" ", NBSP) if len(c) <= UNBROKEN and " to " not in c else c)
+    )
     heads = [str(c).replace("|", r"\|") for c in table.columns]
     rule = []
     for column in table.columns:
@@ -339,7 +381,7 @@ def table_markdown(shown: Shown | pd.DataFrame, csv: str | None = None) -> str:
     legend = list(shown.notes)
     if csv:
         name = Path(csv).name
-        legend.append(f"Every column, in full: [{name}]({csv}){{download=\"{name}\"}}.")
+        legend.append(f'Every column, in full: [{name}]({csv}){{download="{name}"}}.')
     if legend:  # a small paragraph, left-aligned also where the float centres its content
         text += "\n[" + " ".join(legend) + "]{.small .d-block .text-start}\n"
     return text

@@ -39,7 +39,16 @@ import numpy as np
 import pandas as pd
 
 from vaeflow.analysis.figures import (
-    DASH, DATA_COLOUR, NBSP, Shown, mean_sd, model_color, model_label, model_order, readable, sig,
+    DASH,
+    DATA_COLOUR,
+    NBSP,
+    Shown,
+    mean_sd,
+    model_color,
+    model_label,
+    model_order,
+    readable,
+    sig,
 )
 from vaeflow.analysis.runs import ProbeResult, load_probes
 
@@ -77,7 +86,9 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """``bootstrap`` (int >= 10), ``confidence`` (in (0, 1)) and ``grid_dataset`` (str); ValueError otherwise."""
     missing = [key for key in NOTEBOOK_SETTINGS if key not in settings]
     if missing:
-        raise ValueError(f"analyses.high_frequency lacks {', '.join(missing)} (the notebook's settings); add them to the config")
+        raise ValueError(
+            f"analyses.high_frequency lacks {', '.join(missing)} (the notebook's settings); add them to the config"
+        )
     b, c, g = settings["bootstrap"], settings["confidence"], settings["grid_dataset"]
     if isinstance(b, bool) or not isinstance(b, int) or b < 10:
         raise ValueError(f"analyses.high_frequency.bootstrap must be an integer >= 10 (resamples), got {b!r}")
@@ -92,7 +103,9 @@ def load(paths: Iterable[str]) -> list[ProbeResult]:
     """The probe files, sorted by (dataset, model, seed); anything but a high_frequency probe is an error."""
     results = load_probes(list(paths))
     if not results:
-        raise ValueError("no high_frequency probe files given; run the probe rule (results/*/*/seed*/probes/high_frequency.npz)")
+        raise ValueError(
+            "no high_frequency probe files given; run the probe rule (results/*/*/seed*/probes/high_frequency.npz)"
+        )
     wrong = [str(r.path) for r in results if r.probe != "high_frequency"]
     if wrong:
         raise ValueError(f"not high_frequency probe files: {', '.join(wrong)}")
@@ -106,12 +119,17 @@ def pooled_fraction(hf: np.ndarray, total: np.ndarray) -> float:
     """``Σ hf / Σ total``: the energy fraction of a set of images; ValueError when the set has no energy."""
     denominator = float(np.sum(total))
     if not denominator > 0:
-        raise ValueError("an image set has zero spectral energy (every image constant); its high-frequency fraction is undefined")
+        raise ValueError(
+            "an image set has zero spectral energy (every image constant); its high-frequency fraction is undefined"
+        )
     return float(np.sum(hf)) / denominator
 
 
 def bootstrap_fraction(
-    groups: list[tuple[np.ndarray, np.ndarray]], resamples: int, confidence: float, seed: int = 0,
+    groups: list[tuple[np.ndarray, np.ndarray]],
+    resamples: int,
+    confidence: float,
+    seed: int = 0,
 ) -> tuple[float, float, float]:
     """Mean over groups (seeds) of their pooled fraction, and its percentile bootstrap interval.
 
@@ -135,7 +153,10 @@ def spectral_distance(radial_set: np.ndarray, radial_data: np.ndarray) -> float:
     a = np.log10(np.maximum(np.asarray(radial_set, dtype=np.float64)[1:], POWER_FLOOR))
     b = np.log10(np.maximum(np.asarray(radial_data, dtype=np.float64)[1:], POWER_FLOOR))
     if a.shape != b.shape or a.size == 0:
-        raise ValueError(f"spectral_distance needs two radial spectra of the same length > 1, got {radial_set.shape} and {radial_data.shape}")
+        raise ValueError(
+            "spectral_distance needs two radial spectra of the same length > 1, "
+            f"got {radial_set.shape} and {radial_data.shape}"
+        )
     return float(np.mean(np.abs(a - b)))
 
 
@@ -159,13 +180,23 @@ def image_sets(results: list[ProbeResult]) -> pd.DataFrame:
         a = r.arrays
         for i, (name, temperature) in enumerate(zip(a["set_name"], a["set_temperature"])):
             sel = a["image_set"] == i
-            rows.append({
-                "dataset": r.dataset, "model": r.model, "seed": r.seed, "set": str(name),
-                "temperature": float(temperature), "images": int(sel.sum()),
-                "requested": int(a["set_requested"][i]), "nonfinite": int(a["set_nonfinite"][i]),
-                "hf": a["hf_power"][sel], "total": a["total_power"][sel], "radial": a["radial"][sel].mean(axis=0),
-                "frequency": a["radial_frequency"], "cutoff": float(a["cutoff"]),
-            })
+            rows.append(
+                {
+                    "dataset": r.dataset,
+                    "model": r.model,
+                    "seed": r.seed,
+                    "set": str(name),
+                    "temperature": float(temperature),
+                    "images": int(sel.sum()),
+                    "requested": int(a["set_requested"][i]),
+                    "nonfinite": int(a["set_nonfinite"][i]),
+                    "hf": a["hf_power"][sel],
+                    "total": a["total_power"][sel],
+                    "radial": a["radial"][sel].mean(axis=0),
+                    "frequency": a["radial_frequency"],
+                    "cutoff": float(a["cutoff"]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -198,12 +229,23 @@ def _summaries(groups: pd.DataFrame, data: pd.Series, settings: dict[str, Any]) 
 
 
 def _data_row(dataset: str, data: pd.Series, settings: dict[str, Any]) -> dict[str, Any]:
-    estimate, low, high = bootstrap_fraction([(data["hf"], data["total"])], settings["bootstrap"], settings["confidence"])
+    estimate, low, high = bootstrap_fraction(
+        [(data["hf"], data["total"])], settings["bootstrap"], settings["confidence"]
+    )
     return {
-        "dataset": dataset, "model": "test data", "seeds": 0, "images per seed": int(data["images"]),
-        "non-finite dropped": 0, "hf fraction": estimate, "hf ci low": low, "hf ci high": high,
-        "hf sd over seeds": math.nan, "hf ratio to data": 1.0, "spectral distance": 0.0,
-        "spectral distance sd": math.nan, "power ratio to data": 1.0,
+        "dataset": dataset,
+        "model": "test data",
+        "seeds": 0,
+        "images per seed": int(data["images"]),
+        "non-finite dropped": 0,
+        "hf fraction": estimate,
+        "hf ci low": low,
+        "hf ci high": high,
+        "hf sd over seeds": math.nan,
+        "hf ratio to data": 1.0,
+        "spectral distance": 0.0,
+        "spectral distance sd": math.nan,
+        "power ratio to data": 1.0,
     }
 
 
@@ -232,8 +274,14 @@ def vae_table(sets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
         for kind in kinds:
             part = group[group["set"] == kind]
             if len(part):
-                rows.append({"dataset": dataset, "model": model, "images": SET_LABELS[kind],
-                             **_summaries(part, data[dataset], settings)})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "images": SET_LABELS[kind],
+                        **_summaries(part, data[dataset], settings),
+                    }
+                )
     return _rounded(pd.DataFrame(rows, columns=["dataset", "model", "images"] + list(_EMPTY_SUMMARY)))
 
 
@@ -244,16 +292,45 @@ def temperature_table(sets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFr
     rows = []
     for (dataset, model, temperature), group in chosen.groupby(["dataset", "model", "temperature"], sort=True):
         s = _summaries(group, data[dataset], settings)
-        rows.append({"dataset": dataset, "model": model, "temperature": temperature,
-                     **{k: s[k] for k in ("seeds", "images per seed", "non-finite dropped", "hf fraction", "hf ci low",
-                                          "hf ci high", "hf sd over seeds", "hf ratio to data", "spectral distance")}})
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "temperature": temperature,
+                **{
+                    k: s[k]
+                    for k in (
+                        "seeds",
+                        "images per seed",
+                        "non-finite dropped",
+                        "hf fraction",
+                        "hf ci low",
+                        "hf ci high",
+                        "hf sd over seeds",
+                        "hf ratio to data",
+                        "spectral distance",
+                    )
+                },
+            }
+        )
     return _rounded(pd.DataFrame(rows))
 
 
-_EMPTY_SUMMARY = dict.fromkeys((
-    "seeds", "images per seed", "non-finite dropped", "hf fraction", "hf ci low", "hf ci high", "hf sd over seeds",
-    "hf ratio to data", "spectral distance", "spectral distance sd", "power ratio to data",
-))
+_EMPTY_SUMMARY = dict.fromkeys(
+    (
+        "seeds",
+        "images per seed",
+        "non-finite dropped",
+        "hf fraction",
+        "hf ci low",
+        "hf ci high",
+        "hf sd over seeds",
+        "hf ratio to data",
+        "spectral distance",
+        "spectral distance sd",
+        "power ratio to data",
+    )
+)
 
 
 def _rounded(df: pd.DataFrame) -> pd.DataFrame:
@@ -270,17 +347,37 @@ def completion_frame(results: list[ProbeResult]) -> pd.DataFrame:
         for q, task in enumerate(a["task_name"]):
             truth_hf = float(a["truth_hf_power"].sum())
             for m, method in enumerate(a["completion_method"]):
-                rows.append({
-                    "dataset": r.dataset, "model": r.model, "seed": r.seed, "task": str(task), "method": str(method),
-                    "objective": str(a["objective_name"]),
-                    "psnr": psnr(a["completion_mse"][q, m]),
-                    "hf_ratio": float(a["completion_hf_power"][q, m].sum()) / truth_hf,
-                    "hf_error": float(a["completion_residual_hf_power"][q, m].sum()) / truth_hf,
-                    "objective_value": float(a["completion_objective"][q, m].mean()),
-                    "images": int(a["completion_mse"].shape[2]),
-                })
-    return pd.DataFrame(rows, columns=["dataset", "model", "seed", "task", "method", "objective", "psnr",
-                                       "hf_ratio", "hf_error", "objective_value", "images"])
+                rows.append(
+                    {
+                        "dataset": r.dataset,
+                        "model": r.model,
+                        "seed": r.seed,
+                        "task": str(task),
+                        "method": str(method),
+                        "objective": str(a["objective_name"]),
+                        "psnr": psnr(a["completion_mse"][q, m]),
+                        "hf_ratio": float(a["completion_hf_power"][q, m].sum()) / truth_hf,
+                        "hf_error": float(a["completion_residual_hf_power"][q, m].sum()) / truth_hf,
+                        "objective_value": float(a["completion_objective"][q, m].mean()),
+                        "images": int(a["completion_mse"].shape[2]),
+                    }
+                )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "model",
+            "seed",
+            "task",
+            "method",
+            "objective",
+            "psnr",
+            "hf_ratio",
+            "hf_error",
+            "objective_value",
+            "images",
+        ],
+    )
 
 
 def completion_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -293,31 +390,77 @@ def completion_table(frame: pd.DataFrame) -> pd.DataFrame:
         base = group[group["method"] == "baseline"]
         first = base[(base["model"] == base["model"].iloc[0]) & (base["seed"] == base["seed"].iloc[0])].iloc[0]
         kind = task.split("_")[0]
-        rows.append({"dataset": dataset, "task": task, "method": BASELINES.get(kind, "baseline"), "objective": "–",
-                     "seeds": 0, "images": int(first["images"]), "psnr (dB)": first["psnr"], "psnr sd": math.nan,
-                     "hf energy ratio": first["hf_ratio"], "relative hf error": first["hf_error"],
-                     "objective gain (nats)": 0.0})
+        rows.append(
+            {
+                "dataset": dataset,
+                "task": task,
+                "method": BASELINES.get(kind, "baseline"),
+                "objective": "–",
+                "seeds": 0,
+                "images": int(first["images"]),
+                "psnr (dB)": first["psnr"],
+                "psnr sd": math.nan,
+                "hf energy ratio": first["hf_ratio"],
+                "relative hf error": first["hf_error"],
+                "objective gain (nats)": 0.0,
+            }
+        )
         for model, part in group.groupby("model", sort=True):
             done, start = part[part["method"] == "model"], part[part["method"] == "baseline"]
             gain = done.set_index("seed")["objective_value"] - start.set_index("seed")["objective_value"]
-            rows.append({
-                "dataset": dataset, "task": task, "method": model, "objective": done["objective"].iloc[0],
-                "seeds": int(done["seed"].nunique()), "images": int(done["images"].min()),
-                "psnr (dB)": float(done["psnr"].mean()), "psnr sd": _sd(list(done["psnr"])),
-                "hf energy ratio": float(done["hf_ratio"].mean()), "relative hf error": float(done["hf_error"].mean()),
-                "objective gain (nats)": float(gain.mean()),
-            })
-    return _rounded(pd.DataFrame(rows, columns=["dataset", "task", "method", "objective", "seeds", "images", "psnr (dB)",
-                                                "psnr sd", "hf energy ratio", "relative hf error", "objective gain (nats)"]))
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "task": task,
+                    "method": model,
+                    "objective": done["objective"].iloc[0],
+                    "seeds": int(done["seed"].nunique()),
+                    "images": int(done["images"].min()),
+                    "psnr (dB)": float(done["psnr"].mean()),
+                    "psnr sd": _sd(list(done["psnr"])),
+                    "hf energy ratio": float(done["hf_ratio"].mean()),
+                    "relative hf error": float(done["hf_error"].mean()),
+                    "objective gain (nats)": float(gain.mean()),
+                }
+            )
+    return _rounded(
+        pd.DataFrame(
+            rows,
+            columns=[
+                "dataset",
+                "task",
+                "method",
+                "objective",
+                "seeds",
+                "images",
+                "psnr (dB)",
+                "psnr sd",
+                "hf energy ratio",
+                "relative hf error",
+                "objective gain (nats)",
+            ],
+        )
+    )
 
 
 def cost_table(results: list[ProbeResult]) -> pd.DataFrame:
     """Wall time of the probe per run (mean over seeds): sampling, and spectra plus completions."""
-    rows = [{"dataset": r.dataset, "model": r.model, "seed": r.seed,
-             "sampling (s)": float(r.arrays["seconds"][0]), "spectra and completions (s)": float(r.arrays["seconds"][1])}
-            for r in results]
-    df = pd.DataFrame(rows).groupby(["dataset", "model"], as_index=False).agg(
-        {"seed": "nunique", "sampling (s)": "mean", "spectra and completions (s)": "mean"}).rename(columns={"seed": "seeds"})
+    rows = [
+        {
+            "dataset": r.dataset,
+            "model": r.model,
+            "seed": r.seed,
+            "sampling (s)": float(r.arrays["seconds"][0]),
+            "spectra and completions (s)": float(r.arrays["seconds"][1]),
+        }
+        for r in results
+    ]
+    df = (
+        pd.DataFrame(rows)
+        .groupby(["dataset", "model"], as_index=False)
+        .agg({"seed": "nunique", "sampling (s)": "mean", "spectra and completions (s)": "mean"})
+        .rename(columns={"seed": "seeds"})
+    )
     return _rounded(df.round(2))
 
 
@@ -330,8 +473,12 @@ def _interval(estimate: float, low: float, high: float) -> str:
 
 
 #: the VAEs' image sets in few words, for the site's table (its legend spells them out, :data:`SET_LABELS`)
-SET_SHORT = {"samples": "samples", "decoder_mean": "decoder mean", "reconstruction_mean": "recon. mean",
-             "reconstruction_sample": "recon. sample"}
+SET_SHORT = {
+    "samples": "samples",
+    "decoder_mean": "decoder mean",
+    "reconstruction_mean": "recon. mean",
+    "reconstruction_sample": "recon. sample",
+}
 
 
 def _in_model_order(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -346,7 +493,9 @@ def _summary_shown(table: pd.DataFrame, keys: list[str], confidence: float) -> p
     "seeds × images per seed" (the test images: their count)."""
     out = readable(table[keys].reset_index(drop=True))
     t = table.reset_index(drop=True)
-    out[f"HF fraction ({confidence:.0%} CI)"] = [_interval(*v) for v in zip(t["hf fraction"], t["hf ci low"], t["hf ci high"])]
+    out[f"HF fraction ({confidence:.0%} CI)"] = [
+        _interval(*v) for v in zip(t["hf fraction"], t["hf ci low"], t["hf ci high"])
+    ]
     out["seed sd"] = t["hf sd over seeds"].map(sig)
     out["ratio to data"] = t["hf ratio to data"].map(sig)
     if "spectral distance" in t:
@@ -354,8 +503,10 @@ def _summary_shown(table: pd.DataFrame, keys: list[str], confidence: float) -> p
         out["spectral distance"] = [mean_sd(m, s) for m, s in zip(t["spectral distance"], sds)]
     if "power ratio to data" in t:
         out["power ratio"] = t["power ratio to data"].map(sig)
-    out["images"] = [f"{int(n):,}" if seeds == 0 else f"{int(seeds)} × {int(n):,}"
-                     for seeds, n in zip(t["seeds"], t["images per seed"])]
+    out["images"] = [
+        f"{int(n):,}" if seeds == 0 else f"{int(seeds)} × {int(n):,}"
+        for seeds, n in zip(t["seeds"], t["images per seed"])
+    ]
     if t["non-finite dropped"].any():
         out["non-finite"] = t["non-finite dropped"].map(lambda v: f"{int(v):,}")
     return out
@@ -363,11 +514,13 @@ def _summary_shown(table: pd.DataFrame, keys: list[str], confidence: float) -> p
 
 def _summary_notes(table: pd.DataFrame, confidence: float, cutoff: float | None) -> list[str]:
     above = f"above {cutoff:g} cycles/pixel" if cutoff is not None else "above the cutoff"
-    notes = [f"*HF fraction*: the share of spectral energy {above}, mean over seeds, with its {confidence:.0%} "
-             "bootstrap interval over images; *seed sd*: its sd over seeds (– with one seed); *ratio to data*: "
-             "the fraction over the test images'; *spectral distance*: to the test images' mean spectrum, in "
-             "decades, mean ± sd over seeds; *power ratio*: total power over the test images'; *images*: seeds × "
-             "images per seed."]
+    notes = [
+        f"*HF fraction*: the share of spectral energy {above}, mean over seeds, with its {confidence:.0%} "
+        "bootstrap interval over images; *seed sd*: its sd over seeds (– with one seed); *ratio to data*: "
+        "the fraction over the test images'; *spectral distance*: to the test images' mean spectrum, in "
+        "decades, mean ± sd over seeds; *power ratio*: total power over the test images'; *images*: seeds × "
+        "images per seed."
+    ]
     if not table["non-finite dropped"].any():
         notes.append("No sample was non-finite.")
     else:
@@ -378,8 +531,10 @@ def _summary_notes(table: pd.DataFrame, confidence: float, cutoff: float | None)
 def energy_shown(table: pd.DataFrame, settings: dict[str, Any], cutoff: float | None = None) -> Shown:
     """The energy table as the site shows it (:func:`_summary_shown`), the test images first per dataset."""
     table = _in_model_order(table, ["dataset"])
-    return Shown(_summary_shown(table, ["dataset", "model"], settings["confidence"]),
-                 _summary_notes(table, settings["confidence"], cutoff))
+    return Shown(
+        _summary_shown(table, ["dataset", "model"], settings["confidence"]),
+        _summary_notes(table, settings["confidence"], cutoff),
+    )
 
 
 def vae_shown(table: pd.DataFrame, settings: dict[str, Any], cutoff: float | None = None) -> Shown:
@@ -389,8 +544,9 @@ def vae_shown(table: pd.DataFrame, settings: dict[str, Any], cutoff: float | Non
     table = table.assign(images=table["images"].map(lambda label: short.get(label, label)))
     table = table.rename(columns={"images": "image set"})  # the set's name; "images" counts them here
     shown = _summary_shown(table, ["dataset", "model", "image set"], settings["confidence"])
-    sets = "; ".join(f"*{text}*: {SET_LABELS[kind]}" for kind, text in SET_SHORT.items()
-                     if text in set(table["image set"]))
+    sets = "; ".join(
+        f"*{text}*: {SET_LABELS[kind]}" for kind, text in SET_SHORT.items() if text in set(table["image set"])
+    )
     return Shown(shown, [*_summary_notes(table, settings["confidence"], cutoff), f"Image sets: {sets}."])
 
 
@@ -405,11 +561,15 @@ def completion_shown(table: pd.DataFrame) -> Shown:
     """The completion table as the site shows it: PSNR as "mean ± sd" on one line, 3 significant figures."""
     shown = readable(table.drop(columns=["psnr (dB)", "psnr sd"]))
     shown.insert(6, "PSNR (dB)", [mean_sd(m, s) for m, s in zip(table["psnr (dB)"], table["psnr sd"])])
-    return Shown(shown, [
-        "*PSNR*: over the missing pixels, mean ± sd over seeds; *hf energy ratio*: the completion's high-frequency "
-        "energy over the truth's (below 1: too smooth); *relative hf error*: the high-frequency energy of the "
-        "error over the truth's; *objective gain*: the model's objective at the completion minus at the baseline "
-        "it started from, nats per image. A baseline row (*seeds* 0) does not depend on training."])
+    return Shown(
+        shown,
+        [
+            "*PSNR*: over the missing pixels, mean ± sd over seeds; *hf energy ratio*: the completion's high-frequency "
+            "energy over the truth's (below 1: too smooth); *relative hf error*: the high-frequency energy of the "
+            "error over the truth's; *objective gain*: the model's objective at the completion minus at the baseline "
+            "it started from, nats per image. A baseline row (*seeds* 0) does not depend on training."
+        ],
+    )
 
 
 def cost_shown(table: pd.DataFrame) -> Shown:
@@ -428,12 +588,22 @@ EDGE_PADDING = 8
 def _spectrum_rows(sets: pd.DataFrame) -> pd.DataFrame:
     """Mean radial spectra (mean over seeds), long form, without the DC bin."""
     rows = []
-    for (dataset, model, name, temperature), group in sets.groupby(["dataset", "model", "set", "temperature"], dropna=False):
+    for (dataset, model, name, temperature), group in sets.groupby(
+        ["dataset", "model", "set", "temperature"], dropna=False
+    ):
         radial = np.mean(np.stack(list(group["radial"])), axis=0)
         frequency = group["frequency"].iloc[0]
         for f, p in zip(frequency[1:], radial[1:]):
-            rows.append({"dataset": dataset, "model": model, "set": name, "temperature": temperature,
-                         "frequency": float(f), "power": float(max(p, POWER_FLOOR))})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "set": name,
+                    "temperature": temperature,
+                    "frequency": float(f),
+                    "power": float(max(p, POWER_FLOOR)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -443,20 +613,44 @@ def spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
     samples = rows[(rows["set"] == "samples") & (rows["temperature"] == 1.0)]
     data = rows[rows["set"] == "data"].drop_duplicates(["dataset", "frequency"]).assign(model="test data")
     both = pd.concat([data, samples], ignore_index=True)
-    chart = alt.Chart(both).mark_line(point=True).encode(
-        x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="spatial frequency (cycles/pixel)"),
-        y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"),
-        color=model_color(samples["model"], title="images", first={"test data": DATA_COLOUR}),
-        strokeWidth=alt.condition(alt.datum.model == "test data", alt.value(3), alt.value(1.5)),
-        tooltip=["dataset", "model", alt.Tooltip("frequency:Q", format=".3f"), alt.Tooltip("power:Q", format=".3g")],
-    ).properties(width=170, height=180)  # three panels and the legend within the text column
+    chart = (
+        alt.Chart(both)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "frequency:Q",
+                scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING),
+                title="spatial frequency (cycles/pixel)",
+            ),
+            y=alt.Y(
+                "power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"
+            ),
+            color=model_color(samples["model"], title="images", first={"test data": DATA_COLOUR}),
+            strokeWidth=alt.condition(alt.datum.model == "test data", alt.value(3), alt.value(1.5)),
+            tooltip=[
+                "dataset",
+                "model",
+                alt.Tooltip("frequency:Q", format=".3f"),
+                alt.Tooltip("power:Q", format=".3g"),
+            ],
+        )
+        .properties(width=170, height=180)
+    )  # three panels and the legend within the text column
     datasets = sorted(both["dataset"].unique())
-    return chart.facet(column=alt.Column("dataset:N", title=None)).resolve_scale(
-        x="independent", y="independent").properties(description=(
-            "Log-log line charts of the mean radial power spectrum against spatial frequency, one panel per dataset ("
-            + ", ".join(datasets) + "): the test images as a thick black line and each model's samples at "
-            "temperature 1 in its colour. A line above the black one at high frequencies carries more fine detail "
-            "than the data."))
+    return (
+        chart.facet(column=alt.Column("dataset:N", title=None))
+        .resolve_scale(x="independent", y="independent")
+        .properties(
+            description=(
+                "Log-log line charts of the mean radial power spectrum against spatial frequency, "
+                "one panel per dataset ("
+                + ", ".join(datasets)
+                + "): the test images as a thick black line and each model's samples at "
+                "temperature 1 in its colour. A line above the black one at high frequencies carries more fine detail "
+                "than the data."
+            )
+        )
+    )
 
 
 #: colours of the VAEs' image sets (not models: one VAE per row of panels)
@@ -472,43 +666,90 @@ def vae_spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
     both = pd.concat([data, vae], ignore_index=True)
     both["images"] = both["set"].map(SET_LABELS)
     domain = [SET_LABELS[k] for k in SET_LABELS]
-    chart = alt.Chart(both).mark_line(point=True).encode(
-        x=alt.X("frequency:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="spatial frequency (cycles/pixel)"),
-        y=alt.Y("power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"),
-        color=alt.Color("images:N", scale=alt.Scale(domain=domain, range=[DATA_COLOUR] + _SET_PALETTE), title="images"),
-        tooltip=["dataset", "model", "images", alt.Tooltip("frequency:Q", format=".3f"), alt.Tooltip("power:Q", format=".3g")],
-    ).properties(width=170, height=160)
+    chart = (
+        alt.Chart(both)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "frequency:Q",
+                scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING),
+                title="spatial frequency (cycles/pixel)",
+            ),
+            y=alt.Y(
+                "power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"
+            ),
+            color=alt.Color(
+                "images:N", scale=alt.Scale(domain=domain, range=[DATA_COLOUR] + _SET_PALETTE), title="images"
+            ),
+            tooltip=[
+                "dataset",
+                "model",
+                "images",
+                alt.Tooltip("frequency:Q", format=".3f"),
+                alt.Tooltip("power:Q", format=".3g"),
+            ],
+        )
+        .properties(width=170, height=160)
+    )
     models = model_order(vae["model"])
-    return chart.facet(row=alt.Row("model:N", title=None, sort=models),
-                       column=alt.Column("dataset:N", title=None)).resolve_scale(
-        x="independent", y="independent").properties(description=(
-            "Log-log line charts of mean radial power spectra against spatial frequency for the VAEs ("
-            + ", ".join(models) + "), one row of panels per VAE and one column per dataset: the test images in black, "
-            "and the VAE's samples, decoder means and reconstructions (mean and sample) in four colours."))
+    return (
+        chart.facet(row=alt.Row("model:N", title=None, sort=models), column=alt.Column("dataset:N", title=None))
+        .resolve_scale(x="independent", y="independent")
+        .properties(
+            description=(
+                "Log-log line charts of mean radial power spectra against spatial frequency for the VAEs ("
+                + ", ".join(models)
+                + "), one row of panels per VAE and one column per dataset: the test images in black, "
+                "and the VAE's samples, decoder means and reconstructions (mean and sample) in four colours."
+            )
+        )
+    )
 
 
 def temperature_chart(table: pd.DataFrame, energy: pd.DataFrame) -> alt.FacetChart:
     """HF fraction of flow samples against temperature, with bootstrap CIs; the test images as a rule."""
-    lines = alt.Chart().mark_line(point=True).encode(
-        x=alt.X("temperature:Q", title="sampling temperature T", scale=alt.Scale(zero=False, padding=EDGE_PADDING)),
-        y=alt.Y("hf fraction:Q", title="fraction of energy above the cutoff",
-                scale=alt.Scale(zero=False, padding=EDGE_PADDING)),
-        color=model_color(table["model"]),
-        tooltip=["dataset", "model", "temperature", "hf fraction", "hf ci low", "hf ci high", "non-finite dropped"],
+    lines = (
+        alt.Chart()
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("temperature:Q", title="sampling temperature T", scale=alt.Scale(zero=False, padding=EDGE_PADDING)),
+            y=alt.Y(
+                "hf fraction:Q",
+                title="fraction of energy above the cutoff",
+                scale=alt.Scale(zero=False, padding=EDGE_PADDING),
+            ),
+            color=model_color(table["model"]),
+            tooltip=["dataset", "model", "temperature", "hf fraction", "hf ci low", "hf ci high", "non-finite dropped"],
+        )
     )
-    bars = alt.Chart().mark_errorbar().encode(
-        x="temperature:Q", y=alt.Y("hf ci low:Q", title="", scale=alt.Scale(zero=False, padding=EDGE_PADDING)),
-        y2="hf ci high:Q",
-        color=model_color(table["model"]))
+    bars = (
+        alt.Chart()
+        .mark_errorbar()
+        .encode(
+            x="temperature:Q",
+            y=alt.Y("hf ci low:Q", title="", scale=alt.Scale(zero=False, padding=EDGE_PADDING)),
+            y2="hf ci high:Q",
+            color=model_color(table["model"]),
+        )
+    )
     data = energy[energy["model"] == "test data"][["dataset", "hf fraction"]].rename(columns={"hf fraction": "data"})
     merged = table.merge(data, on="dataset", how="left")
     rule = alt.Chart().mark_rule(color=DATA_COLOUR, strokeDash=[4, 3]).encode(y="mean(data):Q")
     datasets = sorted(merged["dataset"].unique())
-    return alt.layer(bars, lines, rule, data=merged).properties(width=220, height=180).facet(
-        column=alt.Column("dataset:N", title=None)).resolve_scale(y="independent").properties(description=(
-            "Line charts of the fraction of spectral energy above the cutoff in the flows' samples against the "
-            "sampling temperature, with bootstrap interval bars, one panel per dataset (" + ", ".join(datasets)
-            + "), one colour per model; a dashed black line marks the test images' fraction."))
+    return (
+        alt.layer(bars, lines, rule, data=merged)
+        .properties(width=220, height=180)
+        .facet(column=alt.Column("dataset:N", title=None))
+        .resolve_scale(y="independent")
+        .properties(
+            description=(
+                "Line charts of the fraction of spectral energy above the cutoff in the flows' samples against the "
+                "sampling temperature, with bootstrap interval bars, one panel per dataset ("
+                + ", ".join(datasets)
+                + "), one colour per model; a dashed black line marks the test images' fraction."
+            )
+        )
+    )
 
 
 MISSING_RGB = (214, 39, 40)
@@ -539,8 +780,10 @@ def to_rgb(image: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
     elif x.ndim == 2:
         x = x[..., None]
     else:
-        raise ValueError(f"high-frequency figures draw (H, W) or (1, H, W) grey and (3, H, W) RGB images, got shape "
-                         f"{x.shape}; rerun the high_frequency probe if its file predates this layout")
+        raise ValueError(
+            f"high-frequency figures draw (H, W) or (1, H, W) grey and (3, H, W) RGB images, got shape "
+            f"{x.shape}; rerun the high_frequency probe if its file predates this layout"
+        )
     missing = ~np.isfinite(x).all(axis=2)
     scaled = np.clip(np.nan_to_num(x / (levels - 1)), 0, 1)
     rgb = np.rint(255 * np.broadcast_to(scaled, (*scaled.shape[:2], 3))).astype(np.uint8)
@@ -568,17 +811,32 @@ def _grid_chart(rows: list[tuple[str, list[np.ndarray], int]], zoom: int = 4, ga
     if not records:
         raise ValueError("no images to show in the grid")
     total = max(r["px"] for r in records) + width
-    chart = alt.Chart(alt.Data(values=records)).mark_image(
-        width=width, height=height, align="left", baseline="top", smooth=False,
-    ).encode(
-        x=alt.X("px:Q", scale=alt.Scale(domain=[0, total], nice=False, zero=True), axis=None),
-        y=alt.value(0),
-        url="url:N",
-    ).properties(width=total, height=height)
+    chart = (
+        alt.Chart(alt.Data(values=records))
+        .mark_image(
+            width=width,
+            height=height,
+            align="left",
+            baseline="top",
+            smooth=False,
+        )
+        .encode(
+            x=alt.X("px:Q", scale=alt.Scale(domain=[0, total], nice=False, zero=True), axis=None),
+            y=alt.value(0),
+            url="url:N",
+        )
+        .properties(width=total, height=height)
+    )
     labels = [label for label, *_ in rows]
-    return chart.facet(
-        row=alt.Row("row:N", sort=labels, title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=300)),
-    ).configure_view(stroke=None).configure_facet(spacing=6)
+    return (
+        chart.facet(
+            row=alt.Row(
+                "row:N", sort=labels, title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=300)
+            ),
+        )
+        .configure_view(stroke=None)
+        .configure_facet(spacing=6)
+    )
 
 
 def samples_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
@@ -588,22 +846,31 @@ def samples_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
     change hold ``(G, H, W)`` grey grids, drawn as before)."""
     chosen = [r for r in results if r.dataset == dataset]
     if not chosen:
-        raise ValueError(f"no high_frequency probe of dataset {dataset!r} for the sample grid; set analyses.high_frequency.grid_dataset "
-                         f"to one of {', '.join(sorted({r.dataset for r in results}))}")
+        raise ValueError(
+            f"no high_frequency probe of dataset {dataset!r} for the sample grid; "
+            "set analyses.high_frequency.grid_dataset "
+            f"to one of {', '.join(sorted({r.dataset for r in results}))}"
+        )
     rows: dict[str, tuple[str, list[np.ndarray], int]] = {}
     for r in sorted(chosen, key=lambda r: (r.seed, r.model)):
         a = r.arrays
         levels = int(a["levels"])
         for index in np.unique(a["grid_set"]):
             name = str(a["set_name"][index])
-            label = {"data": "test data", "samples": r.model}.get(name, f"{r.model} ({SET_LABELS.get(name, name).split(',')[0]})")
+            label = {"data": "test data", "samples": r.model}.get(
+                name, f"{r.model} ({SET_LABELS.get(name, name).split(',')[0]})"
+            )
             if label not in rows:
                 rows[label] = (label, list(a["grid"][a["grid_set"] == index]), levels)
     order = ["test data"] + sorted(label for label in rows if label != "test data")
-    return _grid_chart([rows[label] for label in order]).properties(description=(
-        f"Grids of images from {dataset}, drawn pixel by pixel without smoothing, one row each: "
-        + ", ".join(order) + ". The first row holds test images, the others each model's samples at temperature 1 "
-        "(and the VAEs' decoder means)."))
+    return _grid_chart([rows[label] for label in order]).properties(
+        description=(
+            f"Grids of images from {dataset}, drawn pixel by pixel without smoothing, one row each: "
+            + ", ".join(order)
+            + ". The first row holds test images, the others each model's samples at temperature 1 "
+            "(and the VAEs' decoder means)."
+        )
+    )
 
 
 def completions_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChart:
@@ -630,10 +897,14 @@ def completions_chart(results: list[ProbeResult], dataset: str) -> alt.FacetChar
             seen.add(r.model)
             rows.append((r.model, [im for q in tasks for im in r.arrays["completion_shown"][q, 1]], levels))
     tasks_named = " and ".join(str(t) for t in first["task_name"])
-    return _grid_chart(rows, zoom=5).properties(description=(
-        f"Grids of image completions on {dataset} ({tasks_named}), one row each: the true images, the observed "
-        "pixels with the missing ones in red, the baseline completion, then each model's completion ("
-        + ", ".join(sorted(seen)) + "); in every row the inpainting images come first, then the super-resolution ones."))
+    return _grid_chart(rows, zoom=5).properties(
+        description=(
+            f"Grids of image completions on {dataset} ({tasks_named}), one row each: the true images, the observed "
+            "pixels with the missing ones in red, the baseline completion, then each model's completion ("
+            + ", ".join(sorted(seen))
+            + "); in every row the inpainting images come first, then the super-resolution ones."
+        )
+    )
 
 
 # --- variables -----------------------------------------------------------------------------------
@@ -643,22 +914,37 @@ def _key(temperature: float) -> str:
     return f"t{int(round(temperature * 100)):03d}"
 
 
-def variables(energy: pd.DataFrame, vae: pd.DataFrame, temperature: pd.DataFrame, completion: pd.DataFrame,
-              settings: dict[str, Any], cutoff: float) -> dict[str, Any]:
+def variables(
+    energy: pd.DataFrame,
+    vae: pd.DataFrame,
+    temperature: pd.DataFrame,
+    completion: pd.DataFrame,
+    settings: dict[str, Any],
+    cutoff: float,
+) -> dict[str, Any]:
     """Numbers the prose quotes, keyed by dataset and model (floats rounded to 3 significant places)."""
+
     def r(x: float) -> float | str:
         return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(f"{x:.3g}")
 
-    out: dict[str, Any] = {"cutoff": float(cutoff), "bootstrap": settings["bootstrap"], "confidence": settings["confidence"]}
+    out: dict[str, Any] = {
+        "cutoff": float(cutoff),
+        "bootstrap": settings["bootstrap"],
+        "confidence": settings["confidence"],
+    }
     for row in energy.to_dict("records"):
         d = out.setdefault(row["dataset"], {})
         if row["model"] == "test data":
             d["data_hf_fraction"] = r(row["hf fraction"])
             continue
         d[row["model"]] = {
-            "hf_fraction": r(row["hf fraction"]), "hf_ci_low": r(row["hf ci low"]), "hf_ci_high": r(row["hf ci high"]),
-            "hf_ratio": r(row["hf ratio to data"]), "spectral_distance": r(row["spectral distance"]),
-            "nonfinite": int(row["non-finite dropped"]), "samples": int(row["images per seed"]),
+            "hf_fraction": r(row["hf fraction"]),
+            "hf_ci_low": r(row["hf ci low"]),
+            "hf_ci_high": r(row["hf ci high"]),
+            "hf_ratio": r(row["hf ratio to data"]),
+            "spectral_distance": r(row["spectral distance"]),
+            "nonfinite": int(row["non-finite dropped"]),
+            "samples": int(row["images per seed"]),
         }
     kinds = {v: k for k, v in SET_LABELS.items()}
     for row in vae.to_dict("records"):
@@ -682,8 +968,11 @@ def variables(energy: pd.DataFrame, vae: pd.DataFrame, temperature: pd.DataFrame
     for row in completion.to_dict("records"):
         entry = out.setdefault(row["dataset"], {}).setdefault("completion", {}).setdefault(row["task"], {})
         name = "baseline" if row["seeds"] == 0 else row["method"]
-        entry[name] = {"psnr_db": r(row["psnr (dB)"]), "hf_energy_ratio": r(row["hf energy ratio"]),
-                       "relative_hf_error": r(row["relative hf error"])}
+        entry[name] = {
+            "psnr_db": r(row["psnr (dB)"]),
+            "hf_energy_ratio": r(row["hf energy ratio"]),
+            "relative_hf_error": r(row["relative hf error"]),
+        }
     for (dataset, task), g in completion.groupby(["dataset", "task"], sort=True):
         # how many models' completions beat the training-free baseline in PSNR, and the best of them
         base, models = g[g["seeds"] == 0], g[g["seeds"] > 0]
@@ -702,8 +991,11 @@ def variables(energy: pd.DataFrame, vae: pd.DataFrame, temperature: pd.DataFrame
 def vae_findings(energy: pd.DataFrame, vae: pd.DataFrame) -> str:
     """The known effect checked in words: do VAE samples (and decoder means) carry less
     high-frequency energy than the test images? One Markdown bullet per dataset and VAE."""
-    words = {"yes": "less than the test images", "no": "more than the test images, not less",
-             "not resolved": "no difference the intervals resolve"}
+    words = {
+        "yes": "less than the test images",
+        "no": "more than the test images, not less",
+        "not resolved": "no difference the intervals resolve",
+    }
     lines = []
     for row in vae.to_dict("records"):
         kind = {v: k for k, v in SET_LABELS.items()}[row["images"]]
@@ -721,7 +1013,7 @@ def vae_findings(energy: pd.DataFrame, vae: pd.DataFrame) -> str:
 
 
 def _verdict(row: dict[str, Any] | pd.Series, data: dict[str, Any] | pd.Series) -> str:
-    """"yes" when the set's HF-fraction interval lies wholly below the test images', "no" when wholly
+    """ "yes" when the set's HF-fraction interval lies wholly below the test images', "no" when wholly
     above, "not resolved" when the two intervals overlap."""
     if row["hf ci high"] < data["hf ci low"]:
         return "yes"

@@ -34,7 +34,14 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from vaeflow.analysis.figures import (
-    QUANTITY_CODES, Shown, code_legend, model_label, model_order, readable, readable_text, short_codes,
+    QUANTITY_CODES,
+    Shown,
+    code_legend,
+    model_label,
+    model_order,
+    readable,
+    readable_text,
+    short_codes,
 )
 from vaeflow.analysis.runs import ProbeResult, load_probes
 
@@ -64,7 +71,9 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     def number(key: str, ok) -> float:
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            raise ValueError(f"latents analysis: analyses.latents.{key} must be {NOTEBOOK_SETTINGS[key]}, got {value!r}")
+            raise ValueError(
+                f"latents analysis: analyses.latents.{key} must be {NOTEBOOK_SETTINGS[key]}, got {value!r}"
+            )
         return value
 
     out = dict(settings)
@@ -74,8 +83,10 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     out["active_threshold"] = float(number("active_threshold", lambda v: v >= 0))
     out["scatter_points"] = int(number("scatter_points", lambda v: int(v) == v and v >= 1))
     if not isinstance(settings["figure_dataset"], str):
-        raise ValueError(f"latents analysis: analyses.latents.figure_dataset must be {NOTEBOOK_SETTINGS['figure_dataset']}, "
-                         f"got {settings['figure_dataset']!r}")
+        raise ValueError(
+            f"latents analysis: analyses.latents.figure_dataset must be {NOTEBOOK_SETTINGS['figure_dataset']}, "
+            f"got {settings['figure_dataset']!r}"
+        )
     return out
 
 
@@ -97,8 +108,10 @@ def linear_probe_accuracy(
     x_train = np.asarray(x_train, dtype=np.float64)
     x_test = np.asarray(x_test, dtype=np.float64)
     if len(np.unique(y_train)) < 2:
-        raise ValueError(f"linear probe: the {len(y_train)} train examples hold one class only; "
-                         "raise max_train (or max_train_slow) in analyses.latents")
+        raise ValueError(
+            f"linear probe: the {len(y_train)} train examples hold one class only; "
+            "raise max_train (or max_train_slow) in analyses.latents"
+        )
     scaler = StandardScaler().fit(x_train)
     classifier = LogisticRegression(C=C, max_iter=max_iter)
     with warnings.catch_warnings():
@@ -142,8 +155,10 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 def _scalar(result: ProbeResult, key: str) -> Any:
     if key not in result.arrays:
-        raise ValueError(f"{result.path} has no array {key!r}; it was not written by the latents probe "
-                         "(rerun the probe rule for this run)")
+        raise ValueError(
+            f"{result.path} has no array {key!r}; it was not written by the latents probe "
+            "(rerun the probe rule for this run)"
+        )
     return result.arrays[key].item()
 
 
@@ -170,34 +185,52 @@ def _run_table(results: list[ProbeResult], settings: dict[str, Any]) -> pd.DataF
         labelled = bool(_scalar(r, "labelled"))
         pixels_key = _fingerprint(a["train_inputs"], a["test_inputs"], a["train_labels"], a["test_labels"])
         if pixels_key not in pixel_cache:
-            acc, conv = (linear_probe_accuracy(a["train_inputs"], a["train_labels"], a["test_inputs"], a["test_labels"],
-                                               s["probe_C"], s["probe_max_iter"]) if labelled else (float("nan"), True))
+            acc, conv = (
+                linear_probe_accuracy(
+                    a["train_inputs"],
+                    a["train_labels"],
+                    a["test_inputs"],
+                    a["test_labels"],
+                    s["probe_C"],
+                    s["probe_max_iter"],
+                )
+                if labelled
+                else (float("nan"), True)
+            )
             pixel_cache[pixels_key] = (acc, conv, pca_components(a["train_inputs"], s["variance_fraction"]))
         pixel_acc, pixel_conv, pixel_pca = pixel_cache[pixels_key]
         if labelled:
-            acc, conv = linear_probe_accuracy(a["train_latents"], a["train_labels"], a["test_latents"], a["test_labels"],
-                                              s["probe_C"], s["probe_max_iter"])
+            acc, conv = linear_probe_accuracy(
+                a["train_latents"],
+                a["train_labels"],
+                a["test_latents"],
+                a["test_labels"],
+                s["probe_C"],
+                s["probe_max_iter"],
+            )
         else:
             acc, conv = float("nan"), True
-        rows.append({
-            "dataset": r.dataset,
-            "model": r.model,
-            "seed": r.seed,
-            "kind": str(_scalar(r, "kind")),
-            "latent": str(_scalar(r, "latent_source")),
-            "D": int(_scalar(r, "num_dims")),
-            "latent_dim": int(_scalar(r, "latent_dim")),
-            "train_examples": int(len(a["train_latents"])),
-            "test_examples": int(len(a["test_latents"])),
-            "classes": int(len(np.unique(a["train_labels"]))) if labelled else 0,
-            "probe_accuracy": acc,
-            "pixel_accuracy": pixel_acc,
-            "probe_converged": conv and pixel_conv,
-            "active_units": active_units(a["activity"], s["active_threshold"]),
-            "pca_latents": pca_components(a["train_latents"], s["variance_fraction"]),
-            "pca_pixels": pixel_pca,
-            "probe_seconds": float(_scalar(r, "seconds")),
-        })
+        rows.append(
+            {
+                "dataset": r.dataset,
+                "model": r.model,
+                "seed": r.seed,
+                "kind": str(_scalar(r, "kind")),
+                "latent": str(_scalar(r, "latent_source")),
+                "D": int(_scalar(r, "num_dims")),
+                "latent_dim": int(_scalar(r, "latent_dim")),
+                "train_examples": int(len(a["train_latents"])),
+                "test_examples": int(len(a["test_latents"])),
+                "classes": int(len(np.unique(a["train_labels"]))) if labelled else 0,
+                "probe_accuracy": acc,
+                "pixel_accuracy": pixel_acc,
+                "probe_converged": conv and pixel_conv,
+                "active_units": active_units(a["activity"], s["active_threshold"]),
+                "pca_latents": pca_components(a["train_latents"], s["variance_fraction"]),
+                "pca_pixels": pixel_pca,
+                "probe_seconds": float(_scalar(r, "seconds")),
+            }
+        )
     return pd.DataFrame(rows).sort_values(["dataset", "model", "seed"]).reset_index(drop=True)
 
 
@@ -206,8 +239,15 @@ def load_metrics(paths: list[str | Path]) -> pd.DataFrame:
     rows = []
     for path in paths:
         m = json.loads(Path(path).read_text(encoding="utf-8"))
-        rows.append({"dataset": m["dataset"], "model": m["model"], "seed": int(m["seed"]),
-                     "test_bpd": float(m["test"]["bits_per_dim"]), "bound": m["test"]["bound"]})
+        rows.append(
+            {
+                "dataset": m["dataset"],
+                "model": m["model"],
+                "seed": int(m["seed"]),
+                "test_bpd": float(m["test"]["bits_per_dim"]),
+                "bound": m["test"]["bound"],
+            }
+        )
     return pd.DataFrame(rows, columns=["dataset", "model", "seed", "test_bpd", "bound"])
 
 
@@ -217,8 +257,10 @@ def mean_sd(values: pd.Series, digits: int = 3) -> str:
     if values.isna().all():
         return "–"
     if values.isna().any():
-        raise ValueError(f"mean_sd: {int(values.isna().sum())} of {len(values)} values are NaN; "
-                         "a run is missing a number it should have")
+        raise ValueError(
+            f"mean_sd: {int(values.isna().sum())} of {len(values)} values are NaN; "
+            "a run is missing a number it should have"
+        )
     if len(values) == 1:
         return f"{values.iloc[0]:.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
@@ -244,8 +286,9 @@ def probe_table(runs: pd.DataFrame, metrics: pd.DataFrame | None = None) -> pd.D
         if metrics is not None and not metrics.empty:
             m = metrics[(metrics["dataset"] == dataset) & (metrics["model"] == model) & metrics["seed"].isin(g["seed"])]
             # every number with the quantity it is: exact density or the bound's name
-            row["test bits/dim"] = (f"{mean_sd(m['test_bpd'])} ({', '.join(sorted(m['bound'].unique()))})"
-                                    if len(m) else "–")
+            row["test bits/dim"] = (
+                f"{mean_sd(m['test_bpd'])} ({', '.join(sorted(m['bound'].unique()))})" if len(m) else "–"
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -255,16 +298,18 @@ def dimensionality_table(runs: pd.DataFrame, fraction: float, threshold: float) 
     pct = f"{100 * fraction:g}%"
     rows = []
     for (dataset, model), g in runs.groupby(["dataset", "model"], sort=True):
-        rows.append({
-            "dataset": dataset,
-            "model": model,
-            "D": int(g["D"].iloc[0]),
-            "latent dims": int(g["latent_dim"].iloc[0]),
-            f"active units (Var > {threshold:g})": mean_sd(g["active_units"], 1),
-            f"PCs for {pct} (latents)": mean_sd(g["pca_latents"], 1),
-            f"PCs for {pct} (pixels)": mean_sd(g["pca_pixels"], 1),
-            "seeds": int(g["seed"].nunique()),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "D": int(g["D"].iloc[0]),
+                "latent dims": int(g["latent_dim"].iloc[0]),
+                f"active units (Var > {threshold:g})": mean_sd(g["active_units"], 1),
+                f"PCs for {pct} (latents)": mean_sd(g["pca_latents"], 1),
+                f"PCs for {pct} (pixels)": mean_sd(g["pca_pixels"], 1),
+                "seeds": int(g["seed"].nunique()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -273,8 +318,12 @@ def dimensionality_table(runs: pd.DataFrame, fraction: float, threshold: float) 
 
 def _in_model_order(table: pd.DataFrame) -> pd.DataFrame:
     rank = {m: i for i, m in enumerate(model_order(table["model"]))}
-    return table.assign(_r=table["model"].map(rank)).sort_values(["dataset", "_r"], kind="stable").drop(
-        columns="_r").reset_index(drop=True)
+    return (
+        table.assign(_r=table["model"].map(rank))
+        .sort_values(["dataset", "_r"], kind="stable")
+        .drop(columns="_r")
+        .reset_index(drop=True)
+    )
 
 
 def _latent_codes(latents: pd.Series) -> dict[str, str]:
@@ -291,13 +340,17 @@ def probe_shown(table: pd.DataFrame) -> Shown:
     table = _in_model_order(table)
     latents = _latent_codes(table["latent"])
     shown = table.assign(latent=table["latent"].map(latents))
-    notes = ["Accuracies: mean ± sd over seeds (the mean alone for one seed).",
-             "Latents: " + "; ".join(f"*{code}*: {text}" for text, code in latents.items()) + "."]
+    notes = [
+        "Accuracies: mean ± sd over seeds (the mean alone for one seed).",
+        "Latents: " + "; ".join(f"*{code}*: {text}" for text, code in latents.items()) + ".",
+    ]
     if "test bits/dim" in table:
         split = table["test bits/dim"].map(lambda v: _WITH_QUANTITY.match(v) if isinstance(v, str) else None)
         quantities = short_codes([m.group(2) for m in split if m], QUANTITY_CODES)
-        shown["test bits/dim"] = [f"{readable_text(m.group(1))} ({quantities[m.group(2)]})" if m else v
-                                  for m, v in zip(split, table["test bits/dim"])]
+        shown["test bits/dim"] = [
+            f"{readable_text(m.group(1))} ({quantities[m.group(2)]})" if m else v
+            for m, v in zip(split, table["test bits/dim"])
+        ]
         legend = code_legend(quantities)
         if legend:
             notes.append("Test bits/dim with its quantity: " + legend)
@@ -328,8 +381,12 @@ def png_data_url(levels: np.ndarray, top: int) -> str:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 4, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 4, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
@@ -352,12 +409,22 @@ def figure_runs(results: list[ProbeResult], dataset: str, key: str) -> list[Prob
 
 def _image_grid(frame: pd.DataFrame, columns: list[str], rows: list[str], pixels: int, title: str) -> alt.Chart:
     size = pixels
-    return alt.Chart(frame, title=title).mark_image(width=size, height=size, aspect=False, smooth=False).encode(
-        x=alt.X("column:N", sort=columns, title=None, axis=alt.Axis(orient="top", labelAngle=0, ticks=False, domain=False)),
-        y=alt.Y("row:N", sort=rows, title=None, axis=alt.Axis(ticks=False, domain=False)),
-        url="url:N",
-        tooltip=["row:N", "column:N"],
-    ).properties(width=(size + 4) * len(columns), height=(size + 4) * len(rows))
+    return (
+        alt.Chart(frame, title=title)
+        .mark_image(width=size, height=size, aspect=False, smooth=False)
+        .encode(
+            x=alt.X(
+                "column:N",
+                sort=columns,
+                title=None,
+                axis=alt.Axis(orient="top", labelAngle=0, ticks=False, domain=False),
+            ),
+            y=alt.Y("row:N", sort=rows, title=None, axis=alt.Axis(ticks=False, domain=False)),
+            url="url:N",
+            tooltip=["row:N", "column:N"],
+        )
+        .properties(width=(size + 4) * len(columns), height=(size + 4) * len(rows))
+    )
 
 
 def interpolation_frame(results: list[ProbeResult], dataset: str) -> pd.DataFrame:
@@ -372,9 +439,16 @@ def interpolation_frame(results: list[ProbeResult], dataset: str) -> pd.DataFram
             cells = [("x_a", ends[0])] + list(zip(names, pair)) + [("x_b", ends[1])]
             for column, image in cells:
                 grey = _grey(image)
-                rows.append({"pair": p, "row": label, "column": column, "url": png_data_url(grey, top),
-                             "nan_pixels": int(np.isnan(grey).sum()),
-                             "classes": " → ".join(str(c) for c in a["interp_labels"][p]) if "interp_labels" in a else ""})
+                rows.append(
+                    {
+                        "pair": p,
+                        "row": label,
+                        "column": column,
+                        "url": png_data_url(grey, top),
+                        "nan_pixels": int(np.isnan(grey).sum()),
+                        "classes": " → ".join(str(c) for c in a["interp_labels"][p]) if "interp_labels" in a else "",
+                    }
+                )
     return pd.DataFrame(rows, columns=["pair", "row", "column", "url", "nan_pixels", "classes"])
 
 
@@ -390,10 +464,19 @@ def interpolations_chart(frame: pd.DataFrame, pixels: int = 36) -> alt.VConcatCh
         title = f"pair {p + 1}" + (f" (classes {classes})" if classes else "")
         charts.append(_image_grid(g, columns, rows, pixels, title))
     models = list(dict.fromkeys(frame["row"]))
-    return alt.vconcat(*charts).configure_view(stroke=None).properties(description=(
-        f"Grids of decoded images, one block per pair of test images ({frame['pair'].nunique()} pairs) and one row "
-        f"per model ({', '.join(models)}): the two test images at the ends and, between them, the images decoded "
-        "from evenly spaced points on the straight line between their latents."))
+    return (
+        alt.vconcat(*charts)
+        .configure_view(stroke=None)
+        .properties(
+            description=(
+                f"Grids of decoded images, one block per pair of test images ({frame['pair'].nunique()} pairs) and "
+                "one row "
+                f"per model ({', '.join(models)}): the two test images at the ends and, between them, the images "
+                "decoded "
+                "from evenly spaced points on the straight line between their latents."
+            )
+        )
+    )
 
 
 def traversal_frame(results: list[ProbeResult], dataset: str) -> pd.DataFrame:
@@ -404,37 +487,60 @@ def traversal_frame(results: list[ProbeResult], dataset: str) -> pd.DataFrame:
         top = int(a["levels"]) - 1
         for dim, images in zip(a["traversal_dims"], a["traversal_images"]):
             label = f"{r.model} · seed {r.seed} · z{int(dim)}"
-            rows.append({"row": label, "column": "x", "url": png_data_url(_grey(a["traversal_original"]), top),
-                         "nan_pixels": 0})
+            rows.append(
+                {"row": label, "column": "x", "url": png_data_url(_grey(a["traversal_original"]), top), "nan_pixels": 0}
+            )
             for value, image in zip(a["traversal_values"], images):
                 grey = _grey(image)
-                rows.append({"row": label, "column": f"{value:+.1f}", "url": png_data_url(grey, top),
-                             "nan_pixels": int(np.isnan(grey).sum())})
+                rows.append(
+                    {
+                        "row": label,
+                        "column": f"{value:+.1f}",
+                        "url": png_data_url(grey, top),
+                        "nan_pixels": int(np.isnan(grey).sum()),
+                    }
+                )
     return pd.DataFrame(rows, columns=["row", "column", "url", "nan_pixels"])
 
 
 def traversals_chart(frame: pd.DataFrame, pixels: int = 36) -> alt.Chart:
     """Rows: one VAE coordinate (most active first) of each VAE; columns: the test image, then its value."""
     if frame.empty:
-        raise ValueError("latents analysis: no VAE traversals for the figure dataset; check figure_dataset "
-                         "and that the study trains a VAE on it")
+        raise ValueError(
+            "latents analysis: no VAE traversals for the figure dataset; check figure_dataset "
+            "and that the study trains a VAE on it"
+        )
     columns = list(dict.fromkeys(frame["column"]))
     rows = list(dict.fromkeys(frame["row"]))
-    return _image_grid(frame, columns, rows, pixels, "").configure_view(stroke=None).properties(description=(
-        f"A grid of decoded images, one row per VAE latent coordinate ({len(rows)} rows: {', '.join(rows)}): the "
-        "test image first, then the decoder mean as that coordinate alone takes the values "
-        + ", ".join(c for c in columns if c != "x") + " prior standard deviations."))
+    return (
+        _image_grid(frame, columns, rows, pixels, "")
+        .configure_view(stroke=None)
+        .properties(
+            description=(
+                f"A grid of decoded images, one row per VAE latent coordinate ({len(rows)} rows: "
+                f"{', '.join(rows)}): the "
+                "test image first, then the decoder mean as that coordinate alone takes the values "
+                + ", ".join(c for c in columns if c != "x")
+                + " prior standard deviations."
+            )
+        )
+    )
 
 
 def accuracy_chart(runs: pd.DataFrame) -> alt.FacetChart:
     """Probe test accuracy per model (one point per seed) against the pixel baseline on the same
     examples (tick), one panel per dataset."""
     labelled = runs.dropna(subset=["probe_accuracy"])
-    points = labelled.melt(id_vars=["dataset", "model", "seed"], value_vars=["probe_accuracy", "pixel_accuracy"],
-                           var_name="features", value_name="accuracy")
+    points = labelled.melt(
+        id_vars=["dataset", "model", "seed"],
+        value_vars=["probe_accuracy", "pixel_accuracy"],
+        var_name="features",
+        value_name="accuracy",
+    )
     points["features"] = points["features"].map({"probe_accuracy": "latents", "pixel_accuracy": "pixels"})
-    colour = alt.Color("features:N", title="probe on",
-                       scale=alt.Scale(domain=["latents", "pixels"], range=["#1f77b4", "#555555"]))
+    colour = alt.Color(
+        "features:N", title="probe on", scale=alt.Scale(domain=["latents", "pixels"], range=["#1f77b4", "#555555"])
+    )
     base = alt.Chart().encode(
         y=alt.Y("model:N", title=None, sort=model_order(points["model"])),
         x=alt.X("accuracy:Q", title="linear-probe test accuracy", scale=alt.Scale(domain=[0, 1])),
@@ -443,11 +549,19 @@ def accuracy_chart(runs: pd.DataFrame) -> alt.FacetChart:
     )
     latents = base.transform_filter(alt.datum.features == "latents").mark_point(size=60, filled=True, opacity=0.8)
     pixels = base.transform_filter(alt.datum.features == "pixels").mark_tick(thickness=2, size=14)
-    return alt.layer(pixels, latents, data=points).properties(width=240, height=160).facet(
-        facet=alt.Facet("dataset:N", title=None), columns=2).properties(description=(
-            "Dot plots of linear-probe test accuracy (0 to 1) per model, one panel per labelled dataset ("
-            + ", ".join(sorted(points["dataset"].unique())) + "): a blue point per seed for the probe on the model's "
-            "latents and a grey tick for the same probe on the pixels of the same examples."))
+    return (
+        alt.layer(pixels, latents, data=points)
+        .properties(width=240, height=160)
+        .facet(facet=alt.Facet("dataset:N", title=None), columns=2)
+        .properties(
+            description=(
+                "Dot plots of linear-probe test accuracy (0 to 1) per model, one panel per labelled dataset ("
+                + ", ".join(sorted(points["dataset"].unique()))
+                + "): a blue point per seed for the probe on the model's "
+                "latents and a grey tick for the same probe on the pixels of the same examples."
+            )
+        )
+    )
 
 
 def scatter_frame(results: list[ProbeResult], points: int) -> pd.DataFrame:
@@ -464,8 +578,17 @@ def scatter_frame(results: list[ProbeResult], points: int) -> pd.DataFrame:
         frames.append(pd.DataFrame({"dataset": dataset, "panel": "data", "z1": x[:, 0], "z2": x[:, 1], "label": y}))
         for r in runs:
             z, y = r.arrays["test_latents"][:points], r.arrays["test_labels"][:points]
-            frames.append(pd.DataFrame({"dataset": dataset, "panel": f"{r.model} · seed {r.seed}",
-                                        "z1": z[:, 0], "z2": z[:, 1], "label": y}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "dataset": dataset,
+                        "panel": f"{r.model} · seed {r.seed}",
+                        "z1": z[:, 0],
+                        "z2": z[:, 1],
+                        "label": y,
+                    }
+                )
+            )
     if not frames:
         return pd.DataFrame(columns=["dataset", "panel", "z1", "z2", "label"])
     return pd.concat(frames, ignore_index=True)
@@ -475,22 +598,41 @@ def scatter_chart(frame: pd.DataFrame) -> alt.TopLevelMixin:
     """Test points of each 2-D dataset ("data") and their latents, coloured by mixture component;
     one panel per model (lowest seed), three to a row."""
     if frame.empty:
-        return alt.Chart(pd.DataFrame({"text": ["no 2-D real-valued dataset in this study"]})).mark_text(
-            size=14).encode(text="text:N").properties(width=300, height=60, description=(
-                "No scatter plot: the study has no 2-D real-valued dataset."))
+        return (
+            alt.Chart(pd.DataFrame({"text": ["no 2-D real-valued dataset in this study"]}))
+            .mark_text(size=14)
+            .encode(text="text:N")
+            .properties(
+                width=300, height=60, description=("No scatter plot: the study has no 2-D real-valued dataset.")
+            )
+        )
     frame = frame.copy()
     if frame["dataset"].nunique() > 1:
         frame["panel"] = frame["dataset"] + ": " + frame["panel"]
     panels = list(dict.fromkeys(frame["panel"]))  # data first, then the models, per dataset
-    return alt.Chart(frame).mark_circle(size=8, opacity=0.6).encode(
-        x=alt.X("z1:Q", title=None), y=alt.Y("z2:Q", title=None),
-        color=alt.Color("label:N", title="component"),
-        tooltip=["panel", "label", alt.Tooltip("z1:Q", format=".2f"), alt.Tooltip("z2:Q", format=".2f")],
-    ).properties(width=150, height=150).facet(
-        facet=alt.Facet("panel:N", sort=panels, title=None), columns=3,
-    ).resolve_scale(x="independent", y="independent").properties(description=(
-        f"Scatter plots of 2-D points coloured by mixture component, one panel each ({', '.join(panels)}): the test "
-        "points themselves (data) and their latent codes under each model."))
+    return (
+        alt.Chart(frame)
+        .mark_circle(size=8, opacity=0.6)
+        .encode(
+            x=alt.X("z1:Q", title=None),
+            y=alt.Y("z2:Q", title=None),
+            color=alt.Color("label:N", title="component"),
+            tooltip=["panel", "label", alt.Tooltip("z1:Q", format=".2f"), alt.Tooltip("z2:Q", format=".2f")],
+        )
+        .properties(width=150, height=150)
+        .facet(
+            facet=alt.Facet("panel:N", sort=panels, title=None),
+            columns=3,
+        )
+        .resolve_scale(x="independent", y="independent")
+        .properties(
+            description=(
+                f"Scatter plots of 2-D points coloured by mixture component, one panel each ({', '.join(panels)}): "
+                "the test "
+                "points themselves (data) and their latent codes under each model."
+            )
+        )
+    )
 
 
 # --- numbers for the prose --------------------------------------------------------------------
@@ -516,8 +658,10 @@ def variables(runs: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:
             block.update(
                 pixel_accuracy=round(float(full["pixel_accuracy"].mean()), 3),
                 pixel_train_examples=int(full["train_examples"].iloc[0]),
-                best_model=model_label(str(means.idxmax())), best_accuracy=round(float(means.max()), 3),
-                worst_model=model_label(str(means.idxmin())), worst_accuracy=round(float(means.min()), 3),
+                best_model=model_label(str(means.idxmax())),
+                best_accuracy=round(float(means.max()), 3),
+                worst_model=model_label(str(means.idxmin())),
+                worst_accuracy=round(float(means.min()), 3),
             )
         block["pixel_pcs"] = int(round(float(full["pca_pixels"].mean())))
         for model, m in g.groupby("model", sort=True):
@@ -528,8 +672,10 @@ def variables(runs: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:
                 "pcs": round(float(m["pca_latents"].mean()), 1),
             }
             if m["probe_accuracy"].notna().all():
-                entry.update(probe_accuracy=round(float(m["probe_accuracy"].mean()), 3),
-                             pixel_accuracy=round(float(m["pixel_accuracy"].mean()), 3))
+                entry.update(
+                    probe_accuracy=round(float(m["probe_accuracy"].mean()), 3),
+                    pixel_accuracy=round(float(m["pixel_accuracy"].mean()), 3),
+                )
                 if len(m) > 1:  # no sd from one seed
                     entry["probe_accuracy_sd"] = round(float(m["probe_accuracy"].std(ddof=1)), 3)
             block[model] = entry

@@ -28,13 +28,33 @@ import numpy as np
 import pandas as pd
 
 from vaeflow.analysis.figures import (
-    BASELINE_COLOUR, DASH, QUANTITY_CODES, Shown, code_legend, mean_sd_of, model_color, model_label, model_order, off_scale_note,
-    padded_domain, readable, short_codes, sig, typical_ceiling, typical_range,
+    BASELINE_COLOUR,
+    DASH,
+    QUANTITY_CODES,
+    Shown,
+    code_legend,
+    mean_sd_of,
+    model_color,
+    model_label,
+    model_order,
+    off_scale_note,
+    padded_domain,
+    readable,
+    short_codes,
+    sig,
+    typical_ceiling,
+    typical_range,
 )
 from vaeflow.analysis.runs import ProbeResult
 
-TABLES = ("likelihood", "likelihood_comparisons", "models", "likelihood_gaps", "likelihood_iwae",
-          "likelihood_per_class")
+TABLES = (
+    "likelihood",
+    "likelihood_comparisons",
+    "models",
+    "likelihood_gaps",
+    "likelihood_iwae",
+    "likelihood_per_class",
+)
 FIGURES = ("likelihood_overview", "learning_curves", "likelihood_iwae_curve", "likelihood_per_class")
 
 #: marks of the likelihood table's cells, explained in its legend
@@ -54,40 +74,46 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
         m: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         summary = path.with_name("train.json")
         if not summary.is_file():
-            raise FileNotFoundError(f"{summary} does not exist: the likelihood analysis reads each run's step "
-                                    "ceiling and parameter budget from the train.json beside its metrics.json; "
-                                    "retrain that run")
+            raise FileNotFoundError(
+                f"{summary} does not exist: the likelihood analysis reads each run's step "
+                "ceiling and parameter budget from the train.json beside its metrics.json; "
+                "retrain that run"
+            )
         run = json.loads(summary.read_text(encoding="utf-8"))["run"]
         missing = [key for key in ("converged", "stopped_by") if key not in m]
         if missing:
-            raise ValueError(f"{path} has no {' or '.join(missing)} (it predates early stopping); rerun its evaluation "
-                             f"(snakemake {path} --forcerun evaluate)")
+            raise ValueError(
+                f"{path} has no {' or '.join(missing)} (it predates early stopping); rerun its evaluation "
+                f"(snakemake {path} --forcerun evaluate)"
+            )
         test = m["test"]
-        rows.append({
-            "dataset": m["dataset"],
-            "model": m["model"],
-            "seed": m["seed"],
-            "exact": m["exact"],
-            "bound": test["bound"],
-            "test_bpd": test["bits_per_dim"],
-            "test_elbo_bpd": test.get("elbo_bits_per_dim"),
-            "val_bpd": m["val"]["bits_per_dim"],
-            "train_bpd": m["train"]["bits_per_dim"],
-            "parameters": m["parameters"],
-            "parameter_budget": run.get("parameter_budget", math.nan),
-            "steps": m["steps"],
-            "ceiling": run["training"]["steps"],
-            "best_step": m.get("best_step", math.nan),
-            "converged": bool(m["converged"]),
-            "stopped_by": m["stopped_by"],
-            "trained_by": m.get("trained_by", ""),
-            "samples_per_s": m["throughput"]["samples_per_s"],
-            "density_evals_per_s": m["throughput"]["density_evals_per_s"],
-            "nonfinite_samples": m.get("nonfinite_samples", 0),
-            "curves": str(path.with_name("curves.csv")),
-            "scores": str(path.with_name("test_scores.npz")),
-            "num_dims": m["num_dims"],
-        })
+        rows.append(
+            {
+                "dataset": m["dataset"],
+                "model": m["model"],
+                "seed": m["seed"],
+                "exact": m["exact"],
+                "bound": test["bound"],
+                "test_bpd": test["bits_per_dim"],
+                "test_elbo_bpd": test.get("elbo_bits_per_dim"),
+                "val_bpd": m["val"]["bits_per_dim"],
+                "train_bpd": m["train"]["bits_per_dim"],
+                "parameters": m["parameters"],
+                "parameter_budget": run.get("parameter_budget", math.nan),
+                "steps": m["steps"],
+                "ceiling": run["training"]["steps"],
+                "best_step": m.get("best_step", math.nan),
+                "converged": bool(m["converged"]),
+                "stopped_by": m["stopped_by"],
+                "trained_by": m.get("trained_by", ""),
+                "samples_per_s": m["throughput"]["samples_per_s"],
+                "density_evals_per_s": m["throughput"]["density_evals_per_s"],
+                "nonfinite_samples": m.get("nonfinite_samples", 0),
+                "curves": str(path.with_name("curves.csv")),
+                "scores": str(path.with_name("test_scores.npz")),
+                "num_dims": m["num_dims"],
+            }
+        )
     runs = pd.DataFrame(rows)
     if runs.empty:
         raise ValueError("no runs given to the likelihood analysis; check the metrics paths")
@@ -112,22 +138,35 @@ def load_baselines(paths: list[str | Path]) -> pd.DataFrame:
         found: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         for entry in found["baselines"]:
             bpd = entry["bits_per_dim"]
-            rows.append({
-                "dataset": found["dataset"], "baseline": entry["name"], "label": entry["label"],
-                "quantity": entry["quantity"], "parameters": int(entry["parameters"]),
-                "reference": bool(entry["reference"]), "discrete": found["levels"] is not None,
-                "train_bpd": bpd["train"], "val_bpd": bpd["val"], "test_bpd": bpd["test"],
-                "scores": str(path.parent / found["test_scores"]), "num_dims": int(found["num_dims"]),
-            })
+            rows.append(
+                {
+                    "dataset": found["dataset"],
+                    "baseline": entry["name"],
+                    "label": entry["label"],
+                    "quantity": entry["quantity"],
+                    "parameters": int(entry["parameters"]),
+                    "reference": bool(entry["reference"]),
+                    "discrete": found["levels"] is not None,
+                    "train_bpd": bpd["train"],
+                    "val_bpd": bpd["val"],
+                    "test_bpd": bpd["test"],
+                    "scores": str(path.parent / found["test_scores"]),
+                    "num_dims": int(found["num_dims"]),
+                }
+            )
     baselines = pd.DataFrame(rows)
     if baselines.empty:
-        raise ValueError("no baselines given to the likelihood analysis: pass every dataset's "
-                         "results/<dataset>/baselines.json (rule baselines) as the notebook parameter `baselines`")
+        raise ValueError(
+            "no baselines given to the likelihood analysis: pass every dataset's "
+            "results/<dataset>/baselines.json (rule baselines) as the notebook parameter `baselines`"
+        )
     references = baselines.groupby("dataset")["reference"].sum()
     if (references != 1).any():
         bad = ", ".join(references[references != 1].index)
-        raise ValueError(f"baselines of {bad}: each dataset needs exactly one reference baseline; "
-                         f"rerun rule baselines for it (snakemake --forcerun baselines)")
+        raise ValueError(
+            f"baselines of {bad}: each dataset needs exactly one reference baseline; "
+            f"rerun rule baselines for it (snakemake --forcerun baselines)"
+        )
     return baselines.reset_index(drop=True)
 
 
@@ -139,20 +178,30 @@ def baseline_margins(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
     references = baselines[baselines["reference"]].set_index("dataset")
     missing = sorted(set(runs["dataset"]) - set(references.index))
     if missing:
-        raise ValueError(f"no baselines for dataset(s) {', '.join(missing)}: add results/<dataset>/baselines.json "
-                         f"(snakemake results/{missing[0]}/baselines.json) to the likelihood analysis's `baselines`")
+        raise ValueError(
+            f"no baselines for dataset(s) {', '.join(missing)}: add results/<dataset>/baselines.json "
+            f"(snakemake results/{missing[0]}/baselines.json) to the likelihood analysis's `baselines`"
+        )
     rows = []
     for (dataset, model), group in runs.groupby(["dataset", "model"], sort=True):
         reference = references.loc[dataset]
         test = float(group["test_bpd"].mean())
         margin = test - float(reference["test_bpd"])
-        rows.append({
-            "dataset": dataset, "model": model, "test_bpd": test, "baseline": reference["label"],
-            "baseline_bpd": float(reference["test_bpd"]), "margin": margin, "beats": bool(margin < 0),
-            "exact": bool(group["exact"].all()), "discrete": bool(reference["discrete"]),
-            "distilled": bool(group["trained_by"].str.startswith("density distillation").any()),
-            "ceiling": bool((~group["converged"].astype(bool)).any()),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "test_bpd": test,
+                "baseline": reference["label"],
+                "baseline_bpd": float(reference["test_bpd"]),
+                "margin": margin,
+                "beats": bool(margin < 0),
+                "exact": bool(group["exact"].all()),
+                "discrete": bool(reference["discrete"]),
+                "distilled": bool(group["trained_by"].str.startswith("density distillation").any()),
+                "ceiling": bool((~group["converged"].astype(bool)).any()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -177,33 +226,37 @@ def likelihood_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
     for dataset, runs_of in runs.groupby("dataset", sort=True):
         for model, group in runs_of.groupby("model", sort=True):
             margin = margins.loc[(dataset, model)]
-            rows.append({
-                "dataset": dataset,
-                "model": model,
-                "likelihood": "exact" if group["exact"].all() else "bound",
-                "test quantity": ", ".join(sorted(group["bound"].unique())),
-                "test bits/dim": _mean_sd(group["test_bpd"]),
-                "test single-draw bound bits/dim": _mean_sd(group["test_elbo_bpd"].astype(float)),
-                "margin vs baseline (bits/dim)": f"{margin['margin']:+.3f}",
-                "beats baseline": "yes" if margin["beats"] else "no",
-                "seeds": int(group["seed"].nunique()),
-                "converged": converged_mark(group),
-                "parameters": int(group["parameters"].iloc[0]),
-            })
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "likelihood": "exact" if group["exact"].all() else "bound",
+                    "test quantity": ", ".join(sorted(group["bound"].unique())),
+                    "test bits/dim": _mean_sd(group["test_bpd"]),
+                    "test single-draw bound bits/dim": _mean_sd(group["test_elbo_bpd"].astype(float)),
+                    "margin vs baseline (bits/dim)": f"{margin['margin']:+.3f}",
+                    "beats baseline": "yes" if margin["beats"] else "no",
+                    "seeds": int(group["seed"].nunique()),
+                    "converged": converged_mark(group),
+                    "parameters": int(group["parameters"].iloc[0]),
+                }
+            )
         for baseline in baselines[baselines["dataset"] == dataset].itertuples(index=False):
-            rows.append({
-                "dataset": dataset,
-                "model": f"{baseline.label} (baseline)",
-                "likelihood": "exact",
-                "test quantity": baseline.quantity,
-                "test bits/dim": f"{baseline.test_bpd:.3f}",
-                "test single-draw bound bits/dim": "–",
-                "margin vs baseline (bits/dim)": "–",
-                "beats baseline": "reference" if baseline.reference else "–",
-                "seeds": "–",
-                "converged": "–",
-                "parameters": int(baseline.parameters),
-            })
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": f"{baseline.label} (baseline)",
+                    "likelihood": "exact",
+                    "test quantity": baseline.quantity,
+                    "test bits/dim": f"{baseline.test_bpd:.3f}",
+                    "test single-draw bound bits/dim": "–",
+                    "margin vs baseline (bits/dim)": "–",
+                    "beats baseline": "reference" if baseline.reference else "–",
+                    "seeds": "–",
+                    "converged": "–",
+                    "parameters": int(baseline.parameters),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -224,8 +277,10 @@ def _exceptions_note(exceptions: dict[str, dict[str, str]]) -> str:
     for model, found in exceptions.items():
         for dataset, code in found.items():
             grouped.setdefault((dataset, code), []).append(model)
-    return " ".join(f"On {dataset} the quantity is *{code}* for {_datasets_phrase(models)}."
-                    for (dataset, code), models in grouped.items())
+    return " ".join(
+        f"On {dataset} the quantity is *{code}* for {_datasets_phrase(models)}."
+        for (dataset, code), models in grouped.items()
+    )
 
 
 def _over_seeds(runs: pd.DataFrame) -> str:
@@ -234,8 +289,11 @@ def _over_seeds(runs: pd.DataFrame) -> str:
     low, high = int(counts.min()), int(counts.max())
     if high == 1:
         return "one training seed per model"
-    return (f"mean ± sd over {low} seeds" if low == high else
-            f"mean ± sd over {low} to {high} seeds (the CSV gives each model's; the mean alone for one)")
+    return (
+        f"mean ± sd over {low} seeds"
+        if low == high
+        else f"mean ± sd over {low} to {high} seeds (the CSV gives each model's; the mean alone for one)"
+    )
 
 
 def likelihood_shown(runs: pd.DataFrame, baselines: pd.DataFrame) -> Shown:
@@ -256,9 +314,12 @@ def likelihood_shown(runs: pd.DataFrame, baselines: pd.DataFrame) -> Shown:
     for model in model_order(runs["model"]):
         of = runs[runs["model"] == model]
         row: dict[str, str] = {"model": model}
-        by_dataset = {d: codes[", ".join(sorted(g["bound"].unique()))] if g["bound"].nunique() == 1
-                      else ", ".join(codes[b] for b in sorted(g["bound"].unique()))
-                      for d, g in of.groupby("dataset", sort=True)}
+        by_dataset = {
+            d: codes[", ".join(sorted(g["bound"].unique()))]
+            if g["bound"].nunique() == 1
+            else ", ".join(codes[b] for b in sorted(g["bound"].unique()))
+            for d, g in of.groupby("dataset", sort=True)
+        }
         row["quantity"], exceptions[model] = _main_quantity(by_dataset)
         for dataset in datasets:
             group = of[of["dataset"] == dataset]
@@ -268,26 +329,33 @@ def likelihood_shown(runs: pd.DataFrame, baselines: pd.DataFrame) -> Shown:
             cell = mean_sd_of(group["test_bpd"])
             if dataset in best.index and np.isclose(group["test_bpd"].mean(), best[dataset]):
                 cell = f"**{cell}**"
-            marks = ("" if margins.loc[(dataset, model), "beats"] else NOT_BEATING) + \
-                ("" if group["converged"].astype(bool).all() else CEILING)
+            marks = ("" if margins.loc[(dataset, model), "beats"] else NOT_BEATING) + (
+                "" if group["converged"].astype(bool).all() else CEILING
+            )
             marks_used.update(marks)
             row[dataset] = cell + (f"^{marks}^" if marks else "")
         rows.append(row)
-    for name, of in baselines.groupby("baseline", sort=False):
+    for _, of in baselines.groupby("baseline", sort=False):
         row = {"model": f"{of['label'].iloc[0]} (baseline)"}
         row["quantity"], exceptions[row["model"]] = _main_quantity(
-            {r.dataset: codes[r.quantity] for r in of.itertuples(index=False)})
+            {r.dataset: codes[r.quantity] for r in of.itertuples(index=False)}
+        )
         for dataset in datasets:
             found = of[of["dataset"] == dataset]
             row[dataset] = sig(float(found["test_bpd"].iloc[0])) if len(found) else DASH
         rows.append(row)
     references = baselines[baselines["reference"]]
     by_label = references.groupby("label", sort=False)["dataset"].apply(lambda d: _datasets_phrase(sorted(d)))
-    notes = [f"Test bits/dim, {_over_seeds(runs)}; lower is better; "
-             "**bold**: the lowest of the models on that dataset; –: not trained or not defined there."]
+    notes = [
+        f"Test bits/dim, {_over_seeds(runs)}; lower is better; "
+        "**bold**: the lowest of the models on that dataset; –: not trained or not defined there."
+    ]
     if NOT_BEATING in marks_used:
-        notes.append(f"^{NOT_BEATING}^ did not beat the dataset's reference baseline ("
-                     + "; ".join(f"{label} on {where}" for label, where in by_label.items()) + ").")
+        notes.append(
+            f"^{NOT_BEATING}^ did not beat the dataset's reference baseline ("
+            + "; ".join(f"{label} on {where}" for label, where in by_label.items())
+            + ")."
+        )
     if CEILING in marks_used:
         notes.append(f"^{CEILING}^ a seed stopped at its step ceiling while still improving: provisional.")
     legend = code_legend({label: code for label, code in codes.items() if label in set(quantities)})
@@ -306,19 +374,24 @@ WHY_NOT = {
         "a density of dequantised data: log P(x) ≥ E_u[log p(x + u)], the density bounds the flow's discrete "
         "log-likelihood from below, and its bits/dim exceed its discrete cost by a gap (the dequantisation gap) "
         "that the baselines, exact discrete likelihoods, never pay; Flow++ learns its dequantisation noise "
-        "q(u | x) to narrow that gap"),
+        "q(u | x) to narrow that gap"
+    ),
     "bound": (
         "A bound model (the VAEs, and Flow++ on images) reports an importance-weighted lower bound on log P(x), "
-        "not log P(x) itself, so its bits/dim lie above its own exact value by whatever gap the bound leaves"),
+        "not log P(x) itself, so its bits/dim lie above its own exact value by whatever gap the bound leaves"
+    ),
     "distilled": (
         "A student trained by density distillation minimises the reverse KL divergence to its teacher on its own "
-        "samples; nothing in that objective asks it to give the test data any density"),
+        "samples; nothing in that objective asks it to give the test data any density"
+    ),
     "continuous": (
         "On real-valued data the flows and the Gaussian are both exact densities, with no accounting gap between "
-        "them: a flow above the fitted Gaussian has not yet captured more than the data's mean and covariance"),
+        "them: a flow above the fitted Gaussian has not yet captured more than the data's mean and covariance"
+    ),
     "ceiling": (
         "A run stopped by its step ceiling rather than by early stopping was still improving when training "
-        "stopped, so the study's training budget, not only the model family, limits it"),
+        "stopped, so the study's training budget, not only the model family, limits it"
+    ),
 }
 
 
@@ -339,7 +412,9 @@ def _causes(row: pd.Series) -> list[str]:
 
 def _pairs(frame: pd.DataFrame) -> str:
     """``"glow, maf on mnist; vae on toy2d"``: the models of ``frame``, by dataset."""
-    return "; ".join(f"{', '.join(group['model'])} on {dataset}" for dataset, group in frame.groupby("dataset", sort=True))
+    return "; ".join(
+        f"{', '.join(group['model'])} on {dataset}" for dataset, group in frame.groupby("dataset", sort=True)
+    )
 
 
 def baseline_findings(margins: pd.DataFrame) -> dict[str, str]:
@@ -349,17 +424,22 @@ def baseline_findings(margins: pd.DataFrame) -> dict[str, str]:
     if losing.empty:
         closest = margins.loc[margins["margin"].idxmax()]
         return {
-            "summary": (f"Every model beat the reference baseline of its dataset ({len(margins)} model-dataset pairs); "
-                        f"the closest was {closest['model']} on {closest['dataset']}, at {closest['margin']:+.3f} "
-                        f"bits/dim against {closest['baseline']}."),
-            "explanation": ("Each has learned dependencies between pixels (on the 2-D data: more than a mean and a "
-                            "covariance), which the baselines lack by construction."),
+            "summary": (
+                f"Every model beat the reference baseline of its dataset ({len(margins)} model-dataset pairs); "
+                f"the closest was {closest['model']} on {closest['dataset']}, at {closest['margin']:+.3f} "
+                f"bits/dim against {closest['baseline']}."
+            ),
+            "explanation": (
+                "Each has learned dependencies between pixels (on the 2-D data: more than a mean and a "
+                "covariance), which the baselines lack by construction."
+            ),
         }
     listed = "; ".join(
         f"on {dataset}, {len(group)} of {int((margins['dataset'] == dataset).sum())} "
         f"({', '.join(f'{row.model} {row.margin:+.3f}' for row in group.itertuples(index=False))} bits/dim "
         f"against {group['baseline'].iloc[0]})"
-        for dataset, group in losing.groupby("dataset", sort=True))
+        for dataset, group in losing.groupby("dataset", sort=True)
+    )
     causes = losing.apply(_causes, axis=1)
     reasons = []
     for key, text in WHY_NOT.items():
@@ -367,8 +447,10 @@ def baseline_findings(margins: pd.DataFrame) -> dict[str, str]:
         if applies.any():
             reasons.append(f"{text} (here: {_pairs(losing[applies])}).")
     return {
-        "summary": (f"{len(losing)} of {len(margins)} model-dataset pairs did not beat the reference baseline of "
-                    f"their dataset: {listed}."),
+        "summary": (
+            f"{len(losing)} of {len(margins)} model-dataset pairs did not beat the reference baseline of "
+            f"their dataset: {listed}."
+        ),
         "explanation": " ".join(reasons),
     }
 
@@ -377,20 +459,29 @@ def baseline_variables(margins: pd.DataFrame, baselines: pd.DataFrame) -> dict[s
     """Numbers and sentences the prose quotes about the baselines, under ``baselines``: each
     baseline's bits/dim per split and parameters by dataset, each model's margin over the
     reference, the counts, and :func:`baseline_findings`."""
-    out: dict[str, Any] = {"models_compared": int(len(margins)), "models_not_beating": int((~margins["beats"]).sum()),
-                           **baseline_findings(margins)}
+    out: dict[str, Any] = {
+        "models_compared": int(len(margins)),
+        "models_not_beating": int((~margins["beats"]).sum()),
+        **baseline_findings(margins),
+    }
     for row in baselines[baselines["dataset"].isin(set(margins["dataset"]))].itertuples(index=False):
         entry = out.setdefault(row.dataset, {})
-        entry[row.baseline] = {"train_bpd": f"{row.train_bpd:.3f}", "val_bpd": f"{row.val_bpd:.3f}",
-                               "test_bpd": f"{row.test_bpd:.3f}", "parameters": int(row.parameters),
-                               "quantity": row.quantity}
+        entry[row.baseline] = {
+            "train_bpd": f"{row.train_bpd:.3f}",
+            "val_bpd": f"{row.val_bpd:.3f}",
+            "test_bpd": f"{row.test_bpd:.3f}",
+            "parameters": int(row.parameters),
+            "quantity": row.quantity,
+        }
         if row.reference:
             entry["reference"] = row.label
     for dataset, group in margins.groupby("dataset", sort=True):
         losing = group[~group["beats"]]
         out[dataset]["not_beating"] = ", ".join(losing["model"]) if len(losing) else "none"
-        out[dataset]["margins"] = {row.model: {"margin_bpd": f"{row.margin:+.3f}", "beats": bool(row.beats)}
-                                   for row in group.itertuples(index=False)}
+        out[dataset]["margins"] = {
+            row.model: {"margin_bpd": f"{row.margin:+.3f}", "beats": bool(row.beats)}
+            for row in group.itertuples(index=False)
+        }
     return {"baselines": out}
 
 
@@ -405,28 +496,34 @@ def models_table(runs: pd.DataFrame) -> pd.DataFrame:
     steps its seeds ran against their ceiling and whether they converged (:func:`converged_mark`)."""
     rows = []
     for (dataset, model), group in runs.groupby(["dataset", "model"], sort=True):
-        rows.append({
-            "model": model,
-            "dataset": dataset,
-            "parameters": int(group["parameters"].iloc[0]),
-            "trained by": ", ".join(sorted(group["trained_by"].unique())),
-            "steps": _steps(group["steps"]),
-            "step ceiling": f"{int(group['ceiling'].max()):,}",
-            "converged": converged_mark(group),
-            "test bits/dim": _mean_sd(group["test_bpd"]),
-            "test quantity": ", ".join(sorted(group["bound"].unique())),
-            "samples/s": f"{group['samples_per_s'].mean():.3g}",
-            "density evals/s": f"{group['density_evals_per_s'].mean():.3g}",
-            "non-finite samples": int(group["nonfinite_samples"].sum()),
-        })
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "parameters": int(group["parameters"].iloc[0]),
+                "trained by": ", ".join(sorted(group["trained_by"].unique())),
+                "steps": _steps(group["steps"]),
+                "step ceiling": f"{int(group['ceiling'].max()):,}",
+                "converged": converged_mark(group),
+                "test bits/dim": _mean_sd(group["test_bpd"]),
+                "test quantity": ", ".join(sorted(group["bound"].unique())),
+                "samples/s": f"{group['samples_per_s'].mean():.3g}",
+                "density evals/s": f"{group['density_evals_per_s'].mean():.3g}",
+                "non-finite samples": int(group["nonfinite_samples"].sum()),
+            }
+        )
     return pd.DataFrame(rows).sort_values(["model", "dataset"]).reset_index(drop=True)
 
 
 def _in_model_order(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset",)) -> pd.DataFrame:
     """``table`` sorted by ``keys`` and then by model in the site's order (:func:`model_order`)."""
     rank = {m: i for i, m in enumerate(model_order(table["model"]))}
-    return table.assign(_rank=table["model"].map(rank)).sort_values([*keys, "_rank"], kind="stable").drop(
-        columns="_rank").reset_index(drop=True)
+    return (
+        table.assign(_rank=table["model"].map(rank))
+        .sort_values([*keys, "_rank"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
 
 
 def iwae_shown(table: pd.DataFrame, examples: dict[str, int]) -> Shown:
@@ -435,33 +532,50 @@ def iwae_shown(table: pd.DataFrame, examples: dict[str, int]) -> Shown:
     column = "reference baseline (same examples)"
     named = table[column].str.extract(r"^(?P<value>\S+) \((?P<label>.+)\)$")  # "2.401 (independent pixels)"
     table = table.assign(**{column: named["value"].fillna(table[column])})
-    shown = readable(_in_model_order(table)).rename(columns={
-        "best exact flow (same examples)": "best exact flow", column: "reference baseline"})
+    shown = readable(_in_model_order(table)).rename(
+        columns={"best exact flow (same examples)": "best exact flow", column: "reference baseline"}
+    )
     labels = named.assign(dataset=table["dataset"]).dropna().drop_duplicates("dataset")
     by_label = labels.groupby("label", sort=False)["dataset"].apply(lambda d: _datasets_phrase(sorted(d)))
     counts = sorted(set(examples.values()))
-    where = (f"the first {counts[0]} test examples of each dataset" if len(counts) == 1 else
-             "the first test examples of each dataset (" + ", ".join(f"{n} on {d}" for d, n in sorted(examples.items())) + ")")
-    notes = [f"Bits/dim, mean ± sd over seeds, on {where}, the ones the likelihood probe scored; k = 1 is the "
-             "single-draw bound (the ELBO for the VAEs); –: a k beyond that model's largest.",
-             "*best exact flow* and *reference baseline*: their bits/dim on the same examples; the baseline is "
-             + "; ".join(f"{label} on {where}" for label, where in by_label.items()) + "."]
+    where = (
+        f"the first {counts[0]} test examples of each dataset"
+        if len(counts) == 1
+        else "the first test examples of each dataset ("
+        + ", ".join(f"{n} on {d}" for d, n in sorted(examples.items()))
+        + ")"
+    )
+    notes = [
+        f"Bits/dim, mean ± sd over seeds, on {where}, the ones the likelihood probe scored; k = 1 is the "
+        "single-draw bound (the ELBO for the VAEs); –: a k beyond that model's largest.",
+        "*best exact flow* and *reference baseline*: their bits/dim on the same examples; the baseline is "
+        + "; ".join(f"{label} on {where}" for label, where in by_label.items())
+        + ".",
+    ]
     return Shown(shown, notes)
 
 
 def gaps_shown(table: pd.DataFrame) -> Shown:
     """The train/val/test table as the site shows it: 3 significant figures, "mean ± sd" on one line."""
-    return Shown(readable(_in_model_order(table)), [
-        "Bits/dim, mean ± sd over seeds (the mean alone for one seed). *exact*: the exact density (of uniformly "
-        "dequantised data on images); *single-draw bound*: the one-sample bound the model was trained and "
-        "validated with (the ELBO for the VAEs)."])
+    return Shown(
+        readable(_in_model_order(table)),
+        [
+            "Bits/dim, mean ± sd over seeds (the mean alone for one seed). *exact*: the exact density (of uniformly "
+            "dequantised data on images); *single-draw bound*: the one-sample bound the model was trained and "
+            "validated with (the ELBO for the VAEs)."
+        ],
+    )
 
 
 def per_class_shown(table: pd.DataFrame) -> Shown:
     """The per-class table as the site shows it: 3 significant figures, models in the site's order."""
-    return Shown(readable(_in_model_order(table)), [
-        "Test bits/dim per class, mean over seeds, of each model's headline quantity; *easiest* and *hardest*: "
-        "the classes with the lowest and the highest."])
+    return Shown(
+        readable(_in_model_order(table)),
+        [
+            "Test bits/dim per class, mean over seeds, of each model's headline quantity; *easiest* and *hardest*: "
+            "the classes with the lowest and the highest."
+        ],
+    )
 
 
 #: short codes of how a model was trained, in the models table
@@ -473,19 +587,34 @@ def models_shown(table: pd.DataFrame) -> Shown:
     out in the legend), *converged* as yes / no / "k of n" (the CSV names the seeds), numbers to 3
     significant figures."""
     table = _in_model_order(table.sort_values("dataset", kind="stable"), ())
-    trained = short_codes(table["trained by"], {
-        **TRAINING_CODES, **{t: "distilled (" + t.rsplit(" ", 1)[-1] + ")" for t in table["trained by"]
-                             if t.startswith("density distillation from ")}})
+    trained = short_codes(
+        table["trained by"],
+        {
+            **TRAINING_CODES,
+            **{
+                t: "distilled (" + t.rsplit(" ", 1)[-1] + ")"
+                for t in table["trained by"]
+                if t.startswith("density distillation from ")
+            },
+        },
+    )
     quantity = short_codes(table["test quantity"], QUANTITY_CODES)
-    shown = readable(table.assign(**{
-        "trained by": table["trained by"].map(trained), "test quantity": table["test quantity"].map(quantity),
-        "converged": table["converged"].map(lambda c: c.split(" (")[0]),
-    }).drop(columns=["step ceiling"])).rename(columns={"non-finite samples": "non-finite", "steps": "steps / ceiling"})
+    shown = readable(
+        table.assign(
+            **{
+                "trained by": table["trained by"].map(trained),
+                "test quantity": table["test quantity"].map(quantity),
+                "converged": table["converged"].map(lambda c: c.split(" (")[0]),
+            }
+        ).drop(columns=["step ceiling"])
+    ).rename(columns={"non-finite samples": "non-finite", "steps": "steps / ceiling"})
     shown["steps / ceiling"] = [f"{steps} / {ceiling}" for steps, ceiling in zip(table["steps"], table["step ceiling"])]
-    notes = ["Means over seeds; *steps / ceiling*: the steps the seeds ran (a range where early stopping ended them "
-             "apart) and their step ceiling; *converged*: whether early stopping ended every seed (*k of n*: that many "
-             "of them; the CSV names the others); throughput in samples and density evaluations per second on this "
-             "machine."]
+    notes = [
+        "Means over seeds; *steps / ceiling*: the steps the seeds ran (a range where early stopping ended them "
+        "apart) and their step ceiling; *converged*: whether early stopping ended every seed (*k of n*: that many "
+        "of them; the CSV names the others); throughput in samples and density evaluations per second on this "
+        "machine."
+    ]
     if (table["non-finite samples"] == 0).all():
         shown = shown.drop(columns="non-finite")
         notes.append("No sample was non-finite.")
@@ -502,8 +631,12 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for dataset, model, seed, path in runs[["dataset", "model", "seed", "curves"]].itertuples(index=False):
         df = pd.read_csv(path)
-        df = df.melt(id_vars=["step"], value_vars=["train_bits_per_dim", "val_bits_per_dim"],
-                     var_name="split", value_name="bits_per_dim")
+        df = df.melt(
+            id_vars=["step"],
+            value_vars=["train_bits_per_dim", "val_bits_per_dim"],
+            var_name="split",
+            value_name="bits_per_dim",
+        )
         df["split"] = df["split"].str.replace("_bits_per_dim", "", regex=False)
         frames.append(df.assign(dataset=dataset, model=model, seed=seed))
     return pd.concat(frames, ignore_index=True)
@@ -522,22 +655,34 @@ def _baseline_layers(lines: pd.DataFrame, axis: str = "y", title: str = "bits/di
     data = lines[["label", "bits_per_dim"]].reset_index(drop=True)
     position = alt.X("bits_per_dim:Q", title=title) if axis == "x" else alt.Y("bits_per_dim:Q", title=title)
     tooltip = [alt.Tooltip("label:N", title="baseline"), alt.Tooltip("bits_per_dim:Q", format=".3f")]
-    rules = alt.Chart(data).mark_rule(color=BASELINE_COLOUR, strokeDash=[2, 2]).encode(
-        **{axis: position}, tooltip=tooltip)
+    rules = (
+        alt.Chart(data).mark_rule(color=BASELINE_COLOUR, strokeDash=[2, 2]).encode(**{axis: position}, tooltip=tooltip)
+    )
     if axis == "x":
-        labels = alt.Chart(data).mark_text(align="center", baseline="bottom", dy=-3, fontSize=9,
-                                           color=BASELINE_COLOUR).encode(x=position, y=alt.value(0), text="label:N")
+        labels = (
+            alt.Chart(data)
+            .mark_text(align="center", baseline="bottom", dy=-3, fontSize=9, color=BASELINE_COLOUR)
+            .encode(x=position, y=alt.value(0), text="label:N")
+        )
     else:
-        labels = alt.Chart(data).mark_text(align="right", baseline="bottom", dx=-2, dy=-1, fontSize=9,
-                                           color=BASELINE_COLOUR).encode(x=alt.value(PANEL_WIDTH), y=position,
-                                                                         text="label:N")
+        labels = (
+            alt.Chart(data)
+            .mark_text(align="right", baseline="bottom", dx=-2, dy=-1, fontSize=9, color=BASELINE_COLOUR)
+            .encode(x=alt.value(PANEL_WIDTH), y=position, text="label:N")
+        )
     return [rules, labels]
 
 
 def _panel_title(dataset: str, note: str, offset: int = 4) -> alt.Title:
     """A panel's title (its dataset) and, in red under it, what lies off its scale."""
-    return alt.Title(dataset, subtitle=[note] if note else alt.Undefined, subtitleColor="#b00020", subtitleFontSize=10,
-                     anchor="start", offset=offset)
+    return alt.Title(
+        dataset,
+        subtitle=[note] if note else alt.Undefined,
+        subtitleColor="#b00020",
+        subtitleFontSize=10,
+        anchor="start",
+        offset=offset,
+    )
 
 
 def learning_curve_scale(curves: pd.DataFrame, baselines: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -557,7 +702,8 @@ def learning_curve_scale(curves: pd.DataFrame, baselines: pd.DataFrame) -> dict[
         # the top: where the runs ended up and the baselines, so an early transient leaves the panel at the top
         top = max([v for v in best.tolist() + refs if np.isfinite(v) and v <= ceiling], default=ceiling)
         out[dataset] = {
-            "floor": floor, "ceiling": ceiling,
+            "floor": floor,
+            "ceiling": ceiling,
             "off_scale": [(f"{model} seed {seed}", float(v)) for (model, seed), v in best.items() if v > ceiling],
             "below": [(f"{model} seed {seed}", float(v)) for (model, seed), v in lowest.items() if v < floor],
             "domain": padded_domain(d["bits_per_dim"].tolist() + refs, top, pad=0.03, floor=floor),
@@ -579,24 +725,33 @@ def learning_curves_chart(curves: pd.DataFrame, baselines: pd.DataFrame) -> alt.
         shown = baselines[baselines["dataset"] == dataset]
         lines = pd.DataFrame({"label": shown["label"] + " (baseline)", "bits_per_dim": shown["val_bpd"]})
         y = alt.Y("bits_per_dim:Q", title="bits/dim", scale=alt.Scale(domain=s["domain"], zero=False, nice=False))
-        runs = alt.Chart(d).mark_line(point=False, opacity=0.85, clip=True).encode(
-            x=alt.X("step:Q", title="training step"),
-            y=y,
-            color=colour,
-            strokeDash=alt.StrokeDash("split:N", title="split",
-                                      scale=alt.Scale(domain=["train", "val"], range=[[1, 0], [5, 3]])),
-            detail="seed:N",
-            tooltip=["dataset", "model", "seed", "split", "step", alt.Tooltip("bits_per_dim:Q", format=".3f")],
+        runs = (
+            alt.Chart(d)
+            .mark_line(point=False, opacity=0.85, clip=True)
+            .encode(
+                x=alt.X("step:Q", title="training step"),
+                y=y,
+                color=colour,
+                strokeDash=alt.StrokeDash(
+                    "split:N", title="split", scale=alt.Scale(domain=["train", "val"], range=[[1, 0], [5, 3]])
+                ),
+                detail="seed:N",
+                tooltip=["dataset", "model", "seed", "split", "step", alt.Tooltip("bits_per_dim:Q", format=".3f")],
+            )
         )
         note = off_scale_note(s["off_scale"], s["ceiling"], below=s["below"], floor=s["floor"])
-        panels.append(alt.layer(runs, *_baseline_layers(lines)).resolve_scale(y="shared").properties(
-            width=PANEL_WIDTH, height=PANEL_HEIGHT, title=_panel_title(dataset, note)))
+        panels.append(
+            alt.layer(runs, *_baseline_layers(lines))
+            .resolve_scale(y="shared")
+            .properties(width=PANEL_WIDTH, height=PANEL_HEIGHT, title=_panel_title(dataset, note))
+        )
     off = [f"{name} on {dataset}" for dataset, s in scale.items() for name, _ in s["off_scale"] + s["below"]]
     description = (
         f"Line charts of training (solid) and validation (dashed) bits/dim against training step for every run, "
         f"one panel per dataset ({_datasets_phrase(sorted(scale))}), one colour per model; grey dotted lines mark "
         f"the dataset's baselines at their validation bits/dim. Each vertical axis covers the typical runs"
-        + (f"; off the scale: {', '.join(off)}." if off else "; no run is off the scale."))
+        + (f"; off the scale: {', '.join(off)}." if off else "; no run is off the scale.")
+    )
     return alt.concat(*panels, columns=2).properties(description=description)
 
 
@@ -628,18 +783,36 @@ def overview_frame(runs: pd.DataFrame, baselines: pd.DataFrame) -> tuple[pd.Data
         scale[dataset] = {"ceiling": ceiling, "domain": domain}
         for run in r.itertuples(index=False):
             off = not (run.test_bpd <= ceiling)
-            seeds.append({"dataset": dataset, "model": run.model, "seed": int(run.seed), "test_bpd": float(run.test_bpd),
-                          "shown": edge if off else float(run.test_bpd), "off": off,
-                          "label": sig(run.test_bpd) if off else "", "quantity": run.bound})
+            seeds.append(
+                {
+                    "dataset": dataset,
+                    "model": run.model,
+                    "seed": int(run.seed),
+                    "test_bpd": float(run.test_bpd),
+                    "shown": edge if off else float(run.test_bpd),
+                    "off": off,
+                    "label": sig(run.test_bpd) if off else "",
+                    "quantity": run.bound,
+                }
+            )
         for model, g in r.groupby("model"):
             mean = float(g["test_bpd"].mean())
             clipped = g["test_bpd"].clip(upper=edge)
-            models.append({"dataset": dataset, "model": model, "test_bpd": mean, "sd": float(g["test_bpd"].std(ddof=1))
-                           if len(g) > 1 else math.nan, "seeds": int(len(g)), "low": float(clipped.min()),
-                           "high": float(clipped.max()), "off": not (mean <= ceiling),
-                           "shown": edge if not (mean <= ceiling) else mean,
-                           "likelihood": "exact" if g["exact"].all() else "bound",
-                           "quantity": ", ".join(sorted(g["bound"].unique()))})
+            models.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "test_bpd": mean,
+                    "sd": float(g["test_bpd"].std(ddof=1)) if len(g) > 1 else math.nan,
+                    "seeds": int(len(g)),
+                    "low": float(clipped.min()),
+                    "high": float(clipped.max()),
+                    "off": not (mean <= ceiling),
+                    "shown": edge if not (mean <= ceiling) else mean,
+                    "likelihood": "exact" if g["exact"].all() else "bound",
+                    "quantity": ", ".join(sorted(g["bound"].unique())),
+                }
+            )
     return pd.DataFrame(seeds), pd.DataFrame(models), scale
 
 
@@ -656,48 +829,91 @@ def overview_chart(runs: pd.DataFrame, baselines: pd.DataFrame) -> alt.ConcatCha
     panels = []
     for i, dataset in enumerate(sorted(scale)):
         s, d, m = scale[dataset], seeds[seeds["dataset"] == dataset], models[models["dataset"] == dataset]
-        x = alt.X("shown:Q", title=AXIS_TITLE,
-                  scale=alt.Scale(domain=s["domain"], zero=False, nice=False))
-        y = alt.Y("model:N", sort=order, scale=alt.Scale(domain=order), title=None,
-                  axis=alt.Axis(labelFontSize=11) if i == 0 else alt.Axis(labels=False, ticks=False, title=None))
+        x = alt.X("shown:Q", title=AXIS_TITLE, scale=alt.Scale(domain=s["domain"], zero=False, nice=False))
+        y = alt.Y(
+            "model:N",
+            sort=order,
+            scale=alt.Scale(domain=order),
+            title=None,
+            axis=alt.Axis(labelFontSize=11) if i == 0 else alt.Axis(labels=False, ticks=False, title=None),
+        )
         tooltip = ["dataset", "model", alt.Tooltip("test_bpd:Q", title="test bits/dim", format=".4g"), "quantity"]
-        spread = alt.Chart(m).mark_rule(strokeWidth=2, opacity=0.6).encode(
-            x=alt.X("low:Q", title=AXIS_TITLE, scale=alt.Scale(domain=s["domain"], zero=False, nice=False)), x2="high:Q",
-            y=y, color=colour)
-        dots = alt.Chart(d).mark_point(size=28, filled=False, opacity=0.8, clip=True).encode(
-            x=x, y=y, color=colour, tooltip=tooltip + ["seed"])
-        mean = alt.Chart(m[~m["off"]]).mark_point(size=110, filled=True, opacity=0.95).encode(
-            x=x, y=y, color=colour,
-            shape=alt.Shape("likelihood:N", title="mean over seeds", scale=alt.Scale(
-                domain=["exact", "bound"], range=["circle", "diamond"])),
-            tooltip=tooltip + [alt.Tooltip("sd:Q", title="sd over seeds", format=".3g"), "seeds"])
+        spread = (
+            alt.Chart(m)
+            .mark_rule(strokeWidth=2, opacity=0.6)
+            .encode(
+                x=alt.X("low:Q", title=AXIS_TITLE, scale=alt.Scale(domain=s["domain"], zero=False, nice=False)),
+                x2="high:Q",
+                y=y,
+                color=colour,
+            )
+        )
+        dots = (
+            alt.Chart(d)
+            .mark_point(size=28, filled=False, opacity=0.8, clip=True)
+            .encode(x=x, y=y, color=colour, tooltip=tooltip + ["seed"])
+        )
+        mean = (
+            alt.Chart(m[~m["off"]])
+            .mark_point(size=110, filled=True, opacity=0.95)
+            .encode(
+                x=x,
+                y=y,
+                color=colour,
+                shape=alt.Shape(
+                    "likelihood:N",
+                    title="mean over seeds",
+                    scale=alt.Scale(domain=["exact", "bound"], range=["circle", "diamond"]),
+                ),
+                tooltip=tooltip + [alt.Tooltip("sd:Q", title="sd over seeds", format=".3g"), "seeds"],
+            )
+        )
         layers = [spread, dots, mean]
         off_runs = d[d["off"]]
         if len(off_runs):
-            layers.append(alt.Chart(off_runs).mark_point(shape="triangle-right", size=90, filled=True).encode(
-                x=x, y=y, color=colour, tooltip=tooltip + ["seed"]))
-            layers.append(alt.Chart(off_runs.drop_duplicates("model")).mark_text(
-                align="right", baseline="bottom", dx=-6, dy=-4, fontSize=9).encode(x=x, y=y, text="label:N"))
+            layers.append(
+                alt.Chart(off_runs)
+                .mark_point(shape="triangle-right", size=90, filled=True)
+                .encode(x=x, y=y, color=colour, tooltip=tooltip + ["seed"])
+            )
+            layers.append(
+                alt.Chart(off_runs.drop_duplicates("model"))
+                .mark_text(align="right", baseline="bottom", dx=-6, dy=-4, fontSize=9)
+                .encode(x=x, y=y, text="label:N")
+            )
         lines = baselines[baselines["dataset"] == dataset]
-        layers += _baseline_layers(pd.DataFrame({"label": lines["label"], "bits_per_dim": lines["test_bpd"]}), axis="x",
-                                   title=AXIS_TITLE)
+        layers += _baseline_layers(
+            pd.DataFrame({"label": lines["label"], "bits_per_dim": lines["test_bpd"]}), axis="x", title=AXIS_TITLE
+        )
         named = [(f"{r.model} seed {r.seed}", r.test_bpd) for r in off_runs.itertuples(index=False)]
         note = off_scale_note(named, s["ceiling"]) or (" " if len(seeds[seeds["off"]]) else "")  # titles aligned
-        panels.append(alt.layer(*layers).properties(
-            width=210, height=24 * len(order), title=_panel_title(dataset, note, offset=16)))
+        panels.append(
+            alt.layer(*layers).properties(
+                width=210, height=24 * len(order), title=_panel_title(dataset, note, offset=16)
+            )
+        )
     best = models.loc[models.groupby("dataset")["test_bpd"].idxmin()] if len(models) else models
     said = "; ".join(f"{r.dataset}: {r.model} at {sig(r.test_bpd)}" for r in best.itertuples(index=False))
     lines = baselines[baselines["dataset"].isin(list(scale))]
-    off = [f"{r.model} seed {r.seed} on {r.dataset}" for r in seeds[seeds["off"]].itertuples(index=False)] if len(seeds) else []
+    off = (
+        [f"{r.model} seed {r.seed} on {r.dataset}" for r in seeds[seeds["off"]].itertuples(index=False)]
+        if len(seeds)
+        else []
+    )
     description = (
         f"Dot plot of test bits/dim (lower is better) of every model, one panel per image dataset "
         f"({_datasets_phrase(sorted(scale))}), one row and colour per model: a small open circle per training seed, "
         "a line across the seeds and a large mark for the mean over seeds (circle: exact likelihood, diamond: "
         f"bound); grey dotted vertical lines mark the baselines ({', '.join(dict.fromkeys(lines['label']))}). "
         f"Lowest mean per dataset: {said}."
-        + (f" Off the scale, drawn as triangles at the right edge: {', '.join(off)}." if off else ""))
-    return alt.concat(*panels, columns=len(panels), spacing=12).resolve_scale(y="shared", color="shared").properties(
-        description=description).configure_legend(orient="bottom", direction="horizontal")
+        + (f" Off the scale, drawn as triangles at the right edge: {', '.join(off)}." if off else "")
+    )
+    return (
+        alt.concat(*panels, columns=len(panels), spacing=12)
+        .resolve_scale(y="shared", color="shared")
+        .properties(description=description)
+        .configure_legend(orient="bottom", direction="horizontal")
+    )
 
 
 def variables(runs: pd.DataFrame) -> dict[str, Any]:
@@ -719,15 +935,21 @@ def convergence_variables(runs: pd.DataFrame) -> dict[str, Any]:
     converged = runs["converged"].astype(bool)
     stopped = runs[~converged]
     if stopped.empty:
-        summary = (f"All {len(runs)} runs converged: each was stopped by early stopping, when its validation "
-                   "bits/dim stopped improving, before its step ceiling.")
+        summary = (
+            f"All {len(runs)} runs converged: each was stopped by early stopping, when its validation "
+            "bits/dim stopped improving, before its step ceiling."
+        )
     else:
-        named = "; ".join(f"{r.model} on {r.dataset}, seed {r.seed}, after {int(r.steps):,} steps"
-                          for r in stopped.itertuples(index=False))
-        summary = (f"{len(stopped)} of {len(runs)} runs did not converge, stopped by the step ceiling while their "
-                   f"validation bits/dim was still improving: {named}. Every comparison that involves "
-                   f"{'it' if len(stopped) == 1 else 'them'} is provisional."
-                   + (f" The other {int(converged.sum())} were stopped by early stopping." if converged.any() else ""))
+        named = "; ".join(
+            f"{r.model} on {r.dataset}, seed {r.seed}, after {int(r.steps):,} steps"
+            for r in stopped.itertuples(index=False)
+        )
+        summary = (
+            f"{len(stopped)} of {len(runs)} runs did not converge, stopped by the step ceiling while their "
+            f"validation bits/dim was still improving: {named}. Every comparison that involves "
+            f"{'it' if len(stopped) == 1 else 'them'} is provisional."
+            + (f" The other {int(converged.sum())} were stopped by early stopping." if converged.any() else "")
+        )
     return {"convergence": {"converged": int(converged.sum()), "not_converged": len(stopped), "summary": summary}}
 
 
@@ -742,15 +964,17 @@ def gaps_table(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(gap=runs["test_single"] - runs["train_bpd"])
     rows = []
     for (dataset, model), group in runs.groupby(["dataset", "model"], sort=True):
-        rows.append({
-            "dataset": dataset,
-            "model": model,
-            "quantity": "exact" if group["exact"].all() else "single-draw bound",
-            "train bits/dim": _mean_sd(group["train_bpd"]),
-            "val bits/dim": _mean_sd(group["val_bpd"]),
-            "test bits/dim": _mean_sd(group["test_single"]),
-            "gap test − train": _mean_sd(group["gap"]),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "quantity": "exact" if group["exact"].all() else "single-draw bound",
+                "train bits/dim": _mean_sd(group["train_bpd"]),
+                "val bits/dim": _mean_sd(group["val_bpd"]),
+                "test bits/dim": _mean_sd(group["test_single"]),
+                "gap test − train": _mean_sd(group["gap"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -771,13 +995,29 @@ def iwae_curves(probes: list[ProbeResult], runs: pd.DataFrame) -> pd.DataFrame:
     examples = probe_examples(probes)
     for p in probes:
         for k, values in zip(p.arrays["k"], p.arrays["iwae_nats"]):
-            rows.append({"dataset": p.dataset, "model": p.model, "seed": p.seed, "k": int(k),
-                         "bits_per_dim": float(_bpd(values.mean(), dims[p.dataset])), "exact": False})
+            rows.append(
+                {
+                    "dataset": p.dataset,
+                    "model": p.model,
+                    "seed": p.seed,
+                    "k": int(k),
+                    "bits_per_dim": float(_bpd(values.mean(), dims[p.dataset])),
+                    "exact": False,
+                }
+            )
     for run in runs[runs["exact"] & runs["dataset"].isin(list(examples))].itertuples(index=False):
         with np.load(run.scores) as scores:
             values = scores["log_likelihood"][: examples[run.dataset]]
-        rows.append({"dataset": run.dataset, "model": run.model, "seed": run.seed, "k": float("nan"),
-                     "bits_per_dim": float(_bpd(values.mean(), run.num_dims)), "exact": True})
+        rows.append(
+            {
+                "dataset": run.dataset,
+                "model": run.model,
+                "seed": run.seed,
+                "k": float("nan"),
+                "bits_per_dim": float(_bpd(values.mean(), run.num_dims)),
+                "exact": True,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -789,8 +1029,9 @@ def baselines_on_examples(baselines: pd.DataFrame, probes: list[ProbeResult]) ->
         for row in baselines[(baselines["dataset"] == dataset) & baselines["reference"]].itertuples(index=False):
             with np.load(row.scores) as scores:
                 values = scores[row.baseline][:n]
-            rows.append({"dataset": dataset, "label": row.label,
-                         "bits_per_dim": float(_bpd(values.mean(), row.num_dims))})
+            rows.append(
+                {"dataset": dataset, "label": row.label, "bits_per_dim": float(_bpd(values.mean(), row.num_dims))}
+            )
     return pd.DataFrame(rows, columns=["dataset", "label", "bits_per_dim"])
 
 
@@ -803,9 +1044,11 @@ def iwae_table(curves: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
     table = table.reset_index()
     best_exact = curves[curves["exact"]].groupby(["dataset", "model"])["bits_per_dim"].mean().groupby("dataset")
     table["best exact flow (same examples)"] = table["dataset"].map(
-        {d: f"{g.min():.3f} ({g.idxmin()[1]})" for d, g in best_exact})
+        {d: f"{g.min():.3f} ({g.idxmin()[1]})" for d, g in best_exact}
+    )
     table["reference baseline (same examples)"] = table["dataset"].map(
-        {row.dataset: f"{row.bits_per_dim:.3f} ({row.label})" for row in references.itertuples(index=False)})
+        {row.dataset: f"{row.bits_per_dim:.3f} ({row.label})" for row in references.itertuples(index=False)}
+    )
     return table
 
 
@@ -824,25 +1067,39 @@ def iwae_chart(curves: pd.DataFrame, references: pd.DataFrame) -> alt.ConcatChar
         named = [(model, float(v)) for model, v in per_model.items() if v > ceiling]
         off += [f"{model} on {dataset}" for model, _ in named]
         domain = padded_domain(d["bits_per_dim"].tolist() + refs["bits_per_dim"].tolist(), ceiling)
-        y = alt.Y("bits_per_dim:Q", scale=alt.Scale(domain=domain, zero=False, nice=False),
-                  title="bits/dim (lower is better)")
+        y = alt.Y(
+            "bits_per_dim:Q", scale=alt.Scale(domain=domain, zero=False, nice=False), title="bits/dim (lower is better)"
+        )
         bound, exact = d[~d["exact"].astype(bool)], d[d["exact"].astype(bool)]
-        layers = [alt.Chart(bound).mark_line(point=True, clip=True).encode(
-            x=alt.X("k:Q", scale=alt.Scale(type="log"), title="k (importance samples)"), y=y, color=colour,
-            tooltip=["dataset", "model", "k", alt.Tooltip("bits_per_dim:Q", format=".4f")])]
+        layers = [
+            alt.Chart(bound)
+            .mark_line(point=True, clip=True)
+            .encode(
+                x=alt.X("k:Q", scale=alt.Scale(type="log"), title="k (importance samples)"),
+                y=y,
+                color=colour,
+                tooltip=["dataset", "model", "k", alt.Tooltip("bits_per_dim:Q", format=".4f")],
+            )
+        ]
         if len(exact):
-            layers.append(alt.Chart(exact.drop(columns="k")).mark_rule(strokeDash=[4, 3], clip=True).encode(
-                y=y, color=colour, tooltip=["dataset", "model", alt.Tooltip("bits_per_dim:Q", format=".4f")]))
+            layers.append(
+                alt.Chart(exact.drop(columns="k"))
+                .mark_rule(strokeDash=[4, 3], clip=True)
+                .encode(y=y, color=colour, tooltip=["dataset", "model", alt.Tooltip("bits_per_dim:Q", format=".4f")])
+            )
         lines = refs.assign(label=refs["label"] + " (baseline)")
-        panels.append(alt.layer(*layers, *_baseline_layers(lines, title="bits/dim (lower is better)")).properties(
-            width=PANEL_WIDTH, height=PANEL_HEIGHT, title=_panel_title(dataset, off_scale_note(named, ceiling))))
+        panels.append(
+            alt.layer(*layers, *_baseline_layers(lines, title="bits/dim (lower is better)")).properties(
+                width=PANEL_WIDTH, height=PANEL_HEIGHT, title=_panel_title(dataset, off_scale_note(named, ceiling))
+            )
+        )
     datasets = sorted(means["dataset"].unique())
     description = (
         "Line charts of the bound models' IWAE-k bits/dim against the number of importance samples k (log scale), "
         f"means over seeds, one panel per dataset ({_datasets_phrase(datasets)}), one colour per model; dashed "
         "horizontal lines are the exact flows' bits/dim on the same test examples, in their colours, and a grey "
-        "dotted line the dataset's reference baseline on them"
-        + (f"; off the scale: {', '.join(off)}." if off else "."))
+        "dotted line the dataset's reference baseline on them" + (f"; off the scale: {', '.join(off)}." if off else ".")
+    )
     return alt.concat(*panels, columns=2).properties(description=description)
 
 
@@ -855,8 +1112,15 @@ def per_class(runs: pd.DataFrame) -> pd.DataFrame:
                 continue
             frame = pd.DataFrame({"label": scores["labels"], "bpd": _bpd(scores["log_likelihood"], run.num_dims)})
         for label, group in frame.groupby("label"):
-            rows.append({"dataset": run.dataset, "model": run.model, "seed": run.seed, "class": int(label),
-                         "bits_per_dim": float(group["bpd"].mean())})
+            rows.append(
+                {
+                    "dataset": run.dataset,
+                    "model": run.model,
+                    "seed": run.seed,
+                    "class": int(label),
+                    "bits_per_dim": float(group["bpd"].mean()),
+                }
+            )
     return pd.DataFrame(rows, columns=["dataset", "model", "seed", "class", "bits_per_dim"])
 
 
@@ -887,12 +1151,20 @@ def baseline_per_class(baselines: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
             with np.load(row.scores) as scores:
                 values = _bpd(scores[row.baseline], row.num_dims)
             if len(values) != len(labels):
-                raise ValueError(f"{row.scores}: {len(values)} test scores of {row.baseline}, but the runs of {dataset} "
-                                 f"scored {len(labels)} test examples; rerun rule baselines for {dataset}")
+                raise ValueError(
+                    f"{row.scores}: {len(values)} test scores of {row.baseline}, but the runs of {dataset} "
+                    f"scored {len(labels)} test examples; rerun rule baselines for {dataset}"
+                )
             frame = pd.DataFrame({"class": labels, "bpd": values})
             for label, group in frame.groupby("class"):
-                rows.append({"dataset": dataset, "label": row.label, "class": int(label),
-                             "bits_per_dim": float(group["bpd"].mean())})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "label": row.label,
+                        "class": int(label),
+                        "bits_per_dim": float(group["bpd"].mean()),
+                    }
+                )
     return pd.DataFrame(rows, columns=["dataset", "label", "class", "bits_per_dim"])
 
 
@@ -901,7 +1173,9 @@ def per_class_chart(classes: pd.DataFrame, baselines: pd.DataFrame | None = None
     line per baseline (:func:`baseline_per_class`), one panel per labelled dataset. Each y axis reaches
     only the typical models (:func:`typical_ceiling`); a model above it is named in the panel's subtitle."""
     means = classes.groupby(["dataset", "model", "class"])["bits_per_dim"].mean().reset_index()
-    baselines = baselines if baselines is not None else pd.DataFrame(columns=["dataset", "label", "class", "bits_per_dim"])
+    baselines = (
+        baselines if baselines is not None else pd.DataFrame(columns=["dataset", "label", "class", "bits_per_dim"])
+    )
     colour = model_color(means["model"])
     panels, off = [], []
     for dataset, d in means.groupby("dataset", sort=True):
@@ -910,30 +1184,61 @@ def per_class_chart(classes: pd.DataFrame, baselines: pd.DataFrame | None = None
         worst = d.groupby("model")["bits_per_dim"].max()
         named = [(model, float(v)) for model, v in worst.items() if v > ceiling]
         off += [f"{model} on {dataset}" for model, _ in named]
-        y = alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(
-            domain=padded_domain(d["bits_per_dim"].tolist() + b["bits_per_dim"].tolist(), ceiling), zero=False,
-            nice=False))
+        y = alt.Y(
+            "bits_per_dim:Q",
+            title="test bits/dim",
+            scale=alt.Scale(
+                domain=padded_domain(d["bits_per_dim"].tolist() + b["bits_per_dim"].tolist(), ceiling),
+                zero=False,
+                nice=False,
+            ),
+        )
         x = alt.X("class:O", title="class", axis=alt.Axis(labelAngle=0))
-        layers = [alt.Chart(d).mark_line(point=True, clip=True).encode(
-            x=x, y=y, color=colour,
-            tooltip=["dataset", "model", "class", alt.Tooltip("bits_per_dim:Q", format=".3f")])]
+        layers = [
+            alt.Chart(d)
+            .mark_line(point=True, clip=True)
+            .encode(
+                x=x,
+                y=y,
+                color=colour,
+                tooltip=["dataset", "model", "class", alt.Tooltip("bits_per_dim:Q", format=".3f")],
+            )
+        ]
         if len(b):
             lines = b.assign(label=b["label"] + " (baseline)")
-            layers.append(alt.Chart(lines).mark_line(color=BASELINE_COLOUR, strokeDash=[2, 2], strokeWidth=1,
-                                                     clip=True).encode(
-                x=x, y=y, detail="label:N", tooltip=["dataset", alt.Tooltip("label:N", title="baseline"), "class",
-                                                     alt.Tooltip("bits_per_dim:Q", format=".3f")]))
+            layers.append(
+                alt.Chart(lines)
+                .mark_line(color=BASELINE_COLOUR, strokeDash=[2, 2], strokeWidth=1, clip=True)
+                .encode(
+                    x=x,
+                    y=y,
+                    detail="label:N",
+                    tooltip=[
+                        "dataset",
+                        alt.Tooltip("label:N", title="baseline"),
+                        "class",
+                        alt.Tooltip("bits_per_dim:Q", format=".3f"),
+                    ],
+                )
+            )
             last = lines[lines["class"] == lines["class"].max()]
-            layers.append(alt.Chart(last).mark_text(align="right", baseline="bottom", dy=-3, fontSize=9,
-                                                    color=BASELINE_COLOUR).encode(x=x, y=y, text="label:N"))
-        panels.append(alt.layer(*layers).properties(width=260, height=PANEL_HEIGHT,
-                                                    title=_panel_title(dataset, off_scale_note(named, ceiling))))
+            layers.append(
+                alt.Chart(last)
+                .mark_text(align="right", baseline="bottom", dy=-3, fontSize=9, color=BASELINE_COLOUR)
+                .encode(x=x, y=y, text="label:N")
+            )
+        panels.append(
+            alt.layer(*layers).properties(
+                width=260, height=PANEL_HEIGHT, title=_panel_title(dataset, off_scale_note(named, ceiling))
+            )
+        )
     datasets = sorted(means["dataset"].unique())
     description = (
         "Line charts of test bits/dim per class, one line per model (means over seeds), one panel per labelled "
         f"dataset ({_datasets_phrase(datasets) if datasets else 'none'}), one colour per model"
         + ("; grey dotted lines are the dataset's baselines per class" if len(baselines) else "")
-        + (f"; off the scale: {', '.join(off)}." if off else "."))
+        + (f"; off the scale: {', '.join(off)}." if off else ".")
+    )
     return alt.concat(*panels, columns=2).properties(description=description)
 
 
@@ -949,16 +1254,23 @@ def curve_variables(curves: pd.DataFrame, classes: pd.DataFrame) -> dict[str, An
         finite = group[np.isfinite(group)]
         if len(finite) and dataset in bound.index.get_level_values("dataset"):
             best_exact[dataset] = float(finite.min())
-            out.setdefault("iwae", {}).setdefault(dataset, {}).update({
-                "best_exact_model": model_label(str(finite.idxmin()[1])), "best_exact_bpd": round(float(finite.min()), 3)})
+            out.setdefault("iwae", {}).setdefault(dataset, {}).update(
+                {
+                    "best_exact_model": model_label(str(finite.idxmin()[1])),
+                    "best_exact_bpd": round(float(finite.min()), 3),
+                }
+            )
     for (dataset, model), group in bound.groupby(level=["dataset", "model"]):
         ks = group.index.get_level_values("k")
         first, last = group.iloc[0], group.iloc[-1]
         monotone = bool((np.diff(group.to_numpy()) <= 1e-9).all())
         entry = out.setdefault("iwae", {}).setdefault(dataset, {})
         entry[model] = {
-            "k_max": int(ks.max()), "elbo_bpd": round(float(first), 3), "iwae_max_bpd": round(float(last), 3),
-            "tightening_bpd": round(float(first - last), 3), "non_increasing": monotone,
+            "k_max": int(ks.max()),
+            "elbo_bpd": round(float(first), 3),
+            "iwae_max_bpd": round(float(last), 3),
+            "tightening_bpd": round(float(first - last), 3),
+            "non_increasing": monotone,
         }
         if dataset in best_exact:
             entry[model]["vs_best_exact_bpd"] = round(float(last) - best_exact[dataset], 3)
@@ -966,7 +1278,8 @@ def curve_variables(curves: pd.DataFrame, classes: pd.DataFrame) -> dict[str, An
         spread = classes.groupby(["dataset", "model", "class"])["bits_per_dim"].mean().groupby(["dataset", "model"])
         for (dataset, model), group in spread:
             out.setdefault("per_class", {}).setdefault(dataset, {})[model] = {
-                "easiest": int(group.idxmin()[2]), "hardest": int(group.idxmax()[2]),
+                "easiest": int(group.idxmin()[2]),
+                "hardest": int(group.idxmax()[2]),
                 "spread_bpd": round(float(group.max() - group.min()), 3),
             }
     return out

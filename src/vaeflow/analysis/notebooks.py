@@ -30,16 +30,21 @@ class WorkflowKernelManager(AsyncKernelManager):
 
     @property
     def kernel_spec(self) -> KernelSpec:
-        return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                          display_name=f"Python {platform.python_version()} (vaeflow)", language="python")
+        return KernelSpec(
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name=f"Python {platform.python_version()} (vaeflow)",
+            language="python",
+        )
 
     async def start_kernel(self, **kw: Any) -> None:
         await super().start_kernel(**kw)
         reported = await self._kernel_executable()
         if reported != sys.executable:
             await self.shutdown_kernel(now=True)
-            raise RuntimeError(f"the notebook kernel runs on {reported}, not on the workflow's interpreter "
-                               f"{sys.executable}. Check ipykernel is installed in {sys.prefix}.")
+            raise RuntimeError(
+                f"the notebook kernel runs on {reported}, not on the workflow's interpreter "
+                f"{sys.executable}. Check ipykernel is installed in {sys.prefix}."
+            )
 
     async def _kernel_executable(self) -> str:
         """The kernel's own ``sys.executable``, read through a silent user expression."""
@@ -47,8 +52,9 @@ class WorkflowKernelManager(AsyncKernelManager):
         kc.start_channels()
         try:
             await kc.wait_for_ready(timeout=60)
-            msg_id = kc.execute("", silent=True, store_history=False,
-                                user_expressions={"exe": "__import__('sys').executable"})
+            msg_id = kc.execute(
+                "", silent=True, store_history=False, user_expressions={"exe": "__import__('sys').executable"}
+            )
             while (reply := await kc.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != msg_id:
                 pass
             return ast.literal_eval(reply["content"]["user_expressions"]["exe"]["data"]["text/plain"])
@@ -76,13 +82,20 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
     kept.unlink(missing_ok=True)
     try:
         nb = papermill.execute_notebook(
-            str(source), str(running), parameters=parameters, kernel_name="python3",
-            progress_bar=False, cwd=str(Path.cwd()), kernel_manager_class=WorkflowKernelManager,
+            str(source),
+            str(running),
+            parameters=parameters,
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(Path.cwd()),
+            kernel_manager_class=WorkflowKernelManager,
         )
-        nb.metadata["vaeflow"] = {"interpreter": {
-            "executable": sys.executable,  # checked against the kernel's own report by WorkflowKernelManager
-            "python_version": nb.metadata["language_info"]["version"],  # from the kernel's kernel_info reply
-        }}
+        nb.metadata["vaeflow"] = {
+            "interpreter": {
+                "executable": sys.executable,  # checked against the kernel's own report by WorkflowKernelManager
+                "python_version": nb.metadata["language_info"]["version"],  # from the kernel's kernel_info reply
+            }
+        }
         nbformat.write(nb, running)
     except PapermillExecutionError as exc:
         _keep(running, kept)
@@ -123,8 +136,11 @@ def _mark_dead_cell(notebook: Path) -> str:
     index, cell = started[-1]
     cell.metadata.papermill.update(status="failed", exception=True)
     nb.metadata.papermill["exception"] = True
-    cell.outputs.append(nbformat.v4.new_output(
-        "stream", name="stderr", text="vaeflow: the kernel process died while running this cell\n"))
+    cell.outputs.append(
+        nbformat.v4.new_output(
+            "stream", name="stderr", text="vaeflow: the kernel process died while running this cell\n"
+        )
+    )
     nbformat.write(nb, notebook)
     first = next((line for line in cell.source.splitlines() if line.strip()), "")
     return f"while running the cell at index {index} of the kept notebook (counting from 0), which begins `{first}`"

@@ -66,8 +66,7 @@ class UnknownDatasetError(ValueError):
 def _known(name: str) -> None:
     if name not in DATASETS:
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}. "
-            f"Fix the datasets block of the config."
+            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}. Fix the datasets block of the config."
         )
 
 

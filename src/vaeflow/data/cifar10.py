@@ -50,6 +50,8 @@ def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
         splits = {split: (luma(x), y) for split, (x, y) in splits.items()}
     n_train, n_test = len(splits["train"][0]), len(splits["test"][0])
     colour = "grey (ITU-R BT.601 luma, rounded half up)" if opts["grey"] else "RGB"
-    source = (f"CIFAR-10 (Krizhevsky 2009), {colour}: official {n_train:,}/{n_test:,} train/test split, val carved "
-              f"from train; python-version pickles ({provenance(NAME, files)})")
+    source = (
+        f"CIFAR-10 (Krizhevsky 2009), {colour}: official {n_train:,}/{n_test:,} train/test split, val carved "
+        f"from train; python-version pickles ({provenance(NAME, files)})"
+    )
     return split_official(NAME, LEVELS, splits["train"], splits["test"], opts, seed, source)

@@ -27,8 +27,10 @@ def load_images() -> tuple[np.ndarray, np.ndarray]:
     bunch = load_digits()
     images = bunch.images.astype(np.uint8)[:, None, :, :]
     if images.shape != (N_IMAGES, *SHAPE):
-        raise ValueError(f"sklearn.datasets.load_digits() gave images of shape {images.shape}, expected "
-                         f"{(N_IMAGES, *SHAPE)}; update N_IMAGES and SHAPE in {__name__}")
+        raise ValueError(
+            f"sklearn.datasets.load_digits() gave images of shape {images.shape}, expected "
+            f"{(N_IMAGES, *SHAPE)}; update N_IMAGES and SHAPE in {__name__}"
+        )
     return images, bunch.target.astype(np.int64)
 
 
@@ -50,5 +52,8 @@ def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
     import sklearn
 
     images, labels = load_images()
-    source = f"scikit-learn {sklearn.__version__}: sklearn.datasets.load_digits() (UCI optical handwritten digits, 8x8, 0..16)"
+    source = (
+        f"scikit-learn {sklearn.__version__}: sklearn.datasets.load_digits() (UCI optical handwritten digits, "
+        "8x8, 0..16)"
+    )
     return split_labelled(NAME, LEVELS, images, labels, opts, seed, source)

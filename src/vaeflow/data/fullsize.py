@@ -93,13 +93,15 @@ def path_option(dataset: str, value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"dataset {dataset!r}: option path must be a directory name (a non-empty string) or null, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"dataset {dataset!r}: option path must be a directory name (a non-empty string) or null, got {value!r}"
+        )
     return value
 
 
 def provenance(dataset: str, files: dict[str, Path]) -> str:
-    """``name sha256 <first 12 hex digits>`` of each raw file (verified by :func:`locate_raw_files`), for the source line."""
+    """``name sha256 <first 12 hex digits>`` of each raw file (verified by :func:`locate_raw_files`),
+    for the source line."""
     return ", ".join(f"{name} sha256 {raw_file(dataset, name).sha256[:12]}" for name in files)
 
 
@@ -110,8 +112,10 @@ def load_idx(dataset: str, files: dict[str, Path]) -> dict[str, tuple[np.ndarray
         images = read_idx_images(files[images_name], 28, 28)
         labels = read_idx_labels(files[labels_name], 10)
         if len(images) != len(labels):
-            raise ValueError(f"dataset {dataset!r}: {files[images_name]} holds {len(images)} images but "
-                             f"{files[labels_name]} holds {len(labels)} labels; the files do not belong together")
+            raise ValueError(
+                f"dataset {dataset!r}: {files[images_name]} holds {len(images)} images but "
+                f"{files[labels_name]} holds {len(labels)} labels; the files do not belong together"
+            )
         out[split] = (images, labels)
     return out
 
@@ -133,6 +137,8 @@ def build_idx(dataset: str, title: str, options: dict[str, Any] | None, seed: in
     files = locate_raw_files(dataset, path_option(dataset, opts["path"]))
     splits = load_idx(dataset, files)
     n_train, n_test = len(splits["train"][0]), len(splits["test"][0])
-    source = (f"{title}: official {n_train:,}/{n_test:,} train/test split, val carved from train; "
-              f"gzip'd IDX files ({provenance(dataset, files)})")
+    source = (
+        f"{title}: official {n_train:,}/{n_test:,} train/test split, val carved from train; "
+        f"gzip'd IDX files ({provenance(dataset, files)})"
+    )
     return split_official(dataset, LEVELS, splits["train"], splits["test"], opts, seed, source)

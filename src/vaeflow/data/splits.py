@@ -26,7 +26,8 @@ def check_fractions(dataset: str, val_fraction: float, test_fraction: float) -> 
 
 
 def holdout_size(n: int, fraction: float) -> int:
-    """Examples a ``fraction`` of ``n`` holds out: ``ceil(fraction·n)``, scikit-learn's ``train_test_split`` rounding."""
+    """Examples a ``fraction`` of ``n`` holds out: ``ceil(fraction·n)``, scikit-learn's ``train_test_split``
+    rounding."""
     return math.ceil(fraction * n)
 
 
@@ -70,7 +71,8 @@ def band_bounds(height: int, val_fraction: float, test_fraction: float) -> dict[
 
 
 def grid_origins(row_start: int, row_stop: int, width: int, patch: int, stride: int) -> np.ndarray:
-    """Top-left ``(row, col)`` of every ``patch×patch`` window on a ``stride`` grid inside rows ``[row_start, row_stop)``.
+    """Top-left ``(row, col)`` of every ``patch×patch`` window on a ``stride`` grid inside rows
+    ``[row_start, row_stop)``.
 
     Windows start at ``(row_start, 0)`` and never cross ``row_stop`` or ``width``;
     the result is int64 of shape ``(n, 2)``, row-major order.

@@ -56,7 +56,9 @@ class PreparedDataset:
         for split in SPLITS:
             a = self.split(split)
             if not isinstance(a, np.ndarray) or a.ndim < 2:
-                raise ValueError(f"dataset {self.name!r}: split {split!r} must be an array (N, ...), got {type(a).__name__}")
+                raise ValueError(
+                    f"dataset {self.name!r}: split {split!r} must be an array (N, ...), got {type(a).__name__}"
+                )
             if a.shape[1:] != shape or a.dtype != dtype:
                 raise ValueError(
                     f"dataset {self.name!r}: split {split!r} has examples {a.shape[1:]} {a.dtype}, "
@@ -64,9 +66,7 @@ class PreparedDataset:
                 )
             y = self.labels(split)
             if y is not None and (y.ndim != 1 or len(y) != len(a)):
-                raise ValueError(
-                    f"dataset {self.name!r}: {split}_labels has shape {y.shape}, expected ({len(a)},)"
-                )
+                raise ValueError(f"dataset {self.name!r}: {split}_labels has shape {y.shape}, expected ({len(a)},)")
         if self.levels is not None and self.levels < 2:
             raise ValueError(f"dataset {self.name!r}: levels must be None or >= 2, got {self.levels}")
         try:
@@ -176,8 +176,7 @@ def manifest_of(ds: PreparedDataset) -> dict[str, Any]:
         "seed": int(ds.seed),
         "options": ds.options,
         "arrays": {
-            key: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": array_sha256(a)}
-            for key, a in arrays.items()
+            key: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": array_sha256(a)} for key, a in arrays.items()
         },
     }
 
@@ -210,9 +209,7 @@ def load_prepared(npz_path: str | os.PathLike, manifest_path: str | os.PathLike 
     manifest_path = npz_path.with_suffix(".json") if manifest_path is None else Path(manifest_path)
     name = npz_path.stem
     if not npz_path.is_file():
-        raise FileNotFoundError(
-            f"prepared dataset {name!r}: {npz_path} does not exist; run `snakemake` to prepare it"
-        )
+        raise FileNotFoundError(f"prepared dataset {name!r}: {npz_path} does not exist; run `snakemake` to prepare it")
     if not manifest_path.is_file():
         raise _checksum_error(name, "the manifest is missing", npz_path, manifest_path)
     try:

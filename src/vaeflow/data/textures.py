@@ -23,7 +23,12 @@ LEVELS = 256
 IMAGES: tuple[str, ...] = ("brick", "grass", "gravel", "camera", "coins", "moon")
 #: (height, width) of each photograph (checked when it is loaded), so split sizes are known without loading
 IMAGE_SHAPES: dict[str, tuple[int, int]] = {
-    "brick": (512, 512), "grass": (512, 512), "gravel": (512, 512), "camera": (512, 512), "coins": (303, 384), "moon": (512, 512),
+    "brick": (512, 512),
+    "grass": (512, 512),
+    "gravel": (512, 512),
+    "camera": (512, 512),
+    "coins": (303, 384),
+    "moon": (512, 512),
 }
 DEFAULTS: dict[str, Any] = {
     "patch": 16,
@@ -38,7 +43,8 @@ def check_images(images: Any) -> list[str]:
     """Validate the ``images`` option: a non-empty list of distinct names from :data:`IMAGES`."""
     if isinstance(images, str) or not isinstance(images, (list, tuple)) or not images:
         raise ValueError(
-            f"dataset {NAME!r}: option images must be a non-empty list of names from {', '.join(IMAGES)}; got {images!r}"
+            f"dataset {NAME!r}: option images must be a non-empty list of names from {', '.join(IMAGES)}; got "
+            f"{images!r}"
         )
     unknown = [name for name in images if name not in IMAGES]
     if unknown:
@@ -58,8 +64,10 @@ def load_image(name: str) -> np.ndarray:
     check_images([name])
     image = getattr(skimage.data, name)()
     if image.dtype != np.uint8 or image.shape != IMAGE_SHAPES[name]:
-        raise ValueError(f"skimage.data.{name}() returned {image.dtype} {image.shape}, expected a uint8 grey image "
-                         f"of shape {IMAGE_SHAPES[name]}; update IMAGE_SHAPES in {__name__}")
+        raise ValueError(
+            f"skimage.data.{name}() returned {image.dtype} {image.shape}, expected a uint8 grey image "
+            f"of shape {IMAGE_SHAPES[name]}; update IMAGE_SHAPES in {__name__}"
+        )
     return image
 
 
@@ -79,8 +87,11 @@ def patch_origins(
             raise ValueError(
                 f"dataset {NAME!r}: the {split} band of image {name!r} is rows {start}..{stop} "
                 f"({stop - start} x {width} pixels), too small for patch={patch}; "
-                + ("lower patch, or lower val_fraction and test_fraction (train gets the rows they leave)"
-                   if split == "train" else f"lower patch or raise {split}_fraction")
+                + (
+                    "lower patch, or lower val_fraction and test_fraction (train gets the rows they leave)"
+                    if split == "train"
+                    else f"lower patch or raise {split}_fraction"
+                )
             )
         origins[split] = grid_origins(start, stop, width, patch, stride if split == "train" else patch)
     return origins
@@ -112,7 +123,9 @@ def split_sizes(options: dict[str, Any] | None) -> dict[str, int]:
     opts = _checked_options(options)
     sizes = dict.fromkeys(SPLITS, 0)
     for name in opts["images"]:
-        origins = patch_origins(name, IMAGE_SHAPES[name], opts["patch"], opts["stride"], opts["val_fraction"], opts["test_fraction"])
+        origins = patch_origins(
+            name, IMAGE_SHAPES[name], opts["patch"], opts["stride"], opts["val_fraction"], opts["test_fraction"]
+        )
         for split, found in origins.items():
             sizes[split] += len(found)
     return sizes

@@ -66,8 +66,8 @@ def checkerboard_black(points: np.ndarray) -> np.ndarray:
 def checkerboard(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Uniform on the 8 black squares (side 2) of a 4×4 checkerboard covering ``[-4, 4)^2``."""
     square = _balanced_components(n, 8, rng)
-    col = square % 4                      # 0..3, left to right
-    row = 2 * (square // 4) + (col % 2)   # 0..3, rows with col+row even: the black squares
+    col = square % 4  # 0..3, left to right
+    row = 2 * (square // 4) + (col % 2)  # 0..3, rows with col+row even: the black squares
     corner = (CHECKERBOARD_CELL * np.stack([col, row], axis=1) - 4.0).astype(np.float32)
     points = corner + (CHECKERBOARD_CELL * rng.uniform(0.0, 1.0, (n, 2))).astype(np.float32)
     # float32 rounding may land a point on the far edge, i.e. in the neighbouring white square
@@ -111,7 +111,8 @@ def _checked_options(options: dict[str, Any] | None) -> dict[str, Any]:
     opts = fill_options(NAME, options, DEFAULTS)
     if opts["density"] not in DENSITIES:
         raise ValueError(
-            f"dataset {NAME!r}: unknown density {opts['density']!r}; option density must be one of {', '.join(DENSITIES)}"
+            f"dataset {NAME!r}: unknown density {opts['density']!r}; option density must be one of "
+            f"{', '.join(DENSITIES)}"
         )
     opts.update({f"n_{split}": int_option(NAME, f"n_{split}", opts[f"n_{split}"], 1) for split in SPLITS})
     return opts

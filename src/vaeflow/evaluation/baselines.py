@@ -53,18 +53,24 @@ def check_levels(data: PreparedDataset) -> int:
     """``K`` of an image dataset, after checking that every split holds integers in ``0 … K-1``."""
     levels = data.levels
     if levels is None:
-        raise ValueError(f"dataset {data.name!r} has no grey levels (levels = None): the discrete baselines "
-                         "need images of integer levels; real vectors get the Gaussian baseline")
+        raise ValueError(
+            f"dataset {data.name!r} has no grey levels (levels = None): the discrete baselines "
+            "need images of integer levels; real vectors get the Gaussian baseline"
+        )
     for split in SPLITS:
         x = data.split(split)
         if not np.issubdtype(x.dtype, np.integer):
-            raise ValueError(f"dataset {data.name!r}: split {split!r} is {x.dtype}, but levels = {levels} asks for "
-                             f"integer grey levels; prepare the dataset again (rule prepare_data)")
+            raise ValueError(
+                f"dataset {data.name!r}: split {split!r} is {x.dtype}, but levels = {levels} asks for "
+                f"integer grey levels; prepare the dataset again (rule prepare_data)"
+            )
         low, high = int(x.min()), int(x.max())
         if low < 0 or high >= levels:
-            raise ValueError(f"dataset {data.name!r}: split {split!r} holds grey levels {low} … {high}, outside "
-                             f"0 … {levels - 1} (levels = {levels} in its manifest); the prepared data do not match "
-                             f"their manifest: delete results/data/{data.name}.npz and .json and rerun snakemake")
+            raise ValueError(
+                f"dataset {data.name!r}: split {split!r} holds grey levels {low} … {high}, outside "
+                f"0 … {levels - 1} (levels = {levels} in its manifest); the prepared data do not match "
+                f"their manifest: delete results/data/{data.name}.npz and .json and rerun snakemake"
+            )
     return levels
 
 
@@ -108,8 +114,10 @@ def gaussian_log_prob(mean: np.ndarray, cov: np.ndarray, x: np.ndarray, name: st
     try:
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError as err:
-        raise ValueError(f"dataset {name!r}: the training split's covariance is singular (a constant or linearly "
-                         f"dependent coordinate), so the Gaussian baseline has no density; check the data") from err
+        raise ValueError(
+            f"dataset {name!r}: the training split's covariance is singular (a constant or linearly "
+            f"dependent coordinate), so the Gaussian baseline has no density; check the data"
+        ) from err
     num_dims = len(mean)
     log_det = 2.0 * np.log(np.diag(chol)).sum()
     white = np.linalg.solve(chol, (_flat(x).astype(np.float64) - mean).T)  # L⁻¹(x - μ), shape (D, N)
@@ -123,8 +131,17 @@ def _summary(log_prob: np.ndarray, num_dims: int) -> tuple[float, float]:
     return float(bpd.mean()), se
 
 
-def _entry(name: str, label: str, description: str, quantity: str, parameters: int, fitted_on: str | None,
-           reference: bool, scores: dict[str, np.ndarray], num_dims: int) -> tuple[dict[str, Any], np.ndarray]:
+def _entry(
+    name: str,
+    label: str,
+    description: str,
+    quantity: str,
+    parameters: int,
+    fitted_on: str | None,
+    reference: bool,
+    scores: dict[str, np.ndarray],
+    num_dims: int,
+) -> tuple[dict[str, Any], np.ndarray]:
     summaries = {split: _summary(scores[split], num_dims) for split in SPLITS}
     return {
         "name": name,
@@ -146,25 +163,48 @@ def baselines(data: PreparedDataset) -> list[tuple[dict[str, Any], np.ndarray]]:
     splits = {split: data.split(split) for split in SPLITS}
     if data.levels is None:
         mean, cov = fit_gaussian(data.train)
-        return [_entry(
-            "gaussian", "Gaussian",
-            "Gaussian with the maximum-likelihood mean and full covariance of the training split",
-            EXACT_DENSITY, num_dims + num_dims * (num_dims + 1) // 2, "train", True,
-            {split: gaussian_log_prob(mean, cov, x, data.name) for split, x in splits.items()}, num_dims)]
+        return [
+            _entry(
+                "gaussian",
+                "Gaussian",
+                "Gaussian with the maximum-likelihood mean and full covariance of the training split",
+                EXACT_DENSITY,
+                num_dims + num_dims * (num_dims + 1) // 2,
+                "train",
+                True,
+                {split: gaussian_log_prob(mean, cov, x, data.name) for split, x in splits.items()},
+                num_dims,
+            )
+        ]
     levels = check_levels(data)
     uniform, uniform_test = _entry(
-        "uniform", "uniform", f"uniform over the K = {levels} grey levels of every pixel: log2 K bits/dim",
-        EXACT_DISCRETE, 0, None, False, {split: uniform_log_prob(x, levels) for split, x in splits.items()}, num_dims)
+        "uniform",
+        "uniform",
+        f"uniform over the K = {levels} grey levels of every pixel: log2 K bits/dim",
+        EXACT_DISCRETE,
+        0,
+        None,
+        False,
+        {split: uniform_log_prob(x, levels) for split, x in splits.items()},
+        num_dims,
+    )
     # exactly, not up to the rounding of -D log K / (D ln 2): every example costs the same
-    uniform.update(bits_per_dim={split: math.log2(levels) for split in SPLITS},
-                   bits_per_dim_se={split: 0.0 for split in SPLITS})
+    uniform.update(
+        bits_per_dim={split: math.log2(levels) for split in SPLITS}, bits_per_dim_se={split: 0.0 for split in SPLITS}
+    )
     log_p = fit_independent_pixels(data.train, levels)
     pixels = _entry(
-        "independent_pixels", "independent pixels",
+        "independent_pixels",
+        "independent pixels",
         f"a categorical over the K = {levels} levels for each of the D = {num_dims} pixels, independently: "
         "add-one (Laplace) smoothed level counts of the training split, p_d(k) = (n_d(k) + 1) / (N_train + K)",
-        EXACT_DISCRETE, num_dims * (levels - 1), "train", True,
-        {split: independent_pixels_log_prob(log_p, x) for split, x in splits.items()}, num_dims)
+        EXACT_DISCRETE,
+        num_dims * (levels - 1),
+        "train",
+        True,
+        {split: independent_pixels_log_prob(log_p, x) for split, x in splits.items()},
+        num_dims,
+    )
     return [(uniform, uniform_test), pixels]
 
 
@@ -176,8 +216,9 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_baselines(data_path: str | os.PathLike[str], out: str | os.PathLike[str],
-                    scores_path: str | os.PathLike[str]) -> dict[str, Any]:
+def write_baselines(
+    data_path: str | os.PathLike[str], out: str | os.PathLike[str], scores_path: str | os.PathLike[str]
+) -> dict[str, Any]:
     """Compute every baseline of the prepared dataset at ``data_path`` (its sha256 checked against
     the manifest beside it) and write ``out`` (JSON) and ``scores_path`` (per-example test
     log-likelihood in nats, one array per baseline, plus the test labels), both atomically."""
@@ -205,6 +246,7 @@ def write_baselines(data_path: str | os.PathLike[str], out: str | os.PathLike[st
     arrays = {entry["name"]: test for entry, test in entries}
     if data.test_labels is not None:
         arrays["labels"] = data.test_labels
+
     def save_scores(path: Path) -> None:
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)

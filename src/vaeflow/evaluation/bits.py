@@ -1,6 +1,6 @@
 """Bits per dimension from a log-likelihood in nats.
 
-Convention (see :mod:`vaeflow.models.base` and DESIGN.md, "Likelihood accounting"): every
+Convention (see :mod:`vaeflow.models.base` and docs/design.md, "Likelihood accounting"): every
 model's ``log_prob`` is already on the scale of unit-width bins in *level units*.
 
 * Flows receive dequantised levels ``y = x + u`` and carry the ``1/K`` rescaling, with its

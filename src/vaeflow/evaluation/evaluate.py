@@ -28,8 +28,14 @@ class NonFiniteMetricError(RuntimeError):
 
 
 def _per_example(
-    model: DensityModel, x: torch.Tensor, levels: int | None, draws: int, seed: int, batch: int,
-    score: str, k: int = 1,
+    model: DensityModel,
+    x: torch.Tensor,
+    levels: int | None,
+    draws: int,
+    seed: int,
+    batch: int,
+    score: str,
+    k: int = 1,
 ) -> torch.Tensor:
     """Per-example log-likelihood (nats), averaged over ``draws`` fixed noise draws.
 
@@ -60,7 +66,9 @@ def _summary(values: torch.Tensor, num_dims: int, what: str) -> dict[str, float]
 
 
 def evaluate(
-    model: DensityModel, data: PreparedDataset, settings: dict[str, Any],
+    model: DensityModel,
+    data: PreparedDataset,
+    settings: dict[str, Any],
 ) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
     """Score ``model`` on train (a subset), val and test; draw samples; time both.
 
@@ -104,9 +112,12 @@ def evaluate(
                 iwae = _per_example(model, x, score="bound", k=k, **common)
                 block["iwae"] = {"k": k, "name": label, **_summary(iwae, model.num_dims, label)}
                 # the headline test number of a bound is its tightest (importance-weighted) form
-                block.update(bits_per_dim=block["iwae"]["bits_per_dim"], bound=label,
-                             log_likelihood_nats=block["iwae"]["log_likelihood_nats"],
-                             bits_per_dim_se=block["iwae"]["bits_per_dim_se"])
+                block.update(
+                    bits_per_dim=block["iwae"]["bits_per_dim"],
+                    bound=label,
+                    log_likelihood_nats=block["iwae"]["log_likelihood_nats"],
+                    bits_per_dim_se=block["iwae"]["bits_per_dim_se"],
+                )
         metrics[name] = block
         if name == "test":
             test_scores["log_prob"] = scores.numpy()
@@ -122,8 +133,10 @@ def evaluate(
         raise NonFiniteMetricError("every sample the model drew is non-finite; refusing to write them to results")
     metrics["nonfinite_samples"] = int((~finite).sum())
     if not finite.all():  # e.g. a flow's inverse overflowing at temperature 1: said, counted, never written
-        print(f"warning: {metrics['nonfinite_samples']} of {len(samples)} samples were non-finite (the model's "
-              f"sampling direction overflowed); they are left out of samples.npz and counted in nonfinite_samples")
+        print(
+            f"warning: {metrics['nonfinite_samples']} of {len(samples)} samples were non-finite (the model's "
+            f"sampling direction overflowed); they are left out of samples.npz and counted in nonfinite_samples"
+        )
         samples = samples[finite]
     metrics["throughput"] = timing
     metrics["diagnostics"] = model.diagnostics()

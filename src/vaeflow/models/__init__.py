@@ -79,4 +79,17 @@ def build_model(
     return cls(tuple(data_shape), levels, **options)
 
 
-__all__ = ["FFJORD", "FlowPP", "Glow", "IAF", "MAF", "MODELS", "DensityModel", "RealNVP", "VAE", "VAEIAF", "build_model", "model_options"]
+__all__ = [
+    "FFJORD",
+    "FlowPP",
+    "Glow",
+    "IAF",
+    "MAF",
+    "MODELS",
+    "DensityModel",
+    "RealNVP",
+    "VAE",
+    "VAEIAF",
+    "build_model",
+    "model_options",
+]

@@ -1,6 +1,6 @@
 """The one interface every model of the study implements.
 
-Input spaces and likelihood accounting (see shared DESIGN.md):
+Input spaces and likelihood accounting (see docs/design.md):
 
 * Image data arrive as integer grey levels ``x ∈ {0, …, K-1}^D`` stored as floats
   (``levels = K``); toy data arrive as real vectors (``levels = None``).
@@ -81,8 +81,10 @@ class DensityModel(nn.Module, ABC):
         """The latent code ``(B, L)`` of inputs ``x`` in the model's input space (what ``log_prob``
         takes: dequantised levels for a continuous model on images), deterministic but for the
         draws from ``generator`` a model may need. Described in words by :attr:`latent_source`."""
-        raise NotImplementedError(f"{type(self).__name__} does not say how to reach its latent space; "
-                                  "implement latent(), latent_source and from_latent()")
+        raise NotImplementedError(
+            f"{type(self).__name__} does not say how to reach its latent space; "
+            "implement latent(), latent_source and from_latent()"
+        )
 
     @property
     def latent_source(self) -> str:

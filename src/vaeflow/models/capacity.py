@@ -37,8 +37,9 @@ def nearest_width(params: Callable[[int], int], target: int, start: int = 16, lo
     return min((low - 1, low), key=lambda w: abs(params(w) - target)) if low > 4 else low
 
 
-def fit_to_budget(name: str, data_shape: tuple[int, ...], levels: int | None, options: Mapping[str, Any],
-                  budget: int) -> dict[str, Any]:
+def fit_to_budget(
+    name: str, data_shape: tuple[int, ...], levels: int | None, options: Mapping[str, Any], budget: int
+) -> dict[str, Any]:
     """``options`` with the model's width option set so that its parameter count is nearest ``budget``.
 
     Raises ValueError, naming the model, the width option and the count reached, when no width
@@ -61,5 +62,6 @@ def fit_to_budget(name: str, data_shape: tuple[int, ...], levels: int | None, op
         raise ValueError(
             f"model {name!r} on data of shape {tuple(data_shape)}: no {key} brings it within a factor {TOLERANCE} of "
             f"the parameter budget {budget:,} ({key}={width} gives {reached:,}); change its other options "
-            f"(depth, blocks, scales) or the dataset's parameter_budget in the config")
+            f"(depth, blocks, scales) or the dataset's parameter_budget in the config"
+        )
     return {**options, key: width}

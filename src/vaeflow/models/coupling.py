@@ -138,13 +138,17 @@ class AffineCoupling(Bijection):
         return z_masked + (1.0 - self.mask) * (z - t) * torch.exp(-s)
 
 
-def checkerboard_coupling(channels: int, height: int, width: int, parity: int, hidden: int, res_blocks: int) -> AffineCoupling:
+def checkerboard_coupling(
+    channels: int, height: int, width: int, parity: int, hidden: int, res_blocks: int
+) -> AffineCoupling:
     """Checkerboard-masked image coupling; the mask is appended to the conditioner input."""
     mask = checkerboard_mask(channels, height, width, parity)
     return AffineCoupling(mask, ConvNet(channels + 1, 2 * channels, hidden, res_blocks), append_mask=True)
 
 
-def channel_coupling(channels: int, height: int, width: int, parity: int, hidden: int, res_blocks: int) -> AffineCoupling:
+def channel_coupling(
+    channels: int, height: int, width: int, parity: int, hidden: int, res_blocks: int
+) -> AffineCoupling:
     """Channel-masked image coupling (used after a squeeze)."""
     mask = channel_mask(channels, height, width, parity)
     return AffineCoupling(mask, ConvNet(channels, 2 * channels, hidden, res_blocks))

@@ -3,7 +3,7 @@
 * Discretised logistic likelihood of PixelCNN++ (Salimans et al. 2017, §2.1, eq. 2),
   in *level units*: bins of unit width centred on the integers ``0 … K-1``, the two edge
   bins extended to ``±∞`` so the masses over the ``K`` levels sum to one.
-* Gaussian log-densities with every ``-½·log 2π`` constant kept (DESIGN.md, "Likelihood
+* Gaussian log-densities with every ``-½·log 2π`` constant kept (docs/design.md, "Likelihood
   accounting": the constants do not always cancel, e.g. in IWAE weights).
 
 Every log-density is computed and summed in (at least) float32, whatever the dtype of the

@@ -247,9 +247,7 @@ class CNF(nn.Module):
             self.log_time_length = nn.Parameter(log_t)
         else:
             self.register_buffer("log_time_length", log_t)
-        self.register_buffer(
-            "probes", trace_probes(dynamics.event_shape, dynamics.receptive_radius), persistent=False
-        )
+        self.register_buffer("probes", trace_probes(dynamics.event_shape, dynamics.receptive_radius), persistent=False)
 
     @property
     def time_length(self) -> Tensor:
@@ -367,8 +365,13 @@ class FFJORD(Flow):
         check_choice("FFJORD", "eval_solver", eval_solver, methods, "a torchdiffeq method")
         time_length = time_length if time_length is not None else (1.0 if image else 0.5)
         train_time = train_time if train_time is not None else not image
-        for name, value in (("atol", atol), ("rtol", rtol), ("eval_atol", eval_atol), ("eval_rtol", eval_rtol),
-                            ("time_length", time_length)):
+        for name, value in (
+            ("atol", atol),
+            ("rtol", rtol),
+            ("eval_atol", eval_atol),
+            ("eval_rtol", eval_rtol),
+            ("time_length", time_length),
+        ):
             check_positive("FFJORD", name, value)
         activation = activation or ("softplus" if image else "tanh")
         check_choice("FFJORD", "activation", activation, sorted(ACTIVATIONS), "smooth, for the ODE")
@@ -378,20 +381,40 @@ class FFJORD(Flow):
         self.preprocess = None if self.levels is None else LogitPreprocess(self.levels, logit_alpha)
         width = hidden_channels if image else hidden
         self.blocks = nn.ModuleList(
-            [CNF(Dynamics(self.data_shape, int(width), int(layers), activation), float(time_length), bool(train_time),
-                 noise) for _ in range(int(blocks))]
+            [
+                CNF(
+                    Dynamics(self.data_shape, int(width), int(layers), activation),
+                    float(time_length),
+                    bool(train_time),
+                    noise,
+                )
+                for _ in range(int(blocks))
+            ]
         )
         self.train_trace = trace
         self.exact_trace_max_dim = int(exact_trace_max_dim)
         if self.num_dims > self.exact_trace_max_dim:
             self.density_estimator = "unbiased Hutchinson estimate of the log-det"
-        self.train_settings = SolverSettings(solver, float(atol), float(rtol), int(solver_steps), int(max_num_steps),
-                                             bool(adjoint))
-        self.eval_settings = SolverSettings(eval_solver, float(eval_atol), float(eval_rtol),
-                                            int(eval_solver_steps or solver_steps), int(max_num_steps), False)
+        self.train_settings = SolverSettings(
+            solver, float(atol), float(rtol), int(solver_steps), int(max_num_steps), bool(adjoint)
+        )
+        self.eval_settings = SolverSettings(
+            eval_solver,
+            float(eval_atol),
+            float(eval_rtol),
+            int(eval_solver_steps or solver_steps),
+            int(max_num_steps),
+            False,
+        )
         # function-evaluation counters (not saved with the state dict)
-        self._nfe: dict[str, float] = {"train_last": 0.0, "train_total": 0.0, "train_solves": 0.0,
-                                       "eval_last": 0.0, "eval_total": 0.0, "eval_solves": 0.0}
+        self._nfe: dict[str, float] = {
+            "train_last": 0.0,
+            "train_total": 0.0,
+            "train_solves": 0.0,
+            "eval_last": 0.0,
+            "eval_total": 0.0,
+            "eval_solves": 0.0,
+        }
         # the last training solve's right-hand sides and their call counts when the forward solve ended
         self._last_train_rhs: list[tuple[_RightHandSide, int]] = []
 

@@ -64,7 +64,14 @@ class VariationalDequantizer(nn.Module):
     """
 
     def __init__(
-        self, data_shape: tuple[int, int, int], levels: int, *, steps: int, hidden: int, res_blocks: int, components: int
+        self,
+        data_shape: tuple[int, int, int],
+        levels: int,
+        *,
+        steps: int,
+        hidden: int,
+        res_blocks: int,
+        components: int,
     ) -> None:
         super().__init__()
         channels, height, width = data_shape
@@ -75,7 +82,9 @@ class VariationalDequantizer(nn.Module):
             nn.ReLU(),
         )
         self.couplings = nn.ModuleList(
-            checkerboard_mixture_coupling(channels, height, width, i % 2, hidden, res_blocks, components, context_channels=hidden)
+            checkerboard_mixture_coupling(
+                channels, height, width, i % 2, hidden, res_blocks, components, context_channels=hidden
+            )
             for i in range(steps)
         )
 
@@ -100,7 +109,9 @@ class VariationalDequantizer(nn.Module):
 
     def sample_and_log_q(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Draw ``u ~ q(u|x)`` (reparameterised) and return ``(u, log q(u|x))``."""
-        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device if generator is None else generator.device)
+        eps = torch.randn(
+            x.shape, generator=generator, dtype=x.dtype, device=x.device if generator is None else generator.device
+        )
         return self.transform(eps.to(x.device), x)
 
     def log_q(self, u: Tensor, x: Tensor) -> Tensor:
@@ -165,14 +176,16 @@ class FlowPP(MultiScaleFlow):
         if len(self.data_shape) == 3:
             if self.levels is None or self.levels < 2:
                 raise ValueError(
-                    f"FlowPP on images (data_shape {self.data_shape}) needs levels K >= 2 (integer grey levels), got {levels!r}"
+                    f"FlowPP on images (data_shape {self.data_shape}) needs levels K >= 2 (integer grey levels), "
+                    f"got {levels!r}"
                 )
             self.exact, self.discrete = False, True
             self._build_image_flow(hidden_channels, res_blocks, components, steps, n_scales, dequant_steps, logit_alpha)
         else:
             if self.levels is not None:
                 raise ValueError(
-                    f"FlowPP on vectors (data_shape {self.data_shape}) takes real data (levels None), got levels={levels!r}; "
+                    f"FlowPP on vectors (data_shape {self.data_shape}) takes real data (levels None), "
+                    f"got levels={levels!r}; "
                     "give image data as (C, H, W)"
                 )
             coupling_layers = check_count("FlowPP", "coupling_layers", coupling_layers)
@@ -181,11 +194,22 @@ class FlowPP(MultiScaleFlow):
             self.exact, self.discrete = True, False
             dim = self.data_shape[0]
             self.build_single_scale(
-                Compose(*[vector_mixture_coupling(dim, i % 2, hidden, mlp_layers, components) for i in range(coupling_layers)])
+                Compose(
+                    *[
+                        vector_mixture_coupling(dim, i % 2, hidden, mlp_layers, components)
+                        for i in range(coupling_layers)
+                    ]
+                )
             )
 
     def _build_image_flow(
-        self, hidden_channels: int, res_blocks: int, components: int, steps: int, n_scales: int, dequant_steps: int,
+        self,
+        hidden_channels: int,
+        res_blocks: int,
+        components: int,
+        steps: int,
+        n_scales: int,
+        dequant_steps: int,
         logit_alpha: float,
     ) -> None:
         """``q(u|x)`` and the main flow: per scale ``steps`` checkerboard couplings, a squeeze and
@@ -197,13 +221,19 @@ class FlowPP(MultiScaleFlow):
         res_blocks = check_count("FlowPP", "res_blocks", res_blocks, minimum=0)
         channels, height, width = self.data_shape
         if height * width < 2:
-            raise ValueError(f"FlowPP: images need at least 2 pixels for checkerboard couplings, got data_shape {self.data_shape}")
+            raise ValueError(
+                f"FlowPP: images need at least 2 pixels for checkerboard couplings, got data_shape {self.data_shape}"
+            )
         FLOWPP_SCALES.check(n_scales, self.data_shape)  # the rule the study configuration is checked with
         assert self.levels is not None
         self.preprocess = LogitPreprocess(self.levels, logit_alpha)
         self.dequantizer = VariationalDequantizer(
-            (channels, height, width), self.levels, steps=dequant_steps, hidden=hidden_channels,
-            res_blocks=res_blocks, components=components,
+            (channels, height, width),
+            self.levels,
+            steps=dequant_steps,
+            hidden=hidden_channels,
+            res_blocks=res_blocks,
+            components=components,
         )
         common = dict(hidden=hidden_channels, res_blocks=res_blocks, components=components)
         self.build_scales(
@@ -218,7 +248,9 @@ class FlowPP(MultiScaleFlow):
 
     def _require_dequantizer(self) -> VariationalDequantizer:
         if self.dequantizer is None:
-            raise ValueError("FlowPP on real vectors has no dequantiser: it is only built for image data (levels given)")
+            raise ValueError(
+                "FlowPP on real vectors has no dequantiser: it is only built for image data (levels given)"
+            )
         return self.dequantizer
 
     def _check_levels(self, x: Tensor) -> None:

@@ -175,7 +175,9 @@ class Glow(Flow):
         check_rank("Glow", self.data_shape)
         # levels given: inputs are dequantised levels, rescaled with the -D·log K term in the log-det
         if self.levels is not None:
-            self.preprocess = LevelRescale(self.levels) if logit_alpha is None else LogitPreprocess(self.levels, logit_alpha)
+            self.preprocess = (
+                LevelRescale(self.levels) if logit_alpha is None else LogitPreprocess(self.levels, logit_alpha)
+            )
         self.flow_levels = nn.ModuleList()
         self.split_priors = nn.ModuleList()
         # event shapes of the pieces of z, in the order they appear in z_flat
@@ -211,7 +213,9 @@ class Glow(Flow):
         vector_steps = check_count("Glow", "vector_steps", vector_steps)
         dim = self.data_shape[0]
         if dim < 2:
-            raise ValueError(f"Glow: vector data need at least 2 dimensions for a coupling, got data_shape {self.data_shape}")
+            raise ValueError(
+                f"Glow: vector data need at least 2 dimensions for a coupling, got data_shape {self.data_shape}"
+            )
         half = dim // 2
         self.flow_levels.append(
             Compose(*[flow_step(dim, MLP(half, 2 * (dim - half), hidden, mlp_layers)) for _ in range(vector_steps)])
@@ -259,7 +263,8 @@ class Glow(Flow):
         return torch.cat([p.reshape(y.shape[0], -1) for p in pieces], dim=1), logdet
 
     def inverse(self, z_flat: Tensor, standardized: bool = True) -> Tensor:
-        """Invert :meth:`forward_and_logdet` (with the same ``standardize`` flag): ``(B, D)`` to ``(B, *data_shape)``."""
+        """Invert :meth:`forward_and_logdet` (with the same ``standardize`` flag):
+        ``(B, D)`` to ``(B, *data_shape)``."""
         sizes = [math.prod(shape) for shape in self._z_shapes]
         pieces = [p.reshape(-1, *shape) for p, shape in zip(z_flat.split(sizes, dim=1), self._z_shapes)]
         h = pieces[-1]

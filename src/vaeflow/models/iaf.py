@@ -78,8 +78,16 @@ class IAF(AutoregressiveFlow):
         order: str = "reverse",
         max_log_scale: float = 3.0,
     ) -> None:
-        super().__init__(data_shape, levels, blocks=blocks, hidden=hidden, layers=layers,
-                         logit_alpha=logit_alpha, order=order, max_log_scale=max_log_scale)
+        super().__init__(
+            data_shape,
+            levels,
+            blocks=blocks,
+            hidden=hidden,
+            layers=layers,
+            logit_alpha=logit_alpha,
+            order=order,
+            max_log_scale=max_log_scale,
+        )
         # applied in this order from the noise z to the (logit-space) data
         self.steps = nn.ModuleList(
             InverseAutoregressiveAffine(self.num_dims, hidden, layers, block_order, max_log_scale)
@@ -131,11 +139,15 @@ class IAF(AutoregressiveFlow):
         (``teacher.eval().requires_grad_(False)``), so batch statistics are never used.
         """
         if teacher.discrete:
-            raise ValueError(f"distillation needs a teacher density on dequantised inputs; {type(teacher).__name__} "
-                             "is discrete (a probability mass on integer levels), use a flow as the teacher")
+            raise ValueError(
+                f"distillation needs a teacher density on dequantised inputs; {type(teacher).__name__} "
+                "is discrete (a probability mass on integer levels), use a flow as the teacher"
+            )
         if tuple(teacher.data_shape) != self.data_shape or teacher.levels != self.levels:
-            raise ValueError(f"teacher {type(teacher).__name__} models data_shape {tuple(teacher.data_shape)}, levels "
-                             f"{teacher.levels} but the student IAF models {self.data_shape}, levels {self.levels}; "
-                             "distil between models of the same dataset")
+            raise ValueError(
+                f"teacher {type(teacher).__name__} models data_shape {tuple(teacher.data_shape)}, levels "
+                f"{teacher.levels} but the student IAF models {self.data_shape}, levels {self.levels}; "
+                "distil between models of the same dataset"
+            )
         y, log_q = self.sample_with_log_prob(n)
         return (log_q - teacher.log_prob(y)).mean()

@@ -152,8 +152,10 @@ class BatchNormBijection(Bijection):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.training:
             if x.shape[0] < 2:
-                raise ValueError("BatchNormBijection in training mode needs a batch of at least 2 examples; "
-                                 "call model.eval() to use the running statistics")
+                raise ValueError(
+                    "BatchNormBijection in training mode needs a batch of at least 2 examples; "
+                    "call model.eval() to use the running statistics"
+                )
             mean, var = x.mean(0), x.var(0, unbiased=False)
             with torch.no_grad():
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
@@ -165,7 +167,9 @@ class BatchNormBijection(Bijection):
         return u, logdet.expand(x.shape[0])
 
     def inverse(self, u: Tensor) -> Tensor:
-        return (u - self.beta) * torch.exp(-self.log_gamma) * torch.sqrt(self.running_var + self.eps) + self.running_mean
+        return (u - self.beta) * torch.exp(-self.log_gamma) * torch.sqrt(
+            self.running_var + self.eps
+        ) + self.running_mean
 
 
 class AutoregressiveFlow(Flow):
@@ -191,14 +195,18 @@ class AutoregressiveFlow(Flow):
         name = type(self).__name__
         check_rank(name, self.data_shape)
         if self.num_dims < 2:
-            raise ValueError(f"{name}: an autoregressive flow needs at least 2 dimensions, got data_shape {self.data_shape}")
+            raise ValueError(
+                f"{name}: an autoregressive flow needs at least 2 dimensions, got data_shape {self.data_shape}"
+            )
         check_levels(name, self.levels)
         for option, value in (("blocks", blocks), ("hidden", hidden), ("layers", layers)):
             check_count(name, option, value)
         check_choice(name, "order", order, ORDERS)
         check_positive(name, "max_log_scale", max_log_scale)
         # levels given: inputs are dequantised levels, mapped to logit space with the -D·log K term
-        self.preprocess: LogitPreprocess | None = None if self.levels is None else LogitPreprocess(self.levels, logit_alpha)
+        self.preprocess: LogitPreprocess | None = (
+            None if self.levels is None else LogitPreprocess(self.levels, logit_alpha)
+        )
         self.orders = autoregressive_orders(self.num_dims, blocks, order)
 
     def _to_flat(self, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -249,8 +257,16 @@ class MAF(AutoregressiveFlow):
         batch_norm: bool = False,
         max_log_scale: float = 3.0,
     ) -> None:
-        super().__init__(data_shape, levels, blocks=blocks, hidden=hidden, layers=layers,
-                         logit_alpha=logit_alpha, order=order, max_log_scale=max_log_scale)
+        super().__init__(
+            data_shape,
+            levels,
+            blocks=blocks,
+            hidden=hidden,
+            layers=layers,
+            logit_alpha=logit_alpha,
+            order=order,
+            max_log_scale=max_log_scale,
+        )
         steps: list[Bijection] = []
         for k, block_order in enumerate(self.orders):
             if batch_norm and k > 0:

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaeflow.models.coupling import ConvNet, MLP, channel_mask, checkerboard_mask, half_mask
+from vaeflow.models.coupling import MLP, ConvNet, channel_mask, checkerboard_mask, half_mask
 from vaeflow.models.precision import full_precision, sum_per_example
 from vaeflow.models.transforms import Bijection
 
@@ -193,7 +193,13 @@ class MixtureCDFCoupling(Bijection):
 
 
 def checkerboard_mixture_coupling(
-    channels: int, height: int, width: int, parity: int, hidden: int, res_blocks: int, components: int,
+    channels: int,
+    height: int,
+    width: int,
+    parity: int,
+    hidden: int,
+    res_blocks: int,
+    components: int,
     context_channels: int = 0,
 ) -> MixtureCDFCoupling:
     """Checkerboard-masked image coupling; the mask (and any context) is appended to the conditioner input."""
@@ -213,4 +219,6 @@ def channel_mixture_coupling(
 
 def vector_mixture_coupling(dim: int, parity: int, hidden: int, layers: int, components: int) -> MixtureCDFCoupling:
     """Half-masked vector coupling with an MLP conditioner."""
-    return MixtureCDFCoupling(half_mask(dim, parity), MLP(dim, params_per_element(components) * dim, hidden, layers), components)
+    return MixtureCDFCoupling(
+        half_mask(dim, parity), MLP(dim, params_per_element(components) * dim, hidden, layers), components
+    )

@@ -58,8 +58,10 @@ class ScaleRule:
     def why(self, value: int) -> str:
         """What ``value`` asks of an image's height and width."""
         exponent = f"({self.option}-{self.unsqueezed})" if self.unsqueezed else self.option
-        text = (f"every {'scale but the last' if self.unsqueezed else 'level'} squeezes 2x2 pixels into channels, so "
-                f"height and width must be divisible by 2^{exponent} = {2 ** max(value - self.unsqueezed, 0)}")
+        text = (
+            f"every {'scale but the last' if self.unsqueezed else 'level'} squeezes 2x2 pixels into channels, so "
+            f"height and width must be divisible by 2^{exponent} = {2 ** max(value - self.unsqueezed, 0)}"
+        )
         if self.min_side > 1:
             text += f" and leave at least {self.min_side}x{self.min_side} pixels for the last scale"
         if self.min_pixels > 1:
@@ -71,15 +73,24 @@ class ScaleRule:
         if len(data_shape) != 3 or self.fits(value, *data_shape[1:]):
             return
         largest = self.largest(*data_shape[1:])
-        advice = f"use {self.option} <= {largest} for this shape" if largest else f"{self.model} needs {self.needs}; pad or crop the images"
+        advice = (
+            f"use {self.option} <= {largest} for this shape"
+            if largest
+            else f"{self.model} needs {self.needs}; pad or crop the images"
+        )
         raise ValueError(
-            f"{self.model} option {self.option}={value} does not fit data_shape {tuple(data_shape)}: {self.why(value)}; {advice}"
+            f"{self.model} option {self.option}={value} does not fit data_shape {tuple(data_shape)}: "
+            f"{self.why(value)}; {advice}"
         )
 
 
-REALNVP_SCALES = ScaleRule("RealNVP", "n_scales", default=2, unsqueezed=1, min_side=2, needs="images of at least 2x2 pixels")
+REALNVP_SCALES = ScaleRule(
+    "RealNVP", "n_scales", default=2, unsqueezed=1, min_side=2, needs="images of at least 2x2 pixels"
+)
 GLOW_LEVELS = ScaleRule("Glow", "n_levels", default=2, unsqueezed=0, needs="an even height and width")
-FLOWPP_SCALES = ScaleRule("FlowPP", "n_scales", default=2, unsqueezed=1, min_pixels=2, needs="images of at least 2 pixels")
+FLOWPP_SCALES = ScaleRule(
+    "FlowPP", "n_scales", default=2, unsqueezed=1, min_pixels=2, needs="images of at least 2 pixels"
+)
 
 #: the rule of each multi-scale model of :data:`vaeflow.models.MODELS`, by its config name
 SCALE_RULES: dict[str, ScaleRule] = {"realnvp": REALNVP_SCALES, "glow": GLOW_LEVELS, "flowpp": FLOWPP_SCALES}

@@ -23,9 +23,7 @@ def check_count(model: str, option: str, value: object, minimum: int = 1) -> int
     The message calls it "a positive integer" for ``minimum = 1``, else "an integer >= minimum".
     """
     whole = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and float(value).is_integer()  # type: ignore[arg-type]
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer()  # type: ignore[arg-type]
     )
     if not whole or value < minimum:  # type: ignore[operator]
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
@@ -52,9 +50,7 @@ def check_choice(model: str, option: str, value: object, choices: Collection[str
     """``value`` if it is one of ``choices``; else ValueError listing them (``why``: a note on the choices)."""
     if not isinstance(value, str) or value not in choices:
         note = f" ({why})" if why else ""
-        raise ValueError(
-            f"{_where(model, option)} must be one of {', '.join(map(repr, choices))}{note}, got {value!r}"
-        )
+        raise ValueError(f"{_where(model, option)} must be one of {', '.join(map(repr, choices))}{note}, got {value!r}")
     return value
 
 

@@ -73,7 +73,9 @@ class RealNVP(MultiScaleFlow):
         n_scales = check_count("RealNVP", "n_scales", n_scales)
         res_blocks = check_count("RealNVP", "res_blocks", res_blocks, minimum=0)
         if min(self.data_shape[1:]) < 2:
-            raise ValueError(f"RealNVP: images must be at least 2x2 for checkerboard couplings, got data_shape {self.data_shape}")
+            raise ValueError(
+                f"RealNVP: images must be at least 2x2 for checkerboard couplings, got data_shape {self.data_shape}"
+            )
         REALNVP_SCALES.check(n_scales, self.data_shape)  # the rule the study configuration is checked with
         self.build_scales(
             n_scales,

@@ -60,7 +60,9 @@ class Squeeze(Bijection):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         b, c, h, w = x.shape
         if h % 2 or w % 2:
-            raise ValueError(f"Squeeze needs even height and width, got a {h}x{w} input; use a spatial size divisible by 2")
+            raise ValueError(
+                f"Squeeze needs even height and width, got a {h}x{w} input; use a spatial size divisible by 2"
+            )
         z = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
         return z, x.new_zeros(b)
 
@@ -71,7 +73,7 @@ class Squeeze(Bijection):
 
 
 class LogitPreprocess(Bijection):
-    """Level units to logit space (Dinh et al. 2017, §4.1; DESIGN.md "Likelihood accounting").
+    """Level units to logit space (Dinh et al. 2017, §4.1; docs/design.md, "Likelihood accounting").
 
     ``y ∈ [0, K)^D`` (dequantised levels) ↦ ``s = α + (1-2α)·y/K`` ↦ ``z = logit(s)``, with
     ``log|dz/dy| = -D·log K + D·log(1-2α) - Σ[log s + log(1-s)]``. The ``-D·log K`` term of the
@@ -100,7 +102,6 @@ class LogitPreprocess(Bijection):
 
     def inverse(self, z: Tensor) -> Tensor:
         return self.levels * (torch.sigmoid(z) - self.alpha) / (1.0 - 2.0 * self.alpha)
-
 
 
 def to_levels(y: Tensor, levels: int | None) -> Tensor:

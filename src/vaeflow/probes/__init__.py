@@ -42,8 +42,9 @@ NOTEBOOK_KEYS: dict[str, frozenset[str]] = {
     "likelihood": frozenset(),
     "high_frequency": frozenset({"bootstrap", "confidence", "grid_dataset"}),
     "anomaly": frozenset({"typicality_batch"}),
-    "latents": frozenset({"probe_C", "probe_max_iter", "variance_fraction", "active_threshold", "figure_dataset",
-                          "scatter_points"}),
+    "latents": frozenset(
+        {"probe_C", "probe_max_iter", "variance_fraction", "active_threshold", "figure_dataset", "scatter_points"}
+    ),
 }
 
 

@@ -104,8 +104,10 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """The probe's settings, checked: every key present, the right type, positive; compressors known."""
     missing = [key for key in REQUIRED_SETTINGS if key not in settings]
     if missing:
-        raise ValueError(f"analyses.anomaly is missing {', '.join(missing)}; add them to the config "
-                         f"(see vaeflow.probes.anomaly and config/config.yaml)")
+        raise ValueError(
+            f"analyses.anomaly is missing {', '.join(missing)}; add them to the config "
+            f"(see vaeflow.probes.anomaly and config/config.yaml)"
+        )
     for key, kind in REQUIRED_SETTINGS.items():
         value = settings[key]
         if kind is int and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
@@ -114,12 +116,15 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"analyses.anomaly.{key} must be a list, got {value!r}")
     unknown_models = [m for m in settings["slow_models"] if m not in MODELS]
     if unknown_models:
-        raise ValueError(f"analyses.anomaly.slow_models names unknown models {unknown_models}; "
-                         f"known: {', '.join(MODELS)}")
+        raise ValueError(
+            f"analyses.anomaly.slow_models names unknown models {unknown_models}; known: {', '.join(MODELS)}"
+        )
     unknown = [c for c in settings["compressors"] if c not in COMPRESSORS]
     if unknown or not settings["compressors"]:
-        raise ValueError(f"analyses.anomaly.compressors must be a non-empty list of {', '.join(COMPRESSORS)}; "
-                         f"got {settings['compressors']!r}")
+        raise ValueError(
+            f"analyses.anomaly.compressors must be a non-empty list of {', '.join(COMPRESSORS)}; "
+            f"got {settings['compressors']!r}"
+        )
     return settings
 
 
@@ -135,11 +140,11 @@ def _check_forms(source_shape: tuple[int, ...], shape: tuple[int, ...]) -> None:
     if pair[0] != pair[1] and pair not in CHANNEL_CONVERSIONS:
         raise UnconvertibleError(
             f"{pair[0]}-channel images cannot be brought to the model's {pair[1]} channels: only grey (1) and "
-            f"RGB (3) are converted into each other")
+            f"RGB (3) are converted into each other"
+        )
 
 
-def describe_conversion(source_shape: tuple[int, ...], source_levels: int, shape: tuple[int, ...],
-                        levels: int) -> str:
+def describe_conversion(source_shape: tuple[int, ...], source_levels: int, shape: tuple[int, ...], levels: int) -> str:
     """In words, what :func:`to_target_form` does to ``source_shape`` (C, H, W) images of ``source_levels``
     levels to give ``shape`` with ``levels`` levels: the channel conversion, the resizing, the level mapping,
     ``"; "``-joined (:data:`AS_IS` when nothing). :class:`UnconvertibleError` for channels it cannot convert."""
@@ -164,8 +169,9 @@ def to_target_form(images: np.ndarray, source_levels: int, shape: tuple[int, ...
     in words.
     """
     if images.ndim != 4 or len(shape) != 3:
-        raise ValueError(f"to_target_form: expected images (N, C, H, W) and a shape (C, H, W), got {images.shape} "
-                         f"and {shape}")
+        raise ValueError(
+            f"to_target_form: expected images (N, C, H, W) and a shape (C, H, W), got {images.shape} and {shape}"
+        )
     _check_forms(images.shape[1:], shape)
     if (images.shape[1], shape[0]) == (3, 1):
         images = luma(images)  # uint8 levels, as every prepared image dataset stores them
@@ -173,8 +179,9 @@ def to_target_form(images: np.ndarray, source_levels: int, shape: tuple[int, ...
         images = np.repeat(images, 3, axis=1)
     intensity = torch.from_numpy(images.astype(np.float64)) / (source_levels - 1)
     if tuple(images.shape[2:]) != tuple(shape[1:]):
-        intensity = F.interpolate(intensity, size=tuple(shape[1:]), mode="bilinear", align_corners=False,
-                                  antialias=True)
+        intensity = F.interpolate(
+            intensity, size=tuple(shape[1:]), mode="bilinear", align_corners=False, antialias=True
+        )
     mapped = torch.round(intensity.clamp(0.0, 1.0) * (levels - 1))
     return mapped.numpy().astype(np.uint8)
 
@@ -231,13 +238,16 @@ def _scores(model: DensityModel, images: np.ndarray, levels: int, settings: dict
     return np.stack([bits_per_dim(r.numpy(), model.num_dims) for r in rows]).astype(np.float64)
 
 
-def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any],
-          others: dict[str, PreparedDataset]) -> dict[str, np.ndarray]:
+def probe(
+    model: DensityModel, data: PreparedDataset, settings: dict[str, Any], others: dict[str, PreparedDataset]
+) -> dict[str, np.ndarray]:
     """Score train/test subsets and every out-of-distribution set; see the module docstring."""
     settings = check_settings(settings)
     if data.levels is None or data.train.ndim != 4:
-        raise ValueError(f"the anomaly probe needs image data (N, C, H, W) with levels; dataset {data.name!r} has "
-                         f"examples {data.example_shape} and levels {data.levels}. vaeflow.probes.applies excludes such runs.")
+        raise ValueError(
+            f"the anomaly probe needs image data (N, C, H, W) with levels; dataset {data.name!r} has "
+            f"examples {data.example_shape} and levels {data.levels}. vaeflow.probes.applies excludes such runs."
+        )
     model.eval()
     levels, shape = int(data.levels), data.example_shape
     slow = model_name(model) in settings["slow_models"]
@@ -247,7 +257,9 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any],
     train = data.train[rng.permutation(len(data.train))[:n_train]]
     test = data.test[rng.permutation(len(data.test))[:cap]]
     sets: list[tuple[str, str, str, np.ndarray, str]] = [
-        ("train", "train", "split", train, AS_IS), ("test", "in", "split", test, AS_IS)]
+        ("train", "train", "split", train, AS_IS),
+        ("test", "in", "split", test, AS_IS),
+    ]
     skipped: list[tuple[str, str]] = []
     for name in sorted(others):
         other = others[name]

@@ -122,7 +122,10 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{where} lacks {', '.join(missing)}; add them to the config (see the probe's docstring)")
     unknown = sorted(set(settings) - set(SETTINGS) - NOTEBOOK_KEYS - {"seed"})
     if unknown:
-        raise ValueError(f"{where} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(SETTINGS) + sorted(NOTEBOOK_KEYS))}")
+        raise ValueError(
+            f"{where} has unknown key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(SETTINGS) + sorted(NOTEBOOK_KEYS))}"
+        )
     out = dict(settings)
     for key, kind in SETTINGS.items():
         value = settings[key]
@@ -154,9 +157,11 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     capable = completion_capable()
     unsupported = sorted(set(out["completion_models"]) - set(capable))
     if unsupported:
-        raise ValueError(f"{where}.completion_models lists {', '.join(map(str, unsupported))}, which cannot complete "
-                         f"images by gradient ascent on log p (can_complete is False: Flow++'s bound needs integer "
-                         f"levels); use some of {', '.join(capable)}")
+        raise ValueError(
+            f"{where}.completion_models lists {', '.join(map(str, unsupported))}, which cannot complete "
+            f"images by gradient ascent on log p (can_complete is False: Flow++'s bound needs integer "
+            f"levels); use some of {', '.join(capable)}"
+        )
     if not out["completion_lr"] > 0:
         raise ValueError(f"{where}.completion_lr must be positive, got {out['completion_lr']}")
     return out
@@ -260,8 +265,13 @@ def linear_upsample(images: np.ndarray) -> np.ndarray:
 
 
 def complete(
-    model: DensityModel, truth: torch.Tensor, missing: torch.Tensor, start: torch.Tensor,
-    steps: int, lr: float, iwae_k: int,
+    model: DensityModel,
+    truth: torch.Tensor,
+    missing: torch.Tensor,
+    start: torch.Tensor,
+    steps: int,
+    lr: float,
+    iwae_k: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Maximise the model's objective over the missing pixels by Adam, the observed ones fixed.
 
@@ -344,7 +354,10 @@ def _vae_sets(model: DensityModel, test: np.ndarray, n: int, batch: int) -> dict
 
 
 def _completion_arrays(
-    model: DensityModel, data: PreparedDataset, s: dict[str, Any], name: str,
+    model: DensityModel,
+    data: PreparedDataset,
+    s: dict[str, Any],
+    name: str,
 ) -> dict[str, np.ndarray]:
     levels = int(data.levels)
     shape = tuple(data.test.shape[1:])
@@ -355,11 +368,21 @@ def _completion_arrays(
     if name not in s["completion_models"] or n == 0:
         c, h, w = shape
         return {
-            "task_name": np.array([], dtype=str), "task_missing": np.zeros((0, h, w), dtype=bool),
-            "completion_method": np.array(METHODS), "objective_name": np.array(""),
-            **{key: np.zeros((0, 2, 0)) for key in ("completion_mse", "completion_hf_power",
-                                                     "completion_residual_hf_power", "completion_objective")},
-            "truth_hf_power": np.zeros(0), "completion_shown": np.zeros((0, 2, 0, c, h, w)),
+            "task_name": np.array([], dtype=str),
+            "task_missing": np.zeros((0, h, w), dtype=bool),
+            "completion_method": np.array(METHODS),
+            "objective_name": np.array(""),
+            **{
+                key: np.zeros((0, 2, 0))
+                for key in (
+                    "completion_mse",
+                    "completion_hf_power",
+                    "completion_residual_hf_power",
+                    "completion_objective",
+                )
+            },
+            "truth_hf_power": np.zeros(0),
+            "completion_shown": np.zeros((0, 2, 0, c, h, w)),
             "truth_shown": np.zeros((0, c, h, w)),
         }
     chosen = np.sort(np.random.default_rng(s["seed"]).choice(len(data.test), size=n, replace=False))
@@ -370,8 +393,13 @@ def _completion_arrays(
     mse, hf, residual_hf, objective, shown_images = [], [], [], [], []
     for mask, baseline in zip(masks, baselines):
         filled, before, after = complete(
-            model, truth_t, torch.as_tensor(mask), torch.as_tensor(baseline, dtype=torch.float32),
-            s["completion_steps"], s["completion_lr"], s["completion_iwae_k"],
+            model,
+            truth_t,
+            torch.as_tensor(mask),
+            torch.as_tensor(baseline, dtype=torch.float32),
+            s["completion_steps"],
+            s["completion_lr"],
+            s["completion_iwae_k"],
         )
         results = [baseline, filled.double().numpy()]
         mse.append([(((r - truth) / (levels - 1)) ** 2)[:, mask].mean(axis=1) for r in results])
@@ -380,18 +408,24 @@ def _completion_arrays(
         objective.append([before.double().numpy(), after.double().numpy()])
         shown_images.append([r[:shown] for r in results])
     arrays = {
-        "task_name": np.array(tasks), "task_missing": np.stack([m[0] for m in masks]),
+        "task_name": np.array(tasks),
+        "task_missing": np.stack([m[0] for m in masks]),
         "completion_method": np.array(METHODS),
         "objective_name": np.array("exact log p(y)" if model.exact else f"IWAE-{s['completion_iwae_k']}"),
-        "completion_mse": np.array(mse), "completion_hf_power": np.array(hf),
-        "completion_residual_hf_power": np.array(residual_hf), "completion_objective": np.array(objective),
+        "completion_mse": np.array(mse),
+        "completion_hf_power": np.array(hf),
+        "completion_residual_hf_power": np.array(residual_hf),
+        "completion_objective": np.array(objective),
         "truth_hf_power": spectral_summary(truth, levels, s["cutoff"])["hf_power"],
-        "completion_shown": np.array(shown_images), "truth_shown": truth[:shown],
+        "completion_shown": np.array(shown_images),
+        "truth_shown": truth[:shown],
     }
     bad = [key for key, value in arrays.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
     if bad:
-        raise ValueError(f"high_frequency probe ({name}): non-finite completion values in {', '.join(bad)}; "
-                         "lower completion_lr or leave this model out of completion_models")
+        raise ValueError(
+            f"high_frequency probe ({name}): non-finite completion values in {', '.join(bad)}; "
+            "lower completion_lr or leave this model out of completion_models"
+        )
     return arrays
 
 
@@ -399,8 +433,10 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     """Spectra of test images, samples (per temperature), VAE means and reconstructions; completions."""
     s = check_settings(settings)
     if data.levels is None or data.test.ndim != 4:
-        raise ValueError(f"the high_frequency probe needs image data (N, C, H, W) with levels; dataset "
-                         f"{data.name!r} has shape {data.test.shape[1:]} and levels {data.levels}")
+        raise ValueError(
+            f"the high_frequency probe needs image data (N, C, H, W) with levels; dataset "
+            f"{data.name!r} has shape {data.test.shape[1:]} and levels {data.levels}"
+        )
     name = model_name(model)
     levels, batch = int(data.levels), s["batch_size"]
     cap = s["max_samples_slow"] if name in s["slow_models"] else None
@@ -409,14 +445,18 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
         return n if cap is None else min(n, cap)
 
     started = time.perf_counter()
-    sets: list[tuple[str, float, int, int, np.ndarray]] = [("data", math.nan, len(data.test), 0, data.test.astype(np.float64))]
+    sets: list[tuple[str, float, int, int, np.ndarray]] = [
+        ("data", math.nan, len(data.test), 0, data.test.astype(np.float64))
+    ]
     temperatures = s["temperatures"] if model.temperature_sampling else [1.0]
     for t in temperatures:
         n = count(s["samples"] if t == 1.0 else s["temperature_samples"])
         images, bad = draw(model, n, t, batch)
         if len(images) < 2:
-            raise ValueError(f"high_frequency probe ({name}, {data.name}): {bad} of {n} samples at T={t} are "
-                             "non-finite; too few to measure a spectrum")
+            raise ValueError(
+                f"high_frequency probe ({name}, {data.name}): {bad} of {n} samples at T={t} are "
+                "non-finite; too few to measure a spectrum"
+            )
         sets.append(("samples", t, n, bad, images))
     if model.latent_kind == "vae":  # decoder means and reconstructions
         n = count(s["samples"])

@@ -43,7 +43,8 @@ Arrays (``n`` train / ``m`` test examples, latent size ``L``, ``D`` data dimensi
     activity (L,)   variance over the test examples of each latent coordinate (Burda et al. 2016 §5.2)
     seconds   0-d float, wall time of the probe
   images only:
-    interp_index (P, 2)  test indices of each pair; interp_labels (P, 2) their labels (-1: none); interp_alphas (S,); interp_method 0-d str
+    interp_index (P, 2)  test indices of each pair; interp_labels (P, 2) their labels (-1: none);
+    interp_alphas (S,); interp_method 0-d str
     interp_originals (P, 2, C, H, W), interp_images (P, S, C, H, W)   levels as float32
   VAEs on images only:
     traversal_index 0-d int (test index of the base image), traversal_dims (T,) (most active first),
@@ -99,17 +100,27 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         return ValueError(f"latents probe: analyses.latents.{key} must be {PROBE_SETTINGS[key]}, got {settings[key]!r}")
 
     out = dict(settings)
-    for key, least in (("max_train", 1), ("max_test", 1), ("max_train_slow", 1), ("max_test_slow", 1),
-                       ("batch_size", 1), ("interpolation_pairs", 1), ("interpolation_steps", 2),
-                       ("traversal_dims", 0), ("traversal_steps", 2)):
+    for key, least in (
+        ("max_train", 1),
+        ("max_test", 1),
+        ("max_train_slow", 1),
+        ("max_test_slow", 1),
+        ("batch_size", 1),
+        ("interpolation_pairs", 1),
+        ("interpolation_steps", 2),
+        ("traversal_dims", 0),
+        ("traversal_steps", 2),
+    ):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise bad(key)
         out[key] = int(value)
     slow = settings["slow_models"]
     if isinstance(slow, str) or not isinstance(slow, (list, tuple)) or any(name not in MODELS for name in slow):
-        raise ValueError(f"latents probe: analyses.latents.slow_models must be a list of model names from "
-                         f"{', '.join(MODELS)}, got {slow!r}")
+        raise ValueError(
+            f"latents probe: analyses.latents.slow_models must be a list of model names from "
+            f"{', '.join(MODELS)}, got {slow!r}"
+        )
     if settings["interpolation"] not in INTERPOLATIONS:
         raise bad("interpolation")
     r = settings["traversal_range"]
@@ -149,8 +160,10 @@ def pair_indices(labels: np.ndarray | None, count: int, available: int) -> np.nd
     ends differ in class; without labels, examples ``2p`` and ``2p+1``."""
     if labels is None:
         if 2 * count > available:
-            raise ValueError(f"latents probe: {count} interpolation pairs need {2 * count} test examples, "
-                             f"the test split has {available}; lower interpolation_pairs")
+            raise ValueError(
+                f"latents probe: {count} interpolation pairs need {2 * count} test examples, "
+                f"the test split has {available}; lower interpolation_pairs"
+            )
         return np.arange(2 * count, dtype=np.int64).reshape(count, 2)
     labels = np.asarray(labels)[:available]
     classes = np.unique(labels)
@@ -161,8 +174,10 @@ def pair_indices(labels: np.ndarray | None, count: int, available: int) -> np.nd
         members = np.flatnonzero(labels == classes[j % len(classes)])
         occurrence = j // len(classes)
         if occurrence >= len(members):
-            raise ValueError(f"latents probe: class {classes[j % len(classes)]} has only {len(members)} test "
-                             f"examples, too few for {count} interpolation pairs; lower interpolation_pairs")
+            raise ValueError(
+                f"latents probe: class {classes[j % len(classes)]} has only {len(members)} test "
+                f"examples, too few for {count} interpolation pairs; lower interpolation_pairs"
+            )
         ends.append(members[occurrence])
     return np.asarray(ends, dtype=np.int64).reshape(count, 2)
 
@@ -215,16 +230,20 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     image = data.levels is not None
     levels = data.levels
     if "seed" not in settings:
-        raise ValueError("latents probe: settings lack 'seed' (the evaluation seed that fixes the dequantisation "
-                         "noise); vaeflow.config.probe_settings adds it, pass it when calling the probe by hand")
+        raise ValueError(
+            "latents probe: settings lack 'seed' (the evaluation seed that fixes the dequantisation "
+            "noise); vaeflow.config.probe_settings adds it, pass it when calling the probe by hand"
+        )
     seed = int(settings["seed"])
     generator = torch.Generator().manual_seed(seed)
     batch = s["batch_size"]
     n_train, n_test = _caps(name, image, s)
     n_train, n_test = min(n_train, len(data.train)), min(n_test, len(data.test))
     if n_train < 2 or n_test < 1:
-        raise ValueError(f"latents probe: dataset {data.name!r} gives {n_train} train and {n_test} test examples; "
-                         "the probe needs at least 2 and 1")
+        raise ValueError(
+            f"latents probe: dataset {data.name!r} gives {n_train} train and {n_test} test examples; "
+            "the probe needs at least 2 and 1"
+        )
     device = model.device
     x_train = to_tensor(data.train[:n_train]).to(device)
     x_test = to_tensor(data.test[:n_test]).to(device)
@@ -233,8 +252,10 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     for split, z in (("train", z_train), ("test", z_test)):
         if not torch.isfinite(z).all():
             bad = int((~torch.isfinite(z)).any(1).sum())
-            raise ValueError(f"latents probe: {name} on {data.name}: {bad} {split} latents are not finite; "
-                             "the model's density direction overflowed (retrain it or leave it out of the study)")
+            raise ValueError(
+                f"latents probe: {name} on {data.name}: {bad} {split} latents are not finite; "
+                "the model's density direction overflowed (retrain it or leave it out of the study)"
+            )
     activity = z_test.var(0, unbiased=True) if n_test > 1 else torch.zeros(z_test.shape[1], dtype=torch.float64)
     labelled = data.train_labels is not None and data.test_labels is not None
     input_dtype = np.uint8 if image and levels <= 256 else np.float32
@@ -265,17 +286,21 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
         images = decode(model, path, levels, batch).reshape(len(pairs), len(alphas), *model.data_shape)
         arrays.update(
             interp_index=pairs,
-            interp_labels=(np.asarray(data.test_labels)[pairs] if data.test_labels is not None
-                           else np.full(pairs.shape, -1)).astype(np.int64),
+            interp_labels=(
+                np.asarray(data.test_labels)[pairs] if data.test_labels is not None else np.full(pairs.shape, -1)
+            ).astype(np.int64),
             interp_alphas=alphas.double().numpy(),
             interp_method=np.array(s["interpolation"]),
             interp_originals=np.asarray(data.test[pairs.reshape(-1)], dtype=np.float32).reshape(
-                len(pairs), 2, *model.data_shape),
+                len(pairs), 2, *model.data_shape
+            ),
             interp_images=images.cpu().float().numpy(),
         )
         if model.latent_kind == "vae" and s["traversal_dims"] > 0:
             base_index = int(pairs[0, 0])
-            base = latents(model, to_tensor(data.test[base_index : base_index + 1]).to(device), levels, generator, batch)[0]
+            base = latents(
+                model, to_tensor(data.test[base_index : base_index + 1]).to(device), levels, generator, batch
+            )[0]
             dims = torch.argsort(activity, descending=True, stable=True)[: s["traversal_dims"]]
             values = torch.linspace(-s["traversal_range"], s["traversal_range"], s["traversal_steps"], dtype=base.dtype)
             grid = base.repeat(len(dims), len(values), 1)

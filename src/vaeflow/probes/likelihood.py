@@ -50,7 +50,9 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
     cap = int(settings.get("max_k", {}).get(model_name(model), max(ks)))
     ks = [k for k in ks if k <= cap]
     if not ks:
-        raise ValueError(f"analyses.likelihood: no iwae_ks at or below this model's max_k ({cap}); lower the ks or raise max_k")
+        raise ValueError(
+            f"analyses.likelihood: no iwae_ks at or below this model's max_k ({cap}); lower the ks or raise max_k"
+        )
     examples = min(int(settings["iwae_examples"]), len(data.test))
     x = to_tensor(data.test[:examples]).to(device=model.device, dtype=next(model.parameters()).dtype)
     generator = torch.Generator(device=x.device).manual_seed(int(settings["seed"]))
@@ -62,7 +64,9 @@ def probe(model: DensityModel, data: PreparedDataset, settings: dict[str, Any], 
             curves.append(group_bounds(model.log_weights(xb, max(ks), generator=generator), ks))
     iwae = torch.cat(curves, dim=1)
     if not torch.isfinite(iwae).all():
-        raise ValueError(f"{int((~torch.isfinite(iwae)).sum())} non-finite IWAE-k values; the model's weights overflowed")
+        raise ValueError(
+            f"{int((~torch.isfinite(iwae)).sum())} non-finite IWAE-k values; the model's weights overflowed"
+        )
     arrays = {"k": np.asarray(ks), "iwae_nats": iwae.numpy()}
     if data.test_labels is not None:
         arrays["labels"] = np.asarray(data.test_labels[:examples])

@@ -23,8 +23,8 @@ from vaeflow.data import load_prepared
 from vaeflow.io import atomic_path, write_atomic, write_text_atomic
 from vaeflow.probes import probe_module
 from vaeflow.training.checkpoint import load_checkpoint, model_from_checkpoint
-from vaeflow.training.superseded import file_sha256
 from vaeflow.training.seeding import resolve_device
+from vaeflow.training.superseded import file_sha256
 
 #: the folder, beside the probe files, that keeps each probe's last result and its key
 MEMO = ".memo"
@@ -34,8 +34,13 @@ def probe_key(name: str, settings: dict[str, Any], inputs: dict[str, Any], code:
     """sha256 of everything a probe's result depends on: its name and settings, the sha256 of the
     run's checkpoint and datasets (``inputs``, hashed once per job by :func:`run_probes`), and its
     code digest file (rule code_digest) when one is given."""
-    parts = {"probe": name, "settings": settings, **inputs,
-             "code": file_sha256(code) if code is not None else None, "torch": torch.__version__}
+    parts = {
+        "probe": name,
+        "settings": settings,
+        **inputs,
+        "code": file_sha256(code) if code is not None else None,
+        "torch": torch.__version__,
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -45,8 +50,13 @@ def _memo(out: Path, name: str) -> tuple[Path, Path]:
 
 
 def run_probes(
-    settings: dict[str, dict[str, Any]], checkpoint: str | Path, data_path: str | Path, outs: dict[str, str | Path],
-    others: dict[str, str | Path] | None = None, device: str = "auto", code: dict[str, str | Path] | None = None,
+    settings: dict[str, dict[str, Any]],
+    checkpoint: str | Path,
+    data_path: str | Path,
+    outs: dict[str, str | Path],
+    others: dict[str, str | Path] | None = None,
+    device: str = "auto",
+    code: dict[str, str | Path] | None = None,
 ) -> dict[str, str]:
     """Write each probe's arrays to ``outs[name]`` (.npz, atomically), computed under the seed of its
     ``settings[name]``, or restored from its memo when its key (:func:`probe_key`) is unchanged.
@@ -54,11 +64,16 @@ def run_probes(
     ``code``: each probe's code digest file, part of its key. Returns ``{name: "computed" | "restored"}``.
     """
     if set(settings) != set(outs):
-        raise ValueError(f"probes with settings ({', '.join(sorted(settings))}) and probes with an output "
-                         f"({', '.join(sorted(outs))}) differ; give both for every probe")
+        raise ValueError(
+            f"probes with settings ({', '.join(sorted(settings))}) and probes with an output "
+            f"({', '.join(sorted(outs))}) differ; give both for every probe"
+        )
     others = dict(others or {})
-    inputs = {"checkpoint": file_sha256(checkpoint), "data": file_sha256(data_path),
-              "others": {k: file_sha256(v) for k, v in sorted(others.items())}}
+    inputs = {
+        "checkpoint": file_sha256(checkpoint),
+        "data": file_sha256(data_path),
+        "others": {k: file_sha256(v) for k, v in sorted(others.items())},
+    }
     keys = {name: probe_key(name, settings[name], inputs, (code or {}).get(name)) for name in settings}
     done: dict[str, str] = {}
     for name in settings:
@@ -83,11 +98,11 @@ def run_probes(
         bad = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
         if bad:
             raise TypeError(f"probe {name} returned non-array values for {', '.join(bad)}; return numpy arrays only")
-        write_atomic(outs[name], lambda p: np.savez(p.open("wb"), **arrays))
+        write_atomic(outs[name], lambda p, arrays=arrays: np.savez(p.open("wb"), **arrays))
         memo, key_file = _memo(Path(outs[name]), name)
         memo.parent.mkdir(parents=True, exist_ok=True)
         key_file.unlink(missing_ok=True)  # never a key beside another result
-        write_atomic(memo, lambda p: shutil.copyfile(outs[name], p))
+        write_atomic(memo, lambda p, name=name: shutil.copyfile(outs[name], p))
         write_text_atomic(key_file, keys[name] + "\n")
         done[name] = "computed"
     return done

@@ -52,7 +52,9 @@ def chart_fragment(stem: str, spec: dict) -> str:
         f'<script type="application/json" id="{element}-spec">{inline}</script>\n'
         "<script>\n"
         f'vegaEmbed("#{element}", JSON.parse(document.getElementById("{element}-spec").textContent),\n'
-        '  {renderer: "svg", actions: false}).catch(function (error) { console.error("chart ' + stem + ':", error); });\n'
+        '  {renderer: "svg", actions: false}).catch(function (error) { console.error("chart '
+        + stem
+        + ':", error); });\n'
         "</script>\n"
         f'<noscript><img src="results/figures/{stem}.svg" alt="{label}"></noscript>\n'
         "```\n"

@@ -41,8 +41,14 @@ def hardware() -> dict[str, str]:
         gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none"
     except Exception as error:  # noqa: BLE001 - the page reports what it could not read
         gpu = f"unknown ({error})"
-    return {"CPU": cpu, "cores available": str(cores), "memory": memory, "GPU": gpu,
-            "OS": f"{platform.system()} {platform.release()}", "Python": platform.python_version()}
+    return {
+        "CPU": cpu,
+        "cores available": str(cores),
+        "memory": memory,
+        "GPU": gpu,
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+    }
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -63,38 +69,79 @@ def _job_seconds(paths: list[str], metadata_dir: Path) -> dict[str, list[float]]
     return times
 
 
-def markdown(metrics: list[str], summaries: list[str], jobs: list[str], metadata_dir: Path,
-             configfiles: list[str], seeds: list[int], data_seed: int) -> str:
+def markdown(
+    metrics: list[str],
+    summaries: list[str],
+    jobs: list[str],
+    metadata_dir: Path,
+    configfiles: list[str],
+    seeds: list[int],
+    data_seed: int,
+) -> str:
     runs = [read_json(p) for p in metrics]
     trained = {Path(p).parent: read_json(p) for p in summaries}
     versions: dict[str, Counter] = defaultdict(Counter)
     for run in runs:
         for name, version in run.get("versions", {}).items():
             versions[name][version] += 1
-    lines = ["## Software", "",
-             "The versions every run recorded when it was evaluated (`metrics.json`); a package listed with",
-             "two versions means runs were made under both.", ""]
-    lines += _table(["package", "version (runs)"],
-                    [[f"`{name}`", ", ".join(f"{v} ({n})" for v, n in sorted(c.items()))] for name, c in sorted(versions.items())])
+    lines = [
+        "## Software",
+        "",
+        "The versions every run recorded when it was evaluated (`metrics.json`); a package listed with",
+        "two versions means runs were made under both.",
+        "",
+    ]
+    lines += _table(
+        ["package", "version (runs)"],
+        [[f"`{name}`", ", ".join(f"{v} ({n})" for v, n in sorted(c.items()))] for name, c in sorted(versions.items())],
+    )
     code = Counter(run.get("code_version", "unknown") for run in runs)
-    lines += ["", "Code versions of the runs (`git describe` when each was evaluated): "
-              + ", ".join(f"`{v}` ({n} runs)" for v, n in sorted(code.items())) + ".", ""]
+    lines += [
+        "",
+        "Code versions of the runs (`git describe` when each was evaluated): "
+        + ", ".join(f"`{v}` ({n} runs)" for v, n in sorted(code.items()))
+        + ".",
+        "",
+    ]
 
-    lines += ["## Hardware", "", "The machine that generated these pages (the runs' own devices and threads follow).", ""]
+    lines += [
+        "## Hardware",
+        "",
+        "The machine that generated these pages (the runs' own devices and threads follow).",
+        "",
+    ]
     lines += _table(["", ""], [[k, v] for k, v in hardware().items()])
     devices = Counter(run.get("device", "unknown") for run in runs)
     threads = Counter(str(s.get("threads", "?")) for s in trained.values())
-    lines += ["", "Runs by device: " + ", ".join(f"{d} ({n})" for d, n in sorted(devices.items()))
-              + "; by torch threads per job: " + ", ".join(f"{t} ({n})" for t, n in sorted(threads.items())) + ".", ""]
+    lines += [
+        "",
+        "Runs by device: "
+        + ", ".join(f"{d} ({n})" for d, n in sorted(devices.items()))
+        + "; by torch threads per job: "
+        + ", ".join(f"{t} ({n})" for t, n in sorted(threads.items()))
+        + ".",
+        "",
+    ]
 
-    lines += ["## Configuration and seeds", "",
-              "- **Configuration:** " + ", ".join(f"`{c}`" for c in configfiles) + " (validated against `config/schema.yaml`)",
-              f"- **Training seeds:** {', '.join(str(s) for s in seeds)}; each run seeds torch, numpy and its batch order from its seed",
-              f"- **Data seed:** {data_seed} (the train/validation/test split of every dataset)",
-              f"- **Runs:** {len(runs)} ({len({(r['dataset'], r['model']) for r in runs})} model–dataset pairs)", ""]
+    lines += [
+        "## Configuration and seeds",
+        "",
+        "- **Configuration:** "
+        + ", ".join(f"`{c}`" for c in configfiles)
+        + " (validated against `config/schema.yaml`)",
+        f"- **Training seeds:** {', '.join(str(s) for s in seeds)}; each run seeds torch, numpy and its batch order "
+        "from its seed",
+        f"- **Data seed:** {data_seed} (the train/validation/test split of every dataset)",
+        f"- **Runs:** {len(runs)} ({len({(r['dataset'], r['model']) for r in runs})} model–dataset pairs)",
+        "",
+    ]
 
-    lines += ["## Wall times", "", "Training and evaluation of every run, in seconds (mean over seeds; from `timing.json` and "
-              "`metrics.json`).", ""]
+    lines += [
+        "## Wall times",
+        "",
+        "Training and evaluation of every run, in seconds (mean over seeds; from `timing.json` and `metrics.json`).",
+        "",
+    ]
     for path, run in zip(metrics, runs):  # what training cost lies beside the run's metrics (timing.json)
         run["train_wall_time_s"] = read_json(Path(path).with_name("timing.json"))["train_wall_time_s"]
     by_pair: dict[tuple, list[dict]] = defaultdict(list)
@@ -109,8 +156,12 @@ def markdown(metrics: list[str], summaries: list[str], jobs: list[str], metadata
     total_train = sum(r["train_wall_time_s"] for r in runs)
     total_eval = sum(r["eval_wall_time_s"] for r in runs)
     job_times = _job_seconds(jobs, metadata_dir)
-    lines += ["", "Job time by stage, summed over jobs (on 2 cores, jobs run two at a time, so the wall time of",
-              "the study is roughly half the total):", ""]
+    lines += [
+        "",
+        "Job time by stage, summed over jobs (on 2 cores, jobs run two at a time, so the wall time of",
+        "the study is roughly half the total):",
+        "",
+    ]
     stage_rows = [["train", str(len(runs)), f"{total_train:.0f}"], ["evaluate", str(len(runs)), f"{total_eval:.0f}"]]
     stage_rows += [[rule, str(len(t)), f"{sum(t):.0f}"] for rule, t in sorted(job_times.items())]
     lines += _table(["stage / rule", "jobs", "seconds"], stage_rows)

@@ -296,7 +296,9 @@ def _provenance_problems(name: str, prose: str, have_page: bool) -> list[str]:
     problems = []
     for label, caption in floats:
         if f"]({PROVENANCE_PAGE}#" not in caption:
-            problems.append(f"{name}: {label} has no provenance link ([Reproduce]({PROVENANCE_PAGE}#...)) in its caption")
+            problems.append(
+                f"{name}: {label} has no provenance link ([Reproduce]({PROVENANCE_PAGE}#...)) in its caption"
+            )
     if floats and not have_page:
         problems.append(f"{name}: figures and tables link to {PROVENANCE_PAGE}, which is not in project.render")
     return problems

@@ -15,7 +15,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -133,7 +133,7 @@ def combined_digest(hashes: dict[str, str]) -> str:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "unknown"
-    return datetime.fromtimestamp(float(timestamp), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(float(timestamp), tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 #: where the workflow's code-digest files live (rule code_digest): a job's code inputs are these
@@ -170,19 +170,23 @@ def imported_from(root: Path) -> list[str]:
         with open(file, "rb") as fh:
             if hashlib.file_digest(fh, "sha256").hexdigest() != sha:
                 rebuilt.append(path)
-    text = (f"The results this site was built from were imported from the results archive `{record['archive']}` "
-            f"(sha256 `{record['sha256']}`), exported on {record['exported']} from checkout `{record['code_version']}` "
-            f"(commit `{record['commit']}`) and imported here on {record['imported']} with "
-            f"`python -m vaeflow import-results`. It held the outputs of every job before the `{record['stage']}` "
-            f"stage of the study, which therefore did not run here. ")
+    text = (
+        f"The results this site was built from were imported from the results archive `{record['archive']}` "
+        f"(sha256 `{record['sha256']}`), exported on {record['exported']} from checkout `{record['code_version']}` "
+        f"(commit `{record['commit']}`) and imported here on {record['imported']} with "
+        f"`python -m vaeflow import-results`. It held the outputs of every job before the `{record['stage']}` "
+        f"stage of the study, which therefore did not run here. "
+    )
     if rebuilt:
-        text += (f"{len(rebuilt)} of its {len(files)} files have been rebuilt here since "
-                 f"(e.g. `{sorted(rebuilt)[0]}`).")
+        text += f"{len(rebuilt)} of its {len(files)} files have been rebuilt here since (e.g. `{sorted(rebuilt)[0]}`)."
     else:
         text += f"All {len(files)} of its files are unchanged here."
     if record.get("forced"):
-        text += (" It was imported with `--force` although its code or configuration differed from this checkout's: "
-                 + "; ".join(f"`{d}`" for d in record.get("differences", [])[:10]) + ".")
+        text += (
+            " It was imported with `--force` although its code or configuration differed from this checkout's: "
+            + "; ".join(f"`{d}`" for d in record.get("differences", [])[:10])
+            + "."
+        )
     return [text, ""]
 
 
@@ -196,7 +200,8 @@ def markdown(jobs: list[Job], root: Path, configfiles: list[str], code_version: 
         "Input hashes are the sha256 Snakemake recorded for each input when the job ran.",
         "",
         f"This page was generated from checkout `{code_version}` with the configuration "
-        + ", ".join(f"`{c}`" for c in (configfiles or [DEFAULT_CONFIG])) + ".",
+        + ", ".join(f"`{c}`" for c in (configfiles or [DEFAULT_CONFIG]))
+        + ".",
         "",
         *imported_from(root),
     ]
@@ -228,7 +233,8 @@ def markdown(jobs: list[Job], root: Path, configfiles: list[str], code_version: 
                 f"### {title} `{output.stem}` {{#{output.anchor}}}",
                 "",
                 f"- **File:** `{output.path}` (sha256 `{_sha256(file).split(':')[-1][:16]}`)"
-                if file.is_file() else f"- **File:** `{output.path}`",
+                if file.is_file()
+                else f"- **File:** `{output.path}`",
                 f"- **Made by:** rule [`{job.rule}`](#{job_anchor})",
                 "- **Rebuild:**",
                 "",
@@ -240,8 +246,9 @@ def markdown(jobs: list[Job], root: Path, configfiles: list[str], code_version: 
     return "\n".join(lines)
 
 
-def write_reproduce(paths: list[str], out: Path, root: Path, metadata_dir: Path, configfiles: list[str],
-                    code_version: str) -> None:
+def write_reproduce(
+    paths: list[str], out: Path, root: Path, metadata_dir: Path, configfiles: list[str], code_version: str
+) -> None:
     from vaeflow.io import write_text_atomic
 
     jobs = group_by_job(paths, metadata_dir)

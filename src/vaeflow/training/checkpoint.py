@@ -54,13 +54,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         refused = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "an unsupported object")
         raise CheckpointError(
-            path, f"refused to load checkpoint {path}: it holds something other than tensors and plain values "
+            path,
+            f"refused to load checkpoint {path}: it holds something other than tensors and plain values "
             f"({refused}), which vaeflow never unpickles because loading it could run code",
-            "The study writes no such file: delete it and rerun the rule that writes it.") from None
+            "The study writes no such file: delete it and rerun the rule that writes it.",
+        ) from None
     except Exception as exc:  # torch raises several types for corrupt or truncated files
         detail = str(exc).split(". ")[0] if str(exc) else "no detail"
-        raise CheckpointError(path, f"cannot read checkpoint {path}: it is corrupt or incomplete ({type(exc).__name__}: "
-                              f"{detail})", "Delete it and rerun the rule that writes it.") from None
+        raise CheckpointError(
+            path,
+            f"cannot read checkpoint {path}: it is corrupt or incomplete ({type(exc).__name__}: {detail})",
+            "Delete it and rerun the rule that writes it.",
+        ) from None
 
 
 def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> DensityModel:

@@ -21,8 +21,8 @@ import math
 import os
 import resource
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from vaeflow.hashing import config_hash, training_code_hash
 from vaeflow.data import PreparedDataset
 from vaeflow.data.dequantization import model_input, to_tensor
 from vaeflow.evaluation.bits import bits_per_dim
+from vaeflow.hashing import config_hash, training_code_hash
 from vaeflow.io import write_json_atomic, write_text_atomic
 from vaeflow.models import DensityModel, build_model
 from vaeflow.models.capacity import fit_to_budget
@@ -78,7 +78,8 @@ def run_lock(out_dir: Path) -> Iterator[None]:
             raise RunLockedError(
                 f"another trainer is already training in {out_dir}: {holder} holds {path}. Two trainers "
                 f"would write the same resume file; wait for it to finish, or stop it (kill its pid), "
-                f"then rerun.") from None
+                f"then rerun."
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
         yield
@@ -127,7 +128,8 @@ def early_stopping(settings: dict[str, Any]) -> tuple[int | None, float]:
 
 
 def peak_memory_mib(device: torch.device, carried: float = 0.0) -> dict[str, float]:
-    """This process's peak resident memory (``ru_maxrss``, KiB on Linux) and, on CUDA, peak allocated GPU memory, in MiB."""
+    """This process's peak resident memory (``ru_maxrss``, KiB on Linux) and, on CUDA, peak allocated GPU memory,
+    in MiB."""
     peak = {"peak_rss_mib": max(carried, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     if device.type == "cuda":
         peak["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -143,7 +145,9 @@ def training_precision(requested: str, device: torch.device, model: DensityModel
     without native bfloat16, and for a model whose ``mixed_precision`` is False (FFJORD).
     """
     if requested not in PRECISIONS:
-        raise ValueError(f"training.precision is {requested!r}; use one of {', '.join(PRECISIONS)} (config/schema.yaml)")
+        raise ValueError(
+            f"training.precision is {requested!r}; use one of {', '.join(PRECISIONS)} (config/schema.yaml)"
+        )
     if PRECISIONS[requested] is None:
         return requested, ""
     name = type(model).__name__
@@ -162,8 +166,11 @@ def _validation_bpd(model: DensityModel, x_val: torch.Tensor, levels: int | None
     model.eval()
     generator = torch.Generator(device=x_val.device).manual_seed(seed)
     total = 0.0
-    with torch.no_grad(), torch.autocast(x_val.device.type, enabled=False), \
-            torch.random.fork_rng(devices=[] if x_val.device.type == "cpu" else [x_val.device]):
+    with (
+        torch.no_grad(),
+        torch.autocast(x_val.device.type, enabled=False),
+        torch.random.fork_rng(devices=[] if x_val.device.type == "cpu" else [x_val.device]),
+    ):
         torch.manual_seed(seed)
         for start in range(0, len(x_val), batch):
             xb = model_input(x_val[start : start + batch], levels, model.discrete, generator)
@@ -249,8 +256,10 @@ def _train(
         options = fit_to_budget(run["model"], data.example_shape, data.levels, options, run["parameter_budget"])
     model = build_model(run["model"], data.example_shape, data.levels, options).to(dev)
     if ("teacher" in settings) != (teacher is not None):
-        raise ValueError(f"run of {run['model']!r} on {run['dataset']!r}: the config names teacher "
-                         f"{settings.get('teacher')!r} but the trainer got {'one' if teacher else 'none'}")
+        raise ValueError(
+            f"run of {run['model']!r} on {run['dataset']!r}: the config names teacher "
+            f"{settings.get('teacher')!r} but the trainer got {'one' if teacher else 'none'}"
+        )
     if teacher is not None:
         teacher.eval().requires_grad_(False)
     requested = settings.get("precision", "fp32")
@@ -266,7 +275,8 @@ def _train(
     decays, decay_factor = int(settings.get("lr_decays", 0)), float(settings.get("lr_decay_factor", 0.1))
     # warm-up, then the learning rate times decay_factor per plateau passed (state.lr_decays, restored on resume)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * decay_factor ** state.lr_decays)
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * decay_factor**state.lr_decays
+    )
     batches = torch.Generator().manual_seed(run["seed"])
     noise = torch.Generator(device=dev).manual_seed(run["seed"] + 1)
     permutation: torch.Tensor | None = None  # order of the epoch in progress
@@ -286,13 +296,20 @@ def _train(
             torch.cuda.set_rng_state(saved["cuda_rng"], dev)  # the models' own draws (VAE noise, ...)
         state = TrainState(**saved["state"])
         permutation, cursor = saved["permutation"], saved["cursor"]
-        print(f"resuming {run['model']} on {run['dataset']} seed {run['seed']} from step {state.step} "
-              f"(same settings, code {identity['code_hash']} and data {identity['data_sha256']})")
+        print(
+            f"resuming {run['model']} on {run['dataset']} seed {run['seed']} from step {state.step} "
+            f"(same settings, code {identity['code_hash']} and data {identity['data_sha256']})"
+        )
 
     patience, min_delta = early_stopping(settings)
     started = time.perf_counter() - state.elapsed
-    bar = tqdm(total=settings["steps"], initial=state.step, disable=not progress,
-               desc=f"{run['model']}/{run['dataset']}/seed{run['seed']}", mininterval=2.0)
+    bar = tqdm(
+        total=settings["steps"],
+        initial=state.step,
+        disable=not progress,
+        desc=f"{run['model']}/{run['dataset']}/seed{run['seed']}",
+        mininterval=2.0,
+    )
     model.train()
     while state.step < settings["steps"] and not state.stopped_by:
         if permutation is None or cursor + settings["batch_size"] > len(permutation):
@@ -310,7 +327,8 @@ def _train(
             raise RuntimeError(
                 f"{type(model).__name__}.loss returned a {loss.dtype} loss (training.precision {precision}); the "
                 f"loss must be float32: read network outputs through vaeflow.models.precision.full_precision "
-                f"and sum log-dets with sum_per_example")
+                f"and sum log-dets with sum_per_example"
+            )
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise _fail(run, state.step, "loss", loss_value)
@@ -333,15 +351,17 @@ def _train(
             train_loss = sum(state.window) / len(state.window)
             state.window.clear()
             state.peak_rss_mib = peak_memory_mib(dev, state.peak_rss_mib)["peak_rss_mib"]
-            state.curves.append({
-                "step": state.step,
-                "train_loss": train_loss,
-                "train_bits_per_dim": float(bits_per_dim(-train_loss, model.num_dims)),
-                "val_bits_per_dim": val_bpd,
-                "lr": scheduler.get_last_lr()[0],
-                "elapsed_s": time.perf_counter() - started,
-                "peak_rss_mib": state.peak_rss_mib,
-            })
+            state.curves.append(
+                {
+                    "step": state.step,
+                    "train_loss": train_loss,
+                    "train_bits_per_dim": float(bits_per_dim(-train_loss, model.num_dims)),
+                    "val_bits_per_dim": val_bpd,
+                    "lr": scheduler.get_last_lr()[0],
+                    "elapsed_s": time.perf_counter() - started,
+                    "peak_rss_mib": state.peak_rss_mib,
+                }
+            )
             if val_bpd < state.best_val_bpd:
                 state.best_val_bpd, state.best_step = val_bpd, state.step
                 state.best_state = copy.deepcopy(model.state_dict())
@@ -352,34 +372,51 @@ def _train(
             if patience is not None and state.stale_evaluations >= patience and state.lr_decays < decays:
                 state.lr_decays += 1
                 state.stale_evaluations = 0
-                print(f"step {state.step}: validation bits/dim has not improved by {min_delta} in {patience} "
-                      f"evaluations; learning rate x{decay_factor:g} ({state.lr_decays} of {decays} cuts)")
+                print(
+                    f"step {state.step}: validation bits/dim has not improved by {min_delta} in {patience} "
+                    f"evaluations; learning rate x{decay_factor:g} ({state.lr_decays} of {decays} cuts)"
+                )
             elif patience is not None and state.stale_evaluations >= patience:
                 state.stopped_by = "patience"
-                print(f"stopping at step {state.step}: validation bits/dim has not improved by {min_delta} in "
-                      f"{patience} evaluations; best {state.best_val_bpd:.4f} at step {state.best_step}")
+                print(
+                    f"stopping at step {state.step}: validation bits/dim has not improved by {min_delta} in "
+                    f"{patience} evaluations; best {state.best_val_bpd:.4f} at step {state.best_step}"
+                )
         if state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"] and not state.stopped_by:
             state.elapsed = time.perf_counter() - started
-            save_checkpoint(resume_path, {
-                **identity,  # run_key, code_hash, data_sha256: a resume continues only the same run
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "batches_rng": batches.get_state(),
-                "noise_rng": noise.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-                "permutation": permutation,
-                "cursor": cursor,
-                "state": state.__dict__,
-            })
+            save_checkpoint(
+                resume_path,
+                {
+                    **identity,  # run_key, code_hash, data_sha256: a resume continues only the same run
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "batches_rng": batches.get_state(),
+                    "noise_rng": noise.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                    "permutation": permutation,
+                    "cursor": cursor,
+                    "state": state.__dict__,
+                },
+            )
         if on_step is not None:
             on_step(state.step)
     bar.close()
     state.elapsed = time.perf_counter() - started
     state.stopped_by = state.stopped_by or "ceiling"
-    return _write_outputs(run, options, identity, model, data, state, out_dir, dev, resume_path,
-                          {"precision": precision, "precision_requested": requested, "precision_note": precision_note})
+    return _write_outputs(
+        run,
+        options,
+        identity,
+        model,
+        data,
+        state,
+        out_dir,
+        dev,
+        resume_path,
+        {"precision": precision, "precision_requested": requested, "precision_note": precision_note},
+    )
 
 
 def _resumable(resume_path: Path, identity: dict[str, str]) -> dict[str, Any] | None:
@@ -395,13 +432,17 @@ def _resumable(resume_path: Path, identity: dict[str, str]) -> dict[str, Any] | 
     except CheckpointError as exc:
         reason = f"it cannot be read ({exc.reason})"
     else:
-        differs = [f"{key} {saved.get(key, 'not recorded')} (now {value})"
-                   for key, value in identity.items() if saved.get(key) != value]
+        differs = [
+            f"{key} {saved.get(key, 'not recorded')} (now {value})"
+            for key, value in identity.items()
+            if saved.get(key) != value
+        ]
         if not differs:
             return saved
         what = {"run_key": "settings", "code_hash": "code", "data_sha256": "data"}
-        reason = ("it was written by other " + " and ".join(what[d.split()[0]] for d in differs)
-                  + ": " + "; ".join(differs))
+        reason = (
+            "it was written by other " + " and ".join(what[d.split()[0]] for d in differs) + ": " + "; ".join(differs)
+        )
     os.replace(resume_path, aside)
     print(f"not resuming from {resume_path}: {reason}. Set aside as {aside}; training starts from step 0.")
     return None
@@ -427,18 +468,23 @@ def _write_outputs(
     that report time and memory rerun downstream. Returns the summary with the timing merged in.
     """
     assert state.best_state is not None, "the final step always evaluates"
-    save_checkpoint(out_dir / "checkpoint.pt", {
-        "model": run["model"],
-        "options": options,  # as built: the config's, with the width fitted to a parameter budget
-        "data_shape": list(data.example_shape),
-        "levels": data.levels,
-        "state_dict": state.best_state,
-        "step": state.best_step,
-        "val_bits_per_dim": state.best_val_bpd,
-        **identity,
-    })
+    save_checkpoint(
+        out_dir / "checkpoint.pt",
+        {
+            "model": run["model"],
+            "options": options,  # as built: the config's, with the width fitted to a parameter budget
+            "data_shape": list(data.example_shape),
+            "levels": data.levels,
+            "state_dict": state.best_state,
+            "step": state.best_step,
+            "val_bits_per_dim": state.best_val_bpd,
+            **identity,
+        },
+    )
     header = ["step", "train_loss", "train_bits_per_dim", "val_bits_per_dim", "lr"]
-    rows = [",".join(header)] + [",".join(repr(float(c[h])) if h != "step" else str(c[h]) for h in header) for c in state.curves]
+    rows = [",".join(header)] + [
+        ",".join(repr(float(c[h])) if h != "step" else str(c[h]) for h in header) for c in state.curves
+    ]
     write_text_atomic(out_dir / "curves.csv", "\n".join(rows) + "\n")
     summary = {
         "run": run,
@@ -459,8 +505,9 @@ def _write_outputs(
     timing = {
         "train_wall_time_s": state.elapsed,
         **peak_memory_mib(device, state.peak_rss_mib),  # peak_rss_mib; peak_cuda_mib on CUDA
-        "evaluations": [{"step": c["step"], "elapsed_s": c["elapsed_s"], "peak_rss_mib": c["peak_rss_mib"]}
-                        for c in state.curves],
+        "evaluations": [
+            {"step": c["step"], "elapsed_s": c["elapsed_s"], "peak_rss_mib": c["peak_rss_mib"]} for c in state.curves
+        ],
     }
     write_json_atomic(out_dir / TIMING_FILE, timing)
     write_json_atomic(out_dir / "train.json", summary)

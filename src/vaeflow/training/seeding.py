@@ -26,5 +26,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU; set device: auto or cpu in the config")
+        raise RuntimeError(
+            "device 'cuda' was asked for but torch sees no CUDA GPU; set device: auto or cpu in the config"
+        )
     return torch.device(device)

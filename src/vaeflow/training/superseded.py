@@ -44,15 +44,19 @@ def set_aside(run_dir: str | os.PathLike[str], paths: list[str]) -> Path:
         shutil.rmtree(aside, ignore_errors=True)
     for path in existing:
         if path.resolve().parent != run_dir.resolve():
-            raise ValueError(f"{path} is not directly inside the run folder {run_dir}; only a run's own results "
-                             "are set aside while it retrains")
+            raise ValueError(
+                f"{path} is not directly inside the run folder {run_dir}; only a run's own results "
+                "are set aside while it retrains"
+            )
         aside.mkdir(exist_ok=True)
         os.replace(path, aside / path.name)
         print(f"set aside {path} while the run retrains (it was computed from the old checkpoint)")
     return aside
 
 
-def settle(run_dir: str | os.PathLike[str], checkpoint: str | os.PathLike[str], summary: str | os.PathLike[str]) -> bool:
+def settle(
+    run_dir: str | os.PathLike[str], checkpoint: str | os.PathLike[str], summary: str | os.PathLike[str]
+) -> bool:
     """After a finished retrain: restore the set-aside results if they were computed from exactly
     this ``checkpoint`` and training ``summary`` (as their ``metrics.json`` records), else delete
     them. Returns whether they were restored."""
@@ -62,8 +66,10 @@ def settle(run_dir: str | os.PathLike[str], checkpoint: str | os.PathLike[str], 
         return False
     metrics = aside / "metrics.json"
     recorded = json.loads(metrics.read_text(encoding="utf-8")).get("computed_from", {}) if metrics.is_file() else {}
-    same = bool(recorded) and recorded == {"checkpoint_sha256": file_sha256(checkpoint),
-                                           "train_summary_sha256": file_sha256(summary)}
+    same = bool(recorded) and recorded == {
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "train_summary_sha256": file_sha256(summary),
+    }
     if same:
         for entry in sorted(aside.iterdir()):
             os.replace(entry, run_dir / entry.name)
