@@ -70,7 +70,6 @@ FIGURES = (
 #: the notebook's settings (the rest of ``analyses.high_frequency`` is the probe's)
 NOTEBOOK_SETTINGS = ("bootstrap", "confidence", "grid_dataset")
 
-VAE_MODELS = ("vae", "vae_iaf")
 SET_LABELS = {
     "data": "test images",
     "samples": "samples",
@@ -178,12 +177,19 @@ def image_sets(results: list[ProbeResult]) -> pd.DataFrame:
     rows = []
     for r in results:
         a = r.arrays
+        if "latent_kind" not in a:
+            raise ValueError(
+                f"{r.path} has no latent_kind: a high_frequency probe from before the models recorded their kind; "
+                "rerun it (snakemake --forcerun probe_high_frequency_anomaly_latents, or delete the file)"
+            )
         for i, (name, temperature) in enumerate(zip(a["set_name"], a["set_temperature"])):
             sel = a["image_set"] == i
             rows.append(
                 {
                     "dataset": r.dataset,
                     "model": r.model,
+                    # the probe's record of the model's kind (vaeflow.models: latent_kind), not a list of names
+                    "vae": str(a["latent_kind"]) == "vae",
                     "seed": r.seed,
                     "set": str(name),
                     "temperature": float(temperature),
@@ -269,7 +275,7 @@ def vae_table(sets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
     data = _data_sets(sets)
     rows = []
     kinds = ("samples", "decoder_mean", "reconstruction_mean", "reconstruction_sample")
-    chosen = sets[sets["model"].isin(VAE_MODELS) & sets["set"].isin(kinds)]
+    chosen = sets[sets["vae"] & sets["set"].isin(kinds)]
     for (dataset, model), group in chosen.groupby(["dataset", "model"], sort=True):
         for kind in kinds:
             part = group[group["set"] == kind]
@@ -288,7 +294,7 @@ def vae_table(sets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
 def temperature_table(sets: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
     """HF fraction of flow samples at every temperature (the VAEs are sampled at T = 1 only)."""
     data = _data_sets(sets)
-    chosen = sets[(sets["set"] == "samples") & ~sets["model"].isin(VAE_MODELS)]
+    chosen = sets[(sets["set"] == "samples") & ~sets["vae"]]
     rows = []
     for (dataset, model, temperature), group in chosen.groupby(["dataset", "model", "temperature"], sort=True):
         s = _summaries(group, data[dataset], settings)
@@ -588,8 +594,8 @@ EDGE_PADDING = 8
 def _spectrum_rows(sets: pd.DataFrame) -> pd.DataFrame:
     """Mean radial spectra (mean over seeds), long form, without the DC bin."""
     rows = []
-    for (dataset, model, name, temperature), group in sets.groupby(
-        ["dataset", "model", "set", "temperature"], dropna=False
+    for (dataset, model, vae, name, temperature), group in sets.groupby(
+        ["dataset", "model", "vae", "set", "temperature"], dropna=False
     ):
         radial = np.mean(np.stack(list(group["radial"])), axis=0)
         frequency = group["frequency"].iloc[0]
@@ -598,6 +604,7 @@ def _spectrum_rows(sets: pd.DataFrame) -> pd.DataFrame:
                 {
                     "dataset": dataset,
                     "model": model,
+                    "vae": vae,
                     "set": name,
                     "temperature": temperature,
                     "frequency": float(f),
@@ -660,7 +667,7 @@ _SET_PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#b279a2"]
 def vae_spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
     """VAEs: spectra of samples, decoder means and reconstructions against the test images."""
     rows = _spectrum_rows(sets)
-    vae = rows[rows["model"].isin(VAE_MODELS) & (rows["set"] != "data")]
+    vae = rows[rows["vae"] & (rows["set"] != "data")]
     data = rows[rows["set"] == "data"].drop_duplicates(["dataset", "frequency"])
     data = pd.concat([data.assign(model=m) for m in sorted(vae["model"].unique())], ignore_index=True)
     both = pd.concat([data, vae], ignore_index=True)
