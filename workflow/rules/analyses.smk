@@ -72,7 +72,7 @@ for _analysis, _spec in ANALYSIS_RULES.items():
             **analysis_outputs(_analysis),
         params:
             metrics=json_list("metrics"),
-            **{k: json_list(k) for k in ("probes", "baselines") if k in _spec["inputs"]},
+            files=notebook_files(_spec["inputs"]),
             settings=json.dumps(analysis_settings(config, _analysis), sort_keys=True),
         threads: 1
         resources:
@@ -85,7 +85,7 @@ for _analysis, _spec in ANALYSIS_RULES.items():
         benchmark:
             f"results/benchmarks/rules/{_analysis}_analysis.tsv"
         shell:
-            notebook_command(_spec["inputs"])
+            NOTEBOOK_COMMAND
 
 
 rule variables:

@@ -1,6 +1,7 @@
 # Shared helpers: which runs exist, their settings, and the source files each job runs.
 import functools
 import json
+import shlex
 
 from vaeflow.analysis import declared_outputs
 from vaeflow.config import analysis_settings, evaluation_settings, probe_settings, run_config, trains_on
@@ -214,17 +215,31 @@ def analysis_outputs(analysis):
     }
 
 
-def notebook_command(inputs):
-    """The papermill call of one analysis notebook: the common parameters, and the files of ``inputs``
-    (its rule's inputs besides the notebook and metrics) that the notebook takes as parameters."""
-    probes = "-p probes={params.probes:q} " if "probes" in inputs else ""
-    speed = "-p speed='\"{input.speed}\"' " if "speed" in inputs else ""
-    baselines = "-p baselines={params.baselines:q} " if "baselines" in inputs else ""
-    return (
-        f"python -m vaeflow notebook {{input.notebook}} {{output.notebook}} -p metrics={{params.metrics:q}} "
-        f"{probes}{speed}{baselines}-p settings={{params.settings:q}} -p tables_dir='\"results/tables\"' "
-        f"-p figures_dir='\"results/figures\"' -p variables_out='\"{{output.variables}}\"' > {{log}} 2>&1"
-    )
+# The papermill call of every analysis notebook. One constant string, because Snakemake evaluates a
+# rule's `shell:` expression again when the job runs, when a loop that generated the rules has moved
+# on: what differs between the analyses comes in through params (notebook_files).
+NOTEBOOK_COMMAND = (
+    "python -m vaeflow notebook {input.notebook} {output.notebook} -p metrics={params.metrics:q} "
+    "{params.files} -p settings={params.settings:q} -p tables_dir='\"results/tables\"' "
+    "-p figures_dir='\"results/figures\"' -p variables_out='\"{output.variables}\"' > {log} 2>&1"
+)
+# the inputs a notebook takes as parameters, in this order: lists of files, or one file
+NOTEBOOK_FILE_PARAMETERS = {"probes": list, "speed": str, "baselines": list}
+
+
+def notebook_files(inputs):
+    """A params function: the ``-p name=value`` papermill options of the files of ``inputs`` (an analysis
+    rule's inputs besides the notebook and metrics) that its notebook takes as parameters, as JSON."""
+    names = [name for name in NOTEBOOK_FILE_PARAMETERS if name in inputs]
+
+    def options(wc, input):
+        values = {
+            name: list(input[name]) if NOTEBOOK_FILE_PARAMETERS[name] is list else str(input[name])
+            for name in names
+        }
+        return " ".join(f"-p {name}={shlex.quote(json.dumps(value))}" for name, value in values.items())
+
+    return options
 
 
 def json_list(name):
