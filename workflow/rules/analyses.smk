@@ -85,7 +85,9 @@ for _analysis, _spec in ANALYSIS_RULES.items():
         benchmark:
             f"results/benchmarks/rules/{_analysis}_analysis.tsv"
         shell:
-            notebook_command(_spec["inputs"])
+            # Snakemake evaluates this again in the job's run function, where `_spec` is the loop's last
+            # analysis (latents): there `rule`, the job's rule name, says which analysis it is
+            notebook_command(ANALYSIS_RULES[locals().get("rule", f"{_analysis}_analysis").removesuffix("_analysis")]["inputs"])
 
 
 rule variables:
