@@ -441,7 +441,7 @@ def test_notebook_parameters_and_outputs(root: Path) -> None:
     names = re.findall(r"^(\w+) =", "".join(parameters[0]["source"]), flags=re.M)
     assert names == ["metrics", "probes", "settings", "tables_dir", "figures_dir", "variables_out"]
     source = "\n".join("".join(c["source"]) for c in nb["cells"])
-    for stem in analysis.TABLES + analysis.FIGURES:
+    for stem in [*analysis.TABLES, *analysis.FIGURES]:
         assert f'/{stem}"' in source, f"the notebook never writes {stem}"
         assert f"#| label: {'tbl' if stem in analysis.TABLES else 'fig'}-{stem.replace('_', '-')}" in source
 

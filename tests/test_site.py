@@ -138,10 +138,12 @@ def test_every_figure_is_an_interactive_chart_with_a_provenance_link(root):
             continue
         text = path.read_text()
         assert "](results/figures/" not in text, f"{page} shows a figure as an image; include its .chart.md"
+        # the caption include, which stage writes from the analysis module, ends with the link
+        # (vaeflow.analysis.captions.site_caption; tests/test_captions.py)
         for stem in re.findall(r"include results/figures/(\w+)\.chart\.md", text):
-            assert f"](reproduce.qmd#figure-{stem})" in text, (page, stem)
+            assert f"include results/figures/{stem}.caption.md" in text, (page, stem)
         for stem in re.findall(r"include results/tables/(\w+)\.md", text):
-            assert f"](reproduce.qmd#table-{stem})" in text, (page, stem)
+            assert f"include results/tables/{stem}.caption.md" in text, (page, stem)
 
 
 def test_stage_refuses_a_missing_input_and_leaves_nothing(tmp_path, root):

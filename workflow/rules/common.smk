@@ -181,7 +181,9 @@ def benchmark_study(model):
 # Snakemake's own HTML report (`snakemake --report results/report.html`, which the README's
 # main command writes after the run): every table (its CSV) and figure (its SVG) of an
 # analysis, in one category per analysis (REPORT_CATEGORIES, analyses.smk), captioned by
-# workflow/report/{tables,figures}/<stem>.rst.
+# workflow/report/{tables,figures}/<stem>.rst: files generated from the captions the analysis modules
+# declare beside their TABLES and FIGURES (`python -m vaeflow.analysis.captions`; tests/test_captions.py
+# fails when one drifts from its module).
 REPORT_CAPTIONS = "workflow/report"
 
 

@@ -94,6 +94,8 @@ rule stage_site:
         pages=[os.path.relpath(p) for p in site_sources("report")],
         results=SITE_INPUTS,
         variables="results/variables.yml",
+        # the analysis modules declare the captions the pages include (vaeflow.analysis.captions)
+        captions=[f"src/vaeflow/analysis/{analysis}.py" for analysis in ANALYSES],
         code=code("vaeflow.site.quarto"),
     output:
         directory("results/site-src"),

@@ -66,8 +66,79 @@ from vaeflow.analysis.figures import (
 from vaeflow.analysis.runs import ProbeResult, load_probes
 from vaeflow.data import IMAGE_DATASETS  # torch-free at import, like this module
 
-TABLES = ("anomaly_auroc", "anomaly_failures", "anomaly_remedies", "anomaly_summary", "anomaly_metrics")
-FIGURES = ("anomaly_auroc", "anomaly_bpd")
+# The tables and figures this analysis writes (results/tables/<stem>.csv and .md, results/figures/<stem>.*),
+# each with its caption, written only here: a title (its heading in Snakemake's report) and the caption
+# (Quarto Markdown). The site and the report show it (vaeflow.analysis.captions).
+TABLES = {
+    "anomaly_auroc": {
+        "title": "AUROC of the raw likelihood against every OOD set",
+        "caption": (
+            "AUROC of the raw likelihood (NLL in bits/dim), mean ± sd over seeds, for every in-distribution "
+            "dataset, model and likelihood score of that model (rows; long score names as codes the legend "
+            "spells out) against every OOD set (columns); below 0.5 the OOD images look *more* likely than "
+            'the test images. "–" marks the in-distribution dataset itself.'
+        ),
+    },
+    "anomaly_failures": {
+        "title": "Every raw-likelihood failure, worst first",
+        "caption": (
+            "Every raw-likelihood case with mean AUROC below 0.5 (every likelihood score), worst first: the "
+            "AUROC, in how many seeds it was below 0.5 and whether that was significant, the median NLL and "
+            "the median compressed length (bits/dim) of the test images → of the OOD images, and the AUROC of "
+            "each remedy on the same case. How each OOD set was converted is a code the legend spells out."
+        ),
+    },
+    "anomaly_remedies": {
+        "title": "Do the remedies repair it?",
+        "caption": (
+            "AUROC (mean ± sd over seeds) of every detection method (raw likelihood, typicality per image and "
+            "per batch, input complexity with PNG and zlib) on the primary likelihood score, one row per "
+            "in-distribution dataset, model and OOD set; how each OOD set was brought to the model's input "
+            "form is a code the legend spells out."
+        ),
+    },
+    "anomaly_summary": {
+        "title": "How often the raw likelihood fails, and what the remedies repair",
+        "caption": (
+            "Every detection method over all cases of the primary likelihood score: mean and median AUROC, "
+            "mean AUPR, the number of cases with AUROC below 0.5, the worst case, and of the raw likelihood's "
+            "failures (*raw failures*) how many the method lifts above 0.5. A *case* is one in-distribution "
+            "dataset, model and out-of-distribution (OOD) set; below 0.5 a score ranks the OOD images as more "
+            "in-distribution than the test images themselves."
+        ),
+    },
+    "anomaly_metrics": {
+        "title": "Every number of the anomaly analysis",
+        "caption": (
+            "The long table the others are cut from: for every in-distribution dataset, model, likelihood "
+            "score, OOD set and detection method, the AUROC and AUPR (mean ± sd over seeds, and AUPR's chance "
+            "level), the seeds below 0.5 and the largest $p$ of the below-chance test over seeds, the numbers "
+            "of images, the non-finite scores in each set, the entropy estimate $\\hat H$ (bits/dim), and the "
+            "median NLL and compressed length of the test → OOD images. The CSV linked under it holds every "
+            "column as computed."
+        ),
+    },
+}
+FIGURES = {
+    "anomaly_auroc": {
+        "title": "AUROC of every detection method",
+        "caption": (
+            "AUROC of every detection method (columns) for every model and OOD set, one row of panels per "
+            "in-distribution dataset, on the primary likelihood score (mean over seeds). Red: below 0.5 (the "
+            "OOD images ranked as more in-distribution); blue: above; white: chance."
+        ),
+    },
+    "anomaly_bpd": {
+        "title": "Likelihoods of in-distribution and OOD images",
+        "caption": (
+            "Distribution of the primary NLL (bits/dim, symmetric-log axis) of every scored set, one panel "
+            "per in-distribution dataset and model: 10–90 % whiskers, 25–75 % box and a median tick; the "
+            "training and in-distribution test images (grey, blue) come first, then the OOD sets (red). "
+            "Wherever a red box sits below the blue one, the model finds that OOD set more likely than its "
+            "own test images."
+        ),
+    },
+}
 
 SYNTHETIC_ORDER = ("noise", "constant", "inverted", "flipped")
 REQUIRED_ARRAYS = (

@@ -46,8 +46,73 @@ from vaeflow.analysis.figures import (
 )
 from vaeflow.analysis.likelihood import load_baselines
 
-TABLES = ("cost_summary", "cost_time_to_target", "cost_budget", "cost_speed_vs_peers")
-FIGURES = ("cost_val_vs_time", "cost_throughput")
+# The tables and figures this analysis writes (results/tables/<stem>.csv and .md, results/figures/<stem>.*),
+# each with its caption, written only here: a title (its heading in Snakemake's report) and the caption
+# (Quarto Markdown). The site and the report show it (vaeflow.analysis.captions).
+TABLES = {
+    "cost_summary": {
+        "title": "The bill per model",
+        "caption": (
+            "Per dataset and model, mean ± sd over seeds: how it was trained, parameters, steps and batch "
+            "size, milliseconds per training step (validation included), training wall time, peak resident "
+            "memory, samples and density evaluations per second, and FFJORD's function evaluations per ODE "
+            'solve in training (fixed-step solver) and in evaluation (adaptive solver). "not recorded" marks '
+            "a number the run's training did not record."
+        ),
+    },
+    "cost_time_to_target": {
+        "title": "Time to a common target",
+        "caption": (
+            "Per dataset and model: how many seeds reached the dataset's target validation bits/dim (the "
+            "legend under the table gives each target and how it was set), the elapsed training seconds and "
+            "the step at which they first did (mean ± sd over the seeds that reached it), the best validation "
+            'bits/dim reached at all, and how often validation ran. "not reached" marks a model none of whose '
+            "seeds got there."
+        ),
+    },
+    "cost_budget": {
+        "title": "Equal wall time",
+        "caption": (
+            "Per dataset and model: the best validation bits/dim the run had validated within the dataset's "
+            "wall-time budget (the legend under the table gives each budget and where it came from), or when "
+            "its first validation came, if later; its rank among the models, the share of training done by "
+            "then, and the final validation bits/dim for contrast."
+        ),
+    },
+    "cost_speed_vs_peers": {
+        "title": "Speed against peer libraries",
+        "caption": (
+            "Per benchmarked model: the data it ran on, both sides' parameters and milliseconds per training "
+            "step, and ours / peer time ratios (below 1: ours is faster) for the training step as each "
+            "library trains (ours with the study's fused Adam, the peer with torch's default Adam, as "
+            "pythae's trainer and the examples of normflows and zuko use it), the same step with the fused "
+            "Adam on both sides, sampling and density evaluation. The last columns give our step's achieved "
+            "GFLOP/s (matmul and convolution FLOPs, forward and backward, counted by torch) and its share of "
+            "this machine's single-thread fp32 matmul peak."
+        ),
+    },
+}
+FIGURES = {
+    "cost_val_vs_time": {
+        "title": "Validation bits/dim against wall time",
+        "caption": (
+            "Validation bits/dim against elapsed training seconds (log axis), one panel per dataset, one line "
+            "per run coloured by model (the same colours on every figure). The dashed horizontal rule is the "
+            "dataset's target, the dotted vertical rule the equal wall-time budget, and the grey dotted "
+            "horizontal rules, labelled, are the dataset's sanity baselines that fall within the panel's "
+            "range. Models whose best validation lies far above the others are left off the axis and named in "
+            "red under the panel title."
+        ),
+    },
+    "cost_throughput": {
+        "title": "Sampling against density-evaluation throughput",
+        "caption": (
+            "Throughput of sampling against density evaluation (log-log; means over seeds), colour by model "
+            "and shape by dataset. On the diagonal both directions are equally fast; below it density "
+            "evaluation is the faster direction, above it sampling."
+        ),
+    },
+}
 
 #: the ``analyses.cost`` settings and their defaults
 DEFAULTS: dict[str, Any] = {

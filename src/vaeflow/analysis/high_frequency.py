@@ -52,20 +52,99 @@ from vaeflow.analysis.figures import (
 )
 from vaeflow.analysis.runs import ProbeResult, load_probes
 
-TABLES = (
-    "high_frequency_energy",
-    "high_frequency_vae",
-    "high_frequency_temperature",
-    "high_frequency_completion",
-    "high_frequency_cost",
-)
-FIGURES = (
-    "high_frequency_spectra",
-    "high_frequency_vae_spectra",
-    "high_frequency_temperature",
-    "high_frequency_samples",
-    "high_frequency_completions",
-)
+# The tables and figures this analysis writes (results/tables/<stem>.csv and .md, results/figures/<stem>.*),
+# each with its caption, written only here: a title (its heading in Snakemake's report) and the caption
+# (Quarto Markdown). The site and the report show it (vaeflow.analysis.captions).
+TABLES = {
+    "high_frequency_energy": {
+        "title": "High-frequency energy of samples against the test images",
+        "caption": (
+            "High-frequency fraction (the share of the pooled power spectrum above the cutoff frequency) of "
+            "each model's samples at $T = 1$, with its bootstrap interval in parentheses and the sd over "
+            "seeds, against the test images (each dataset's first row, *test data*); the ratio of the two, "
+            "the spectral distance to the test images (decades, mean ± sd over seeds), the ratio of total "
+            "power, and the images scored (seeds × images per seed). A *non-finite* column, where present, "
+            "counts samples that overflowed and were left out."
+        ),
+    },
+    "high_frequency_vae": {
+        "title": "Where VAE blur comes from",
+        "caption": (
+            "The VAEs' four image sets against the test images of the same dataset: samples $x \\sim p(x \\mid "
+            "z)$ with $z \\sim p(z)$; decoder means $\\mu(z)$ with $z \\sim p(z)$; reconstructions as the "
+            "decoder mean $\\mu(z)$ and as a sample $x' \\sim p(x \\mid z)$, with $z \\sim q(z \\mid x)$ for a "
+            "test image $x$. Columns as in @tbl-high-frequency-energy."
+        ),
+    },
+    "high_frequency_temperature": {
+        "title": "High-frequency energy against sampling temperature",
+        "caption": (
+            "High-frequency fraction of the flows' samples at every sampling temperature $T$ (the VAEs are "
+            "sampled at $T = 1$ only), with bootstrap interval, sd over seeds, ratio to the test images and "
+            "spectral distance; columns as in @tbl-high-frequency-energy."
+        ),
+    },
+    "high_frequency_completion": {
+        "title": "Completion: does the likelihood restore the detail?",
+        "caption": (
+            "Inpainting of the image centre and 2× super-resolution by gradient ascent on each model's "
+            "objective (the exact $\\log p$ of the flows, IWAE-$k$ for the VAEs), per dataset and task: PSNR "
+            "over the missing pixels (dB, mean ± sd over seeds), the HF energy ratio of completion to truth, "
+            "the relative HF error, and the objective's gain over the baseline the ascent started from (nats "
+            "per image). The baseline row (mean fill, the training images' mean, for inpainting; bilinear for "
+            "super-resolution; *seeds* 0) does not depend on training."
+        ),
+    },
+    "high_frequency_cost": {
+        "title": "What the high-frequency probe cost",
+        "caption": (
+            "Wall time of the high-frequency probe per model and dataset, mean over seeds: drawing the "
+            "samples, and computing the spectra and the completions. The slow samplers (MAF's $D$ sequential "
+            "passes, FFJORD's ODE solve, Flow++'s mixture CDFs inverted by bisection) have their own, "
+            "possibly smaller, sample count: see *images per seed* in @tbl-high-frequency-energy."
+        ),
+    },
+}
+FIGURES = {
+    "high_frequency_spectra": {
+        "title": "Power spectra of samples against the test images",
+        "caption": (
+            "Mean radial power spectra (log-log) of the test images (black, thick) and of every model's "
+            "samples at $T = 1$, one panel per dataset. A curve above the black one at the right-hand end "
+            "carries more high-frequency energy than the data; below it, less."
+        ),
+    },
+    "high_frequency_vae_spectra": {
+        "title": "Power spectra of the VAEs' samples, means and reconstructions",
+        "caption": (
+            "Mean radial power spectra (log-log) of the VAEs' samples, decoder means and reconstructions "
+            "against the test images (black), one row per VAE and one column per dataset."
+        ),
+    },
+    "high_frequency_temperature": {
+        "title": "High-frequency energy against sampling temperature",
+        "caption": (
+            "High-frequency fraction of each flow's samples against the sampling temperature $T$, with "
+            "bootstrap intervals, one panel per dataset; the dashed black rule is the test images' fraction."
+        ),
+    },
+    "high_frequency_samples": {
+        "title": "Sample grids",
+        "caption": (
+            "Sample grids on MNIST (lowest seed of each model): the test images in the first row, then each "
+            "model's samples at $T = 1$, and the VAEs' decoder means. Pixels are drawn as blocks, with no "
+            "smoothing, so the fine detail is what is shown."
+        ),
+    },
+    "high_frequency_completions": {
+        "title": "Completions",
+        "caption": (
+            "Completions on MNIST (lowest seed): the true images, the observed pixels (missing ones in red), "
+            "the baseline, then each model's completion; in every row the inpainting images come first, then "
+            "the super-resolution ones."
+        ),
+    },
+}
 
 #: the notebook's settings (the rest of ``analyses.high_frequency`` is the probe's)
 NOTEBOOK_SETTINGS = ("bootstrap", "confidence", "grid_dataset")

@@ -45,8 +45,65 @@ from vaeflow.analysis.figures import (
 )
 from vaeflow.analysis.runs import ProbeResult, load_probes
 
-TABLES = ("latents_probe", "latents_dimensionality")
-FIGURES = ("latents_probe_accuracy", "latents_interpolations", "latents_traversals", "latents_toy2d")
+# The tables and figures this analysis writes (results/tables/<stem>.csv and .md, results/figures/<stem>.*),
+# each with its caption, written only here: a title (its heading in Snakemake's report) and the caption
+# (Quarto Markdown). The site and the report show it (vaeflow.analysis.captions).
+TABLES = {
+    "latents_probe": {
+        "title": "Linear probes of the class from the latents",
+        "caption": (
+            "Per dataset and model: which latent was probed (a code the legend under the table spells out), "
+            "its size, the numbers of training and test examples, the number of classes and seeds, the "
+            "probe's test accuracy on the latents and on the pixels of the same examples (mean ± sd over "
+            "seeds) and their difference, and the model's test bits/dim with the quantity it is. The slow "
+            "density models (FFJORD, the IAF) encode fewer examples; their pixel baseline uses the same fewer "
+            "examples."
+        ),
+    },
+    "latents_dimensionality": {
+        "title": "How many dimensions are used?",
+        "caption": (
+            "Per dataset and model: the data dimension $D$, the latent size, the active units (latent "
+            "coordinates whose variance over the test examples exceeds the threshold), and the principal "
+            "components needed for the stated share of variance, of the latents and of the same examples' "
+            "pixels (mean ± sd over seeds)."
+        ),
+    },
+}
+FIGURES = {
+    "latents_probe_accuracy": {
+        "title": "Linear-probe accuracy against the pixels",
+        "caption": (
+            "Linear-probe test accuracy of every model (points, one per seed) against the pixel baseline on "
+            "the same examples (ticks), one panel per dataset."
+        ),
+    },
+    "latents_interpolations": {
+        "title": "Interpolations in latent space",
+        "caption": (
+            "Interpolations on MNIST (lowest seed of each model): each row is a model, each block a pair of "
+            "test images, shown at both ends, with the images decoded from evenly spaced points on the "
+            "straight line between their latents in between. VAEs decode with the decoder mean; flows invert "
+            "the map and take the grey-level bin. Pixels a flow inverse overflowed are left empty."
+        ),
+    },
+    "latents_traversals": {
+        "title": "Traversals of VAE coordinates",
+        "caption": (
+            "Traversals of single VAE coordinates on MNIST (lowest seed): one row per coordinate, the most "
+            "active first, of each VAE; the first column is the test image whose code is the starting point, "
+            "then the decoder mean as that coordinate alone runs across the prior's range."
+        ),
+    },
+    "latents_toy2d": {
+        "title": "Latent codes of the 2-D data",
+        "caption": (
+            'The 2-D data: test points ("data") and their latent codes under every model, coloured by the '
+            "mixture component or region that generated them, one panel per model (lowest seed). A flow "
+            "should map the data to a standard Gaussian; a VAE's two coordinates are its posterior means."
+        ),
+    },
+}
 
 #: settings the notebook reads from ``analyses.latents`` (the probe's are in vaeflow.probes.latents)
 NOTEBOOK_SETTINGS: dict[str, str] = {

@@ -47,15 +47,124 @@ from vaeflow.analysis.figures import (
 )
 from vaeflow.analysis.runs import ProbeResult
 
-TABLES = (
-    "likelihood",
-    "likelihood_comparisons",
-    "models",
-    "likelihood_gaps",
-    "likelihood_iwae",
-    "likelihood_per_class",
-)
-FIGURES = ("likelihood_overview", "learning_curves", "likelihood_iwae_curve", "likelihood_per_class")
+# The tables and figures this analysis writes (results/tables/<stem>.csv and .md, results/figures/<stem>.*),
+# each with its caption, written only here: a title (its heading in Snakemake's report) and the caption
+# (Quarto Markdown). The site and the report show it (vaeflow.analysis.captions).
+TABLES = {
+    "likelihood": {
+        "title": "Test bits/dim of every model on every dataset",
+        "caption": (
+            "Test bits/dim of every model (rows) on every dataset (columns), mean ± sd over training seeds "
+            "(lower is better), and the dataset's sanity baselines (below), exact likelihoods, as rows of "
+            "their own. *quantity* says what each number is: the flows' exact density of dequantised data, "
+            "the VAEs' IWAE-$k$ bound or Flow++'s importance-weighted variational-dequantisation bound "
+            "(IW-$k$). The legend under the table explains its marks (bold, †, ‡) and codes; the CSV linked "
+            "there has every column, among them the single-draw bound, the margin over the reference "
+            "baseline, the seeds the step ceiling stopped and the parameter counts."
+        ),
+    },
+    "likelihood_comparisons": {
+        "title": "Paired comparisons with intervals: which differences are beyond noise",
+        "caption": (
+            "Paired comparisons on the same test images: neighbours in each dataset's ranking by mean test "
+            "bits/dim, the best VAE against the best flow, the VAE against the best exact flow, the pairs the "
+            "[discussion](discussion.qmd) asks about, and every model against the dataset's reference "
+            "baseline. *A − B* is in bits/dim (negative: A is better), with its 95% paired $t$-interval over "
+            "test images; *seed sd A / B* gives the sd over seeds of each model's mean test bits/dim (– with "
+            "one seed) and *per-seed A − B* the range of the differences of per-seed means over every pair of "
+            "seeds. *verdict* says *within noise* when the interval contains 0 or the difference is smaller "
+            "than the larger of the two seed sds. The two models' own mean test bits/dim are in "
+            "@tbl-likelihood and in the CSV linked under the table."
+        ),
+    },
+    "models": {
+        "title": "Every model, its cost and how it was trained",
+        "caption": (
+            "Every model on every dataset, averaged over seeds: parameter count, how it was trained (maximum "
+            "likelihood, a variational bound, or density distillation from a trained teacher; as a code the "
+            "legend under the table spells out), the training steps its seeds ran (a range where early "
+            "stopping ended them apart), their step ceiling and whether they converged (the CSV names the "
+            "seeds the ceiling stopped), test bits/dim with the quantity it is, and the throughput of "
+            "sampling and of density evaluation."
+        ),
+    },
+    "likelihood_gaps": {
+        "title": "Generalisation: train, validation and test bits/dim",
+        "caption": (
+            "Train, validation and test bits/dim of one and the same quantity per model, mean ± sd over "
+            "seeds: the exact density of dequantised data for the flows, the single-draw bound (the ELBO, the "
+            "objective the VAEs were trained on) for the bound models. *gap test − train* is the "
+            "generalisation gap: positive when the model fits its training images better than unseen ones. "
+            "The validation column is the one the checkpoint was chosen on."
+        ),
+    },
+    "likelihood_iwae": {
+        "title": "How tight are the bounds? From the ELBO to IWAE-k",
+        "caption": (
+            "IWAE-$k$ bits/dim of each bound model at every $k$ of the probe, mean ± sd over seeds, on the "
+            "probe's test examples (lower is better; $k = 1$ is the ELBO, or Flow++'s single-draw "
+            "variational-dequantisation bound). A dash is a $k$ beyond that model's largest. The last two "
+            "columns are the best exact flow's bits/dim on the same examples, with the flow named, and the "
+            "dataset's reference baseline (independent pixels on images, the Gaussian on the 2-D data) on the "
+            "same examples."
+        ),
+    },
+    "likelihood_per_class": {
+        "title": "Bits/dim per class",
+        "caption": (
+            "Test bits/dim per class on the two labelled datasets (the 8×8 digits and MNIST), mean over "
+            "seeds, of each model's headline test quantity (as in @tbl-likelihood); *easiest* and *hardest* "
+            "name the classes with the lowest and the highest bits/dim."
+        ),
+    },
+}
+FIGURES = {
+    "likelihood_overview": {
+        "title": "Test bits/dim of every model against the baselines",
+        "caption": (
+            "Test bits/dim (lower is better) of every model on each image dataset, one panel per dataset: a "
+            "small open circle per training seed, a line across the seeds and the mean over seeds as a large "
+            "mark (circle: exact likelihood, diamond: bound), each model in its colour on every figure of the "
+            "site. The grey dotted vertical lines, labelled, are the dataset's sanity baselines (independent "
+            "pixels, the reference, and uniform); a seed far beyond the others is drawn as a triangle at the "
+            "right edge with its value and named in red under the panel title."
+        ),
+    },
+    "learning_curves": {
+        "title": "Learning curves",
+        "caption": (
+            "Training (solid) and validation (dashed) bits/dim against training step for every run, one panel "
+            "per dataset, one colour per model (the same on every figure). The checkpoint kept is the one "
+            "with the best validation bits/dim. The grey dotted rules, labelled, are the dataset's sanity "
+            "baselines (uniform and independent pixels on images, the fitted Gaussian on the 2-D data) at "
+            "their validation bits/dim. Each axis covers the baselines and where the runs ended up, so a "
+            "run's first evaluations may enter from the top; a run whose best lies far beyond the others (or "
+            "whose training loss lies far below them, as a distilled student's) is named in red under the "
+            "panel's title, so no diverging run sets a panel's axis."
+        ),
+    },
+    "likelihood_iwae_curve": {
+        "title": "From the ELBO to IWAE-k",
+        "caption": (
+            "The bound models' IWAE-$k$ bits/dim against the number of importance samples $k$ (log scale), "
+            "one panel per dataset, means over seeds; each dashed horizontal rule is an exact flow's bits/dim "
+            "on the same test examples, in that model's colour; the grey dotted rule, labelled, is the "
+            "dataset's reference sanity baseline on the same examples. A curve falling with $k$ is the bound "
+            "tightening towards $\\log p(x)$. A model far above the others is named in red under the panel's "
+            "title instead of setting its axis."
+        ),
+    },
+    "likelihood_per_class": {
+        "title": "Bits/dim per class",
+        "caption": (
+            "Test bits/dim per digit class, one line per model, one panel per labelled dataset (means over "
+            "seeds; independent y axes); the grey dotted lines, labelled, are the dataset's sanity baselines "
+            "per class. A model far above the others is named in red under the panel's title instead of "
+            "setting its axis. Where the lines run parallel, the ranking of the classes is a property of the "
+            "data, not of the architecture."
+        ),
+    },
+}
 
 #: marks of the likelihood table's cells, explained in its legend
 NOT_BEATING = "†"

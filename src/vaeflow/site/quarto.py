@@ -4,7 +4,9 @@ The sources live in ``report/``; pages refer to generated files by paths that st
 with ``results/`` (``{{< include results/tables/x.md >}}``, ``![..](results/figures/x.svg)``,
 ``{{< embed results/notebooks/x.ipynb#label >}}``); a figure is shown as an interactive chart by
 including ``results/figures/<stem>.chart.md``, which ``stage`` writes from the figure's spec
-(:mod:`vaeflow.site.charts`). ``stage`` copies the pages and exactly those files into
+(:mod:`vaeflow.site.charts`), and its caption by including ``results/{tables,figures}/<stem>.caption.md``,
+which ``stage`` writes from the caption its analysis module declares (:mod:`vaeflow.analysis.captions`).
+``stage`` copies the pages and exactly those files into
 ``results/site-src/`` (a self-contained Quarto project, with the merged variables as
 ``_variables.yml`` and the local vega bundle), so the render's inputs are exactly what the
 pages show; a table comes with its CSV, which the download link under it points to.
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from vaeflow.analysis.captions import all_captions, caption_file, site_caption
 from vaeflow.site.charts import BUNDLE, chart_sources, chart_stem, write_bundle, write_chart
 
 PAGE_SUFFIXES = (".qmd", ".md")
@@ -102,10 +105,12 @@ def table_sources(rel: str) -> list[str]:
 def site_inputs(report_dir: str | Path) -> list[str]:
     """Every generated file the site uses, as paths relative to the project root (``results/...``);
     a chart stands for the figure's spec and SVG it is made from, a table for its markdown and the CSV
-    it links to."""
+    it links to. A caption include is none: ``stage`` writes it from its analysis module."""
     used: set[str] = set()
     for text in _page_texts(report_dir):
         for rel in results_used(text):
+            if caption_file(rel):
+                continue
             stem = chart_stem(rel)
             used.update(chart_sources(stem) if stem else table_sources(rel))
     return sorted(used)
@@ -115,6 +120,22 @@ def charts_used(report_dir: str | Path) -> list[str]:
     """The figure stems the pages show as charts."""
     stems = {chart_stem(rel) for text in _page_texts(report_dir) for rel in results_used(text)}
     return sorted(s for s in stems if s)
+
+
+def captions_used(report_dir: str | Path) -> list[str]:
+    """The caption includes the pages use (``results/tables/<stem>.caption.md``)."""
+    return sorted({rel for text in _page_texts(report_dir) for rel in results_used(text) if caption_file(rel)})
+
+
+def write_captions(report_dir: str | Path, build: str | Path) -> None:
+    """Write into the project ``build`` every caption include the pages use, from the analyses' declarations."""
+    captions = all_captions()
+    for rel in captions_used(report_dir):
+        kind, stem = caption_file(rel)
+        if (kind, stem) not in captions:
+            raise ValueError(f"a page includes {rel}, but no analysis module declares {kind} {stem}")
+        (Path(build) / rel).parent.mkdir(parents=True, exist_ok=True)
+        (Path(build) / rel).write_text(site_caption(captions[kind, stem]), encoding="utf-8")
 
 
 def source_files(report_dir: str | Path) -> list[Path]:
@@ -161,6 +182,7 @@ def stage(report_dir: str | Path, results_root: str | Path, variables: str | Pat
             shutil.copy2(source, build / rel)
         for stem in charts_used(report_dir):
             write_chart(stem, build / f"results/figures/{stem}.vl.json", build / f"results/figures/{stem}.chart.md")
+        write_captions(report_dir, build)
         write_bundle(build / BUNDLE)
         problems = check_project(build)
         if problems:
