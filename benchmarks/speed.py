@@ -36,6 +36,7 @@ size. The achieved FLOP rate of our training step (matmul and convolution FLOPs 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import statistics
@@ -467,9 +468,19 @@ def left_out_step(model_name: str, dataset: str, config: dict, data_dir: Path, r
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def read_config(value: str) -> dict:
+    """``--config``: the config as JSON text (what the workflow passes) or a YAML file's path.
+
+    JSON text is read as JSON, not as YAML: YAML 1.1 reads a number without a dot, such as the
+    ``1e-06`` that JSON writes for the MNIST logit squeeze, as a string."""
     import yaml
 
+    if value.lstrip().startswith("{"):
+        return json.loads(value)
+    return yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--config",
@@ -499,8 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.merge:
         return merge([Path(p) for p in args.merge], Path(args.out))
-    text = args.config if args.config.lstrip().startswith("{") else Path(args.config).read_text(encoding="utf-8")
-    config = yaml.safe_load(text)  # JSON is YAML
+    config = read_config(args.config)
     torch.set_num_threads(args.threads)
 
     peak = matmul_peak()

@@ -224,3 +224,15 @@ def test_the_pythae_peer_computes_our_vae(speed):
     got = peer.loss(peer.prepare(x))
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     assert expected.item() > 0
+
+
+def test_the_config_the_workflow_passes_keeps_its_numbers(speed, tmp_path):
+    """The workflow passes the study config as JSON, which writes 1e-6 as ``1e-06``: read as YAML 1.1 that
+    is a string, and the MNIST logit squeeze failed the speed benchmark's left-out FFJORD step."""
+    config = {"models": {"ffjord": {"dataset_options": {"mnist": {"logit_alpha": 1.0e-6}}}}, "lr": 0.001}
+    text = json.dumps(config)
+    assert "1e-06" in text
+    assert speed.read_config(text) == config
+    path = tmp_path / "config.yaml"
+    path.write_text("models:\n  ffjord:\n    dataset_options:\n      mnist: {logit_alpha: 1.0e-6}\nlr: 0.001\n")
+    assert speed.read_config(str(path)) == config
