@@ -62,6 +62,9 @@ MODEL_LABELS = {
 EXTRA_COLOURS = ("#ff9da7", "#17becf", "#8c564b", "#bcbd22", "#1f77b4", "#d62728")
 BASELINE_COLOUR = "gray"
 DATA_COLOUR = "black"
+#: pixels between a panel's edge and its outermost data point, for axes set by the data or a fixed [0, 1]:
+#: the point marks at the ends of the range lie inside the plot
+EDGE_PADDING = 8
 #: how far beyond a panel's typical range its axis reaches, in units of that range: the typical range keeps
 #: at least a quarter of the axis, whatever lies beyond
 OFF_SCALE_SPAN = 3.0

@@ -41,6 +41,7 @@ import pandas as pd
 from vaeflow.analysis.figures import (
     DASH,
     DATA_COLOUR,
+    EDGE_PADDING,
     NBSP,
     Shown,
     mean_sd,
@@ -663,11 +664,6 @@ def cost_shown(table: pd.DataFrame) -> Shown:
 
 
 # --- figures -------------------------------------------------------------------------------------
-
-
-#: pixels between a panel's edge and its outermost data point, so that the line's point marks at the ends
-#: of the data's range lie inside the plot (the axes are set by the data: no nice rounding)
-EDGE_PADDING = 8
 
 
 def _spectrum_rows(sets: pd.DataFrame) -> pd.DataFrame:

@@ -34,6 +34,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from vaeflow.analysis.figures import (
+    EDGE_PADDING,
     QUANTITY_CODES,
     Shown,
     code_legend,
@@ -600,7 +601,7 @@ def accuracy_chart(runs: pd.DataFrame) -> alt.FacetChart:
     )
     base = alt.Chart().encode(
         y=alt.Y("model:N", title=None, sort=model_order(points["model"])),
-        x=alt.X("accuracy:Q", title="linear-probe test accuracy", scale=alt.Scale(domain=[0, 1])),
+        x=alt.X("accuracy:Q", title="linear-probe test accuracy", scale=alt.Scale(domain=[0, 1], padding=EDGE_PADDING)),
         color=colour,
         tooltip=["dataset", "model", "seed", "features", alt.Tooltip("accuracy:Q", format=".3f")],
     )
