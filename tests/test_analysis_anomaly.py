@@ -410,3 +410,18 @@ def test_smoke_study_anomaly_probes(smoke_study) -> None:
             assert counts[1] <= settings["max_examples"] and (counts[2:] <= counts[1]).all()
             assert (a["compressed_bits"] > 0).all() and np.isfinite(a["compressed_bits"]).all()
             assert a["bits_per_dim"].shape == (len(a["score_names"]), len(a["set_index"]))
+
+
+@pytest.mark.parametrize(
+    ("exact", "bound", "opening"),
+    [([0.9, 0.8, 0.7, 0.95], [0.85, 0.6, 0.9], "Not measurably"), ([0.9, 0.91, 0.92], [0.5, 0.52, 0.51], "Yes")],
+)
+def test_exact_against_bound_carries_the_welch_interval(exact, bound, opening):
+    """The difference of mean AUROCs and its interval equal scipy's Welch t-test; the sentence says which way."""
+    from scipy.stats import ttest_ind
+
+    found = anomaly.exact_vs_bound(pd.Series(exact), pd.Series(bound))
+    ci = ttest_ind(exact, bound, equal_var=False).confidence_interval(0.95)
+    assert (found["low"], found["high"]) == (round(ci.low, 3), round(ci.high, 3))
+    assert found["difference"] == round(sum(exact) / len(exact) - sum(bound) / len(bound), 3)
+    assert found["verdict"].startswith(opening) and f"{found['low']:+.3f}" in found["verdict"]
