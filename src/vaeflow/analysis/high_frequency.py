@@ -689,6 +689,18 @@ def _spectrum_rows(sets: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _spectrum_axes() -> dict[str, alt.X | alt.Y]:
+    """Log-log axes of a radial power spectrum, set by the data (no nice rounding) and padded at both ends."""
+    return {
+        "x": alt.X(
+            "frequency:Q",
+            scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING),
+            title="spatial frequency (cycles/pixel)",
+        ),
+        "y": alt.Y("power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"),
+    }
+
+
 def spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
     """Log-log mean radial power spectra of T = 1 samples per model, the test images in black."""
     rows = _spectrum_rows(sets)
@@ -699,14 +711,7 @@ def spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
         alt.Chart(both)
         .mark_line(point=True)
         .encode(
-            x=alt.X(
-                "frequency:Q",
-                scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING),
-                title="spatial frequency (cycles/pixel)",
-            ),
-            y=alt.Y(
-                "power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"
-            ),
+            **_spectrum_axes(),
             color=model_color(samples["model"], title="images", first={"test data": DATA_COLOUR}),
             strokeWidth=alt.condition(alt.datum.model == "test data", alt.value(3), alt.value(1.5)),
             tooltip=[
@@ -752,14 +757,7 @@ def vae_spectra_chart(sets: pd.DataFrame) -> alt.FacetChart:
         alt.Chart(both)
         .mark_line(point=True)
         .encode(
-            x=alt.X(
-                "frequency:Q",
-                scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING),
-                title="spatial frequency (cycles/pixel)",
-            ),
-            y=alt.Y(
-                "power:Q", scale=alt.Scale(type="log", nice=False, padding=EDGE_PADDING), title="mean radial power"
-            ),
+            **_spectrum_axes(),
             color=alt.Color(
                 "images:N", scale=alt.Scale(domain=domain, range=[DATA_COLOUR] + _SET_PALETTE), title="images"
             ),
