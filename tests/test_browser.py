@@ -416,6 +416,8 @@ def test_site_page_draws_every_chart_offline(site, browser, name):
             " && Array.from(document.images).every(img => img.complete)",
         )
         assert not_drawn(page) == [], f"{name}: not drawn (console: {visit.errors})"
+        # a table folded in a <details> (the Reproduce page's input checksums) shows once the reader opens it
+        page.evaluate("document.querySelectorAll('main details').forEach(d => { d.open = true; })")
         for table in page.locator("main table").all():
             assert table.locator("tr").count() > 1 and table.is_visible(), name
         screenshot(page, f"site-{Path(name).stem}", full_page=True)
@@ -567,6 +569,9 @@ def test_the_abstract_shows_the_variables_it_quotes(site, browser, smoke_study):
         shown = " ".join(visit.page.locator("main").inner_text().split())
     finally:
         visit.close()
+    # Quarto's smart punctuation prints a straight apostrophe or quote as a typographic one
+    typographic = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+    shown = shown.translate(typographic)
     for key in keys:
         value = functools.reduce(lambda node, part: node[part], key.split("."), variables)
         assert " ".join(str(value).split()) in shown, key
