@@ -642,9 +642,10 @@ def speed_shown(table: pd.DataFrame) -> Shown:
         )
 
     has_peer = ~table["peer"].str.startswith("none")
+    labels = table["model"].map(model_label)
     shown = pd.DataFrame(
         {
-            "model": table["model"].map(model_label),
+            "model": labels,
             "data": table["data"].str.replace(r"^(\S+) as (\d+)-D vectors$", rf"\1{NBSP}(\2{NB_HYPHEN}D)", regex=True),
             "peer": table["peer"].str.split(r"[ .]").str[0].where(has_peer, "none"),
             "params, ours / peer": pair("ours params", "peer params"),
@@ -657,19 +658,17 @@ def speed_shown(table: pd.DataFrame) -> Shown:
             "% of peak": table["% of matmul peak"],
         }
     )
-    peers = dict.fromkeys(
-        f"{model_label(m)}: {p}" for m, p in zip(table["model"], table["peer"]) if not p.startswith("none")
+    peers = dict.fromkeys(labels[has_peer] + ": " + table["peer"][has_peer])
+    alone = list(dict.fromkeys(labels[~has_peer]))
+    said = ([f"Peers: {'; '.join(peers)}."] if peers else []) + (
+        [f"No peer library implements {', '.join(alone)}: timed alone."] if alone else []
     )
-    alone = [model_label(m) for m, p in zip(table["model"], table["peer"]) if p.startswith("none")]
     notes = [
         "Ratios: ours / peer time (below 1: ours is faster); *step ratio*: each library's training step as it "
         "trains; *same optimizer*: both with the study's optimizer. *GFLOP/s* and *% of peak*: our step's "
         "arithmetic rate and its share of the single-thread fp32 matrix-product peak. *(64-D)*: the images "
         "as flat vectors, for both sides' vector architecture.",
-        "Peers: "
-        + "; ".join(peers)
-        + "."
-        + (f" No peer library implements {', '.join(alone)}: timed alone." if alone else ""),
+        " ".join(said),
     ]
     return Shown(readable(shown), notes)
 
