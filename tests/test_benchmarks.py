@@ -52,16 +52,31 @@ def test_matmul_peak_is_two_n_cubed_over_the_best_time(speed, monkeypatch):
 
 def test_merge_orders_rows_and_rescales_to_the_median_peak(speed, tmp_path):
     paths = []
-    for model, peak in (("maf", 3e9), ("realnvp", 1e9), ("flowpp", 2e9)):
+    for model, peak in (("flowpp", 3e9), ("realnvp", 1e9), ("maf", 2e9)):
         paths.append(tmp_path / f"{model}.json")
         paths[-1].write_text(json.dumps(speed_part(model, peak, 1e8, None if model == "flowpp" else 0.5)))
     speed.merge(paths, tmp_path / "out")
     merged = json.loads((tmp_path / "out" / "speed.json").read_text())
-    assert [r["model"] for r in merged["results"]] == ["realnvp", "maf", "flowpp"]  # the order of PAIRS
+    assert [r["model"] for r in merged["results"]] == ["maf", "realnvp", "flowpp"]  # the registry's order
     assert merged["matmul_peak_flop_per_s"] == 2e9
     assert all(r["ours"]["fraction_of_peak"] == pytest.approx(0.05) for r in merged["results"])
     text = (tmp_path / "out" / "speed.md").read_text()
     assert "| flowpp | toy2d |" in text and "none" in text
+
+
+def test_every_model_of_the_registry_is_timed(speed):
+    """A model is timed with no entry of its own: a VAE on MNIST, a flow on the 2-D data, and a one-pass
+    flow with a peer also on the digits as vectors."""
+    from vaeflow.models import registry
+
+    pairs = speed.pairs()
+    assert [m for m, _, shape in pairs if shape == "native"] == list(registry())
+    assert {(m, d) for m, d, shape in pairs if shape == "native" and registry()[m].latent_kind == "vae"} == {
+        ("vae", "mnist"),
+        ("vae_iaf", "mnist"),
+    }
+    assert sorted(m for m, d, shape in pairs if shape == "vector") == ["glow", "maf", "realnvp"]
+    assert all(d == "digits" for _, d, shape in pairs if shape == "vector")
 
 
 def test_merge_refuses_parts_timed_differently(speed, tmp_path):

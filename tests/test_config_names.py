@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vaeflow.config import ConfigError, validate_config
+from vaeflow.config import ConfigError, load_schema, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -18,7 +18,8 @@ SMOKE = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text(encoding="utf-
 
 
 def schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    """The schema as a study reads it: the model names filled in from the registry of models."""
+    return load_schema(SCHEMA)
 
 
 def put(path: tuple[str, ...], value: Any):
@@ -195,7 +196,11 @@ def test_the_schema_names_agree_with_the_registries():
     s = schema()
     defs = s["$defs"]
     assert sorted(defs["model_name"]["enum"]) == sorted(MODELS)
-    assert sorted(s["properties"]["models"]["properties"]) == sorted(MODELS)
+    # the schema's file names no model: a new model module needs no line of it
+    assert "enum" not in yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))["$defs"]["model_name"]
+    # one block per model of the registry; the option types and ranges are for models of the registry
+    assert list(s["properties"]["models"]["properties"]) == list(MODELS)
+    assert {d.removesuffix("_options") for d in defs if d.endswith("_options")} <= set(MODELS)
     assert sorted(defs["dataset_name"]["enum"]) == sorted(DATASETS)
     assert sorted(s["properties"]["datasets"]["properties"]) == sorted(DATASETS)
     images = next(part["enum"] for part in defs["image_dataset_name"]["allOf"] if "enum" in part)
@@ -207,3 +212,31 @@ def test_every_shipped_config_passes(name):
     from vaeflow.config import load_config
 
     load_config(ROOT / "config" / name, SCHEMA, check_device=False)
+
+
+@pytest.mark.parametrize("where", ["options", "dataset_options"])
+def test_an_option_the_model_does_not_take_is_rejected_by_name(where):
+    """Checked against the model's constructor, read from its source, also for a model whose block the
+    schema does not describe."""
+    config = copy.deepcopy(SMOKE)
+    block = config["models"]["realnvp"]
+    if where == "options":
+        block["options"]["coupling_layer"] = 4
+        place = "'models.realnvp.options'"
+    else:
+        block.setdefault("dataset_options", {})["digits"] = {"hiden": 8}
+        place = "'models.realnvp.dataset_options.digits'"
+    schema_without = load_schema(SCHEMA)  # as for a model whose options have no types in the schema
+    schema_without["properties"]["models"]["properties"]["realnvp"]["properties"] = {}
+    from vaeflow import config as config_module
+
+    original = config_module.load_schema
+    config_module.load_schema = lambda path: copy.deepcopy(schema_without)
+    try:
+        with pytest.raises(ConfigError) as caught:
+            validate_config(config, SCHEMA, "smoke.yaml", check_device=False)
+    finally:
+        config_module.load_schema = original
+    message = str(caught.value)
+    assert f"at {place}:" in message and "realnvp has no option" in message, message
+    assert "did you mean" in message and "coupling_layers" in message, message

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from brute_force import F64, dequantised_levels, jacobian_logdet, randomise
-from vaeflow.models import MODELS, build_model, model_options
+from vaeflow.models import MODELS, NOT_LITERAL, build_model, model_options, registry
 from vaeflow.models.base import DensityModel
 from vaeflow.models.flow import Flow
 from vaeflow.models.transforms import to_levels
@@ -261,3 +261,43 @@ def test_capabilities_agree_with_the_model(name: str, shape: tuple[int, ...], le
     else:
         assert z.shape[1] == model.latent_dim
     assert isinstance(model.latent_source, str) and model.latent_source
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_registry_card_reads_what_the_class_says(name: str) -> None:
+    """The registry reads each model from its source without importing it (the workflow plans
+    with it, torch-free): every fact it read is the class attribute Python resolves, and the
+    options are the constructor's, with the same literal defaults."""
+    card, cls = registry()[name], MODELS[name]
+    assert (card.module, card.cls) == (cls.__module__.rsplit(".", 1)[-1], cls.__name__) == (name, cls.__name__)
+    assert card.facts and all(getattr(cls, fact) == value for fact, value in card.facts.items())
+    for fact in ("label", "year", "exact", "latent_kind", "can_complete", "slow_density", "slow_sampling"):
+        assert card.facts[fact] == getattr(cls, fact), fact
+    options = model_options(cls)
+    assert dict.fromkeys(card.options) == dict.fromkeys(options)
+    literal = {k: v for k, v in card.options.items() if v is not NOT_LITERAL}
+    assert literal == {k: options[k] for k in literal}
+    assert card.prose_name and card.label
+
+
+def test_a_module_with_two_model_classes_is_refused(tmp_path, monkeypatch) -> None:
+    """The class that sets ``label`` is the module's model: two of them in one module are an error that
+    names the module."""
+    import vaeflow.models as models
+
+    (tmp_path / "twice.py").write_text(
+        "class A:\n    label = 'A'\n    exact = True\n    year = 2020\n\n"
+        "class B:\n    label = 'B'\n    exact = True\n    year = 2020\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(models, "PACKAGE_DIR", tmp_path)
+    models._sources.cache_clear()
+    models.registry.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"models/twice\.py: classes A, B all set `label`"):
+            models.registry()
+    finally:
+        monkeypatch.undo()
+        models._sources.cache_clear()
+        models.registry.cache_clear()
+    assert "twice" not in models.registry() and list(models.registry()) == list(MODELS)

@@ -1,9 +1,13 @@
 """The whole workflow on config/smoke.yaml, in a temporary copy of the project."""
 
+import hashlib
 import json
 import math
 import os
 import re
+import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -142,6 +146,71 @@ def test_editing_one_model_reruns_only_that_model(project, tmp_path):
     runs = 4 * 1  # datasets x seeds in the smoke config
     assert_downstream_of_runs(plan, runs, code_edited=True)
     assert models == {"realnvp"}
+
+
+def test_a_new_flow_is_one_module_one_config_block_and_its_test(project, tmp_path):
+    """docs/adding.md's way, with its worked example (tests/adding/: NICE): the model's module, its
+    block in the study's config and its test, and no other file. In a copy of the finished smoke
+    study, the new model's test passes, and the study trains, evaluates, probes, benchmarks and
+    reports it, rerunning nothing of the other models."""
+    example = Path(__file__).parent / "adding"
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    before = _tree(copy)
+    shutil.copy2(example / "nice.py", copy / "src/vaeflow/models/nice.py")
+    (copy / "tests").mkdir(exist_ok=True)
+    shutil.copy2(example / "test_nice.py", copy / "tests/test_nice.py")
+    config = copy / "config/smoke.yaml"
+    config.write_text(
+        config.read_text().replace("\nmodels:\n", "\nmodels:\n" + (example / "config_block.yaml").read_text(), 1)
+    )
+    changed = {path for path, digest in _tree(copy).items() if before.get(path) != digest}
+    assert changed == {"src/vaeflow/models/nice.py", "tests/test_nice.py", "config/smoke.yaml"}
+    assert "nice" in yaml.safe_load(config.read_text())["models"]
+
+    # its own test, in the copy
+    env = {**os.environ, "PYTHONPATH": str(copy / "src")}
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_nice.py"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert tested.returncode == 0 and "2 passed" in tested.stdout, tested.stdout + tested.stderr
+
+    plan, models = plan_of(snakemake(copy, "-n", *SMOKE).stdout)
+    assert_downstream_of_runs(plan, 4 * 1, code_edited=True)  # its runs: 4 datasets x 1 seed
+    assert models == {"nice"}
+    proc = snakemake(copy, "--cores", "2", *SMOKE)
+    assert "workflow finished in" in proc.stdout + proc.stderr
+
+    for dataset in ("digits", "mnist", "textures", "toy2d"):
+        run = copy / f"results/{dataset}/nice/seed0"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["exact"] is True and math.isfinite(metrics["test"]["bits_per_dim"]), metrics
+        probes = {p.stem for p in (run / "probes").glob("*.npz")}
+        expected = {"latents"} if dataset == "toy2d" else {"high_frequency", "anomaly", "latents"}
+        assert probes == expected, (dataset, probes)
+    speed = json.loads((copy / "results/benchmarks/speed.json").read_text())
+    (row,) = [r for r in speed["results"] if r["model"] == "nice"]
+    assert row["dataset"] == "toy2d" and row["peer"] is None and row["ours"]["step_time_s"] > 0
+    # reported: a row of the tables the site shows, and in the variables the site quotes, under its label
+    assert "\n| nice | deq |" in (copy / "results/tables/likelihood.md").read_text()
+    assert "\n| nice |" in (copy / "results/site-src/results/tables/likelihood.md").read_text()
+    variables = yaml.safe_load((copy / "results/variables.yml").read_text())
+    assert variables["cost"]["digits"]["nice"]["parameters"]
+    assert "NICE" in json.dumps(variables["likelihood"]["compare"])
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """sha256 of every file of a project copy but its results and Snakemake's state, by relative path."""
+    skip = ("results", ".snakemake")
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in root.rglob("*")
+        if path.is_file() and path.relative_to(root).parts[0] not in skip and "__pycache__" not in path.parts
+    }
 
 
 def test_a_touched_but_unchanged_source_file_reruns_nothing(project):

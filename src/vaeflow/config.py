@@ -329,30 +329,83 @@ def validate_config(
             f"invalid study configuration {where(path)}: at '{_key(path)}': {value} ({spelt} in YAML) is not a finite "
             f"number, and no setting of a study takes one. Give a finite number there (see {SCHEMA} for its range)."
         )
-    schema = yaml.load(Path(schema_path).read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+    schema = load_schema(schema_path)
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = list(validator.iter_errors(config))
     if errors:
         raise ConfigError(_schema_error(errors, where))
+    _check_model_options(config, where)
     _check_against_data(config, where)
-    _apply_logit_alpha(config, schema, where)
+    _apply_logit_alpha(config, where)
     if check_device:
         _check_device(config, where)
     return config
 
 
-def _apply_logit_alpha(config: dict[str, Any], schema: dict[str, Any], where: _Sources) -> None:
+def load_schema(schema_path: str | Path) -> dict[str, Any]:
+    """The schema, with the models filled in from their registry (:func:`vaeflow.models.registry`,
+    read from their modules: a new model module is a new name): in ``$defs``, ``model_name`` is one
+    of them, ``completion_model`` one that can complete images and ``bound_model`` one whose
+    likelihood on images is a bound; under ``properties.models``, each model's block
+    (``$defs/model_block``, its options against ``$defs/<name>_options`` where there is one)."""
+    from vaeflow.models import registry
+
+    schema = yaml.load(Path(schema_path).read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+    cards = registry()
+    subsets = {
+        "model_name": list(cards),
+        "completion_model": [name for name, card in cards.items() if card.facts.get("can_complete", True)],
+        "bound_model": [name for name, card in cards.items() if card.reports_bound(image=True)],
+    }
+    defs = schema["$defs"]
+    defs["model_name"]["enum"] = subsets["model_name"]
+    for name in ("completion_model", "bound_model"):
+        defs[name]["allOf"][1]["enum"] = subsets[name]
+    blocks = schema["properties"]["models"]["properties"]
+    for name in cards:
+        options = {"$ref": f"#/$defs/{name}_options"} if f"{name}_options" in defs else {"type": "object"}
+        blocks[name] = {
+            "$ref": "#/$defs/model_block",
+            "properties": {"options": options, "dataset_options": {"type": "object", "additionalProperties": options}},
+        }
+    return schema
+
+
+def _check_model_options(config: dict[str, Any], where: _Sources) -> None:
+    """Every option a model block sets is one its constructor takes (the registry reads them from the
+    model's source); the model checks the values when it is built."""
+    from vaeflow.models import registry
+
+    for model, block in config["models"].items():
+        accepted = registry()[model].options
+        places = [(("models", model, "options"), block.get("options") or {})]
+        places += [
+            (("models", model, "dataset_options", dataset), options)
+            for dataset, options in (block.get("dataset_options") or {}).items()
+        ]
+        for path, options in places:
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                guess = _closest(unknown[0], sorted(accepted))
+                raise ConfigError(
+                    f"invalid study configuration {where(path)}: at '{_key(path)}': {model} has no option "
+                    f"{unknown[0]!r}{f' (did you mean {guess!r}?)' if guess else ''}; its options are "
+                    f"{', '.join(sorted(accepted))}"
+                )
+
+
+def _apply_logit_alpha(config: dict[str, Any], where: _Sources) -> None:
     """Give the study's per-dataset ``logit_alpha`` to every model whose options take one.
 
     The value lands in ``models.<m>.dataset_options.<dataset>.logit_alpha`` (so each run's settings,
     and its run key, carry it); a model whose own options set another value for that dataset is an
     error, so the value lives in one place. Validating the result again changes nothing.
     """
-    models = schema["properties"]["models"]["properties"]
+    from vaeflow.models import registry
+
     for dataset, alpha in (config.get("logit_alpha") or {}).items():
         for model, block in config["models"].items():
-            options_ref = models[model]["properties"]["options"]["$ref"]
-            if "logit_alpha" not in schema["$defs"][options_ref.rsplit("/", 1)[-1]]["properties"]:
+            if "logit_alpha" not in registry()[model].options:
                 continue
             own = {**block.get("options", {}), **(block.get("dataset_options") or {}).get(dataset, {})}
             if "logit_alpha" in own and own["logit_alpha"] != float(alpha):  # equal: validated before (idempotent)

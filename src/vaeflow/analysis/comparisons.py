@@ -40,14 +40,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from vaeflow.analysis.figures import DASH, MODEL_LABELS, NBSP, Shown, sig
+from vaeflow.analysis.figures import DASH, NBSP, Shown, sig
+from vaeflow.models import registry
 
 #: the coverage of every interval this module reports
 CONFIDENCE = 0.95
-#: the VAE family; every other model of the study is a normalizing flow
-VAE_FAMILY = ("vae", "vae_iaf")
-#: how a model or dataset is named in a sentence (names missing here are printed as they are)
-MODEL_NAMES = {**MODEL_LABELS, "vae": "the VAE", "vae_iaf": "the VAE-IAF hybrid"}
+#: the VAE family (the models whose latent is a VAE's); every other model of the study is a normalizing flow
+VAE_FAMILY = tuple(name for name, card in registry().items() if card.latent_kind == "vae")
+#: how a model or dataset is named in a sentence (its class's ``prose_name``; ids missing here as they are)
+MODEL_NAMES = {name: card.prose_name for name, card in registry().items()}
 DATASET_NAMES = {
     "mnist": "MNIST",
     "digits": "the 8×8 digits",

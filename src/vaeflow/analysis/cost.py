@@ -994,17 +994,6 @@ def variables(
         rss = means["peak_rss_mib"].dropna()
         v["peak_rss_max_model"] = model_label(str(rss.idxmax())) if len(rss) else NOT_RECORDED
         v["peak_rss_max_mib"] = _r(rss.max()) if len(rss) else NOT_RECORDED
-        if "ffjord" in means.index and np.isfinite(means.loc["ffjord", ["nfe_train", "nfe_eval"]]).all():
-            v["ffjord_nfe_train_per_solve"] = _r(means.loc["ffjord", "nfe_train"])
-            v["ffjord_nfe_eval_per_solve"] = _r(means.loc["ffjord", "nfe_eval"])
-        if "maf" in means.index:
-            v["maf_density_over_sampling"] = _r(
-                means.loc["maf", "density_evals_per_s"] / means.loc["maf", "samples_per_s"]
-            )
-        if "iaf" in means.index:
-            v["iaf_sampling_over_density"] = _r(
-                means.loc["iaf", "samples_per_s"] / means.loc["iaf", "density_evals_per_s"]
-            )
         v.update(model_variables(g))
         out[dataset] = v
     return out
@@ -1034,5 +1023,27 @@ def model_variables(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
             "train_s": mean("train_wall_time_s"),
             "samples_per_s": mean("samples_per_s"),
             "density_evals_per_s": mean("density_evals_per_s"),
+            # how much faster one direction is than the other (MAF: density; IAF: sampling)
+            "density_over_sampling": _ratio(g, "density_evals_per_s", "samples_per_s"),
+            "sampling_over_density": _ratio(g, "samples_per_s", "density_evals_per_s"),
+            # function evaluations per ODE solve, for a model that solves one (FFJORD)
+            "nfe_train_per_solve": _mean_of_all(g, "nfe_train"),
+            "nfe_eval_per_solve": _mean_of_all(g, "nfe_eval"),
         }
     return out
+
+
+def _ratio(runs: pd.DataFrame, numerator: str, denominator: str) -> float | str:
+    """The ratio of two columns' means over the runs (3 significant figures), or "not recorded"."""
+    top, bottom = _mean_of_all(runs, numerator), _mean_of_all(runs, denominator)
+    if isinstance(top, str) or isinstance(bottom, str) or bottom <= 0:
+        return NOT_RECORDED
+    return _r(top / bottom)
+
+
+def _mean_of_all(runs: pd.DataFrame, column: str) -> float | str:
+    """A column's mean over the runs where every run recorded a finite value, else "not recorded"."""
+    values = pd.to_numeric(runs[column], errors="coerce") if column in runs else pd.Series(dtype=float)
+    if not len(values) or not np.isfinite(values).all():
+        return NOT_RECORDED
+    return _r(float(values.mean()))

@@ -1,7 +1,7 @@
 """Saving figures and tables the site embeds, and the conventions every one of them shares.
 
 **Figures** (Altair spec + static SVG/PNG): one colour per model across the whole site
-(:data:`MODEL_COLOURS`, used through :func:`model_color`), baselines in grey
+(:data:`MODEL_COLOURS`, used through :func:`model_colours`), baselines in grey
 (:data:`BASELINE_COLOUR`), and alt text on every chart (its Vega-Lite ``description``, which
 :func:`save_chart` requires and the site's chart embed uses). A bits/dim axis is set by the typical
 runs, not by a degenerate one: :func:`typical_ceiling` gives the top of a panel's typical range and
@@ -29,37 +29,38 @@ import pandas as pd
 import vl_convert as vlc
 
 from vaeflow.io import write_atomic, write_text_atomic
+from vaeflow.models import registry
 
 # --- figures ---------------------------------------------------------------------------------------
 
-#: the models in the order every figure and table lists them: the VAEs, then the flows
-MODELS = ("vae", "vae_iaf", "realnvp", "glow", "maf", "iaf", "ffjord", "flowpp")
-#: one colour per model on every figure of the site (VAEs warm, flows cool and neutral); never grey or
-#: black, which mark the baselines and the test data
-MODEL_COLOURS = {
-    "vae": "#e15759",
-    "vae_iaf": "#f28e2b",
-    "realnvp": "#4e79a7",
-    "glow": "#76b7b2",
-    "maf": "#59a14f",
-    "iaf": "#b07aa1",
-    "ffjord": "#9c755f",
-    "flowpp": "#b6992d",
-}
-#: how the site names each model in text, tables and legends; the site's variables give a model by this
-#: name, never by its configuration id (a sentence adds "the" before the VAEs: ``comparisons.model_name``)
-MODEL_LABELS = {
-    "vae": "VAE",
-    "vae_iaf": "VAE-IAF",
-    "realnvp": "Real NVP",
-    "glow": "Glow",
-    "maf": "MAF",
-    "iaf": "IAF",
-    "ffjord": "FFJORD",
-    "flowpp": "Flow++",
-}
-#: colours for models this list does not know, in order of their names
-EXTRA_COLOURS = ("#ff9da7", "#17becf", "#8c564b", "#bcbd22", "#1f77b4", "#d62728")
+#: the models in the order every figure and table lists them: the registry's (the VAEs, then the flows,
+#: each by the year of its paper; :func:`vaeflow.models.registry`)
+MODELS = tuple(registry())
+#: the site's model colours, given out in :data:`MODELS` order, so that a model has one colour on every
+#: figure (the VAEs come first and get the warm ones); never grey or black, which mark the baselines and
+#: the test data
+PALETTE = (
+    "#e15759",
+    "#f28e2b",
+    "#b07aa1",
+    "#59a14f",
+    "#4e79a7",
+    "#76b7b2",
+    "#9c755f",
+    "#b6992d",
+    "#ff9da7",
+    "#17becf",
+    "#8c564b",
+    "#bcbd22",
+    "#1f77b4",
+    "#d62728",
+)
+MODEL_COLOURS = {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(MODELS)}
+#: how the site names each model in text, tables and legends (its class's ``label``); the site's variables
+#: give a model by this name, never by its configuration id (a sentence names it by ``prose_name``)
+MODEL_LABELS = {name: card.label for name, card in registry().items()}
+#: colours for ids the registry does not know, in order of their names
+EXTRA_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
 BASELINE_COLOUR = "gray"
 DATA_COLOUR = "black"
 #: pixels between a panel's edge and its outermost data point, for axes set by the data or a fixed [0, 1]:

@@ -24,6 +24,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from vaeflow.models import bound_reported
+
 
 class DensityModel(nn.Module, ABC):
     """Base class: a generative model with a (bound on the) log-likelihood.
@@ -35,6 +37,13 @@ class DensityModel(nn.Module, ABC):
 
     exact: bool
     discrete: bool
+    #: the model's registry facts (:mod:`vaeflow.models` reads them from the source, so set them as
+    #: literals): ``label``, its name on the site, which also marks the module's model class;
+    #: ``year``, of its paper (the site lists the VAEs, then the flows, by year); ``prose_name``,
+    #: how a sentence names it where that is not the label ("the VAE")
+    label: str
+    year: int
+    prose_name: str = ""
     #: what ``log_prob`` is, and what ``log_prob_bound(x, k)`` is (reported as "<name>-<k>"),
     #: for models whose likelihood is a bound; exact models need neither.
     bound_name: str = "exact"
@@ -72,10 +81,14 @@ class DensityModel(nn.Module, ABC):
     #: differentiable in the image (not Flow++'s, whose dequantiser needs integer levels)
     can_complete: bool = True
 
+    #: whether the bound (where ``exact`` is False) comes from dequantising grey levels, so that on
+    #: real vectors the model is exact (Flow++'s variational dequantisation)
+    bound_needs_levels: bool = False
+
     def reports_bound(self) -> bool:
         """Whether ``log_prob`` is a bound (``bound_name``) with a tighter importance-weighted
         ``log_prob_bound`` and ``log_weights`` (VAEs; Flow++ on images), not the exact likelihood."""
-        return not self.exact
+        return bound_reported(self.exact, self.bound_needs_levels, self.levels is not None)
 
     def latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The latent code ``(B, L)`` of inputs ``x`` in the model's input space (what ``log_prob``

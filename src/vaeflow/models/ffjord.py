@@ -313,6 +313,9 @@ class FFJORD(Flow):
       docstring), Hutchinson (stochastic, unbiased) otherwise.
     """
 
+    label = "FFJORD"
+    year = 2019  # Grathwohl et al., FFJORD: free-form continuous dynamics for scalable reversible generative models
+
     width_option_images = "hidden_channels"  # the dynamics network's convolutions
 
     slow_density = True  # an adaptive ODE solve with the trace of the Jacobian

@@ -144,6 +144,10 @@ class FlowPP(MultiScaleFlow):
     sampling is :class:`~vaeflow.models.flow.Flow`'s.
     """
 
+    label = "Flow++"
+    year = 2019  # Ho et al., Flow++: improving flow-based generative models with variational dequantization
+    bound_needs_levels = True  # its bound dequantises grey levels: on real vectors it is exact
+
     width_option_images = "hidden_channels"  # the coupling networks' convolutions
 
     exact = False  # the instance overrides both: True / False on real vectors

@@ -155,6 +155,9 @@ class Glow(Flow):
     every prior's std (top and split priors) by ``T``, Glow's temperature sampling.
     """
 
+    label = "Glow"
+    year = 2018  # Kingma & Dhariwal, Glow: generative flow with invertible 1x1 convolutions
+
     width_option_images = "hidden_channels"  # the coupling networks' convolutions
 
     def __init__(

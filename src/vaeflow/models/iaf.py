@@ -64,6 +64,9 @@ class IAF(AutoregressiveFlow):
     ``order`` ["reverse"], ``max_log_scale`` [3.0].
     """
 
+    label = "IAF"
+    year = 2016  # Kingma et al., Improved variational inference with inverse autoregressive flow
+
     slow_density = True  # D sequential MADE passes per block
 
     def __init__(

@@ -242,6 +242,9 @@ class MAF(AutoregressiveFlow):
     examples of the batch); ``max_log_scale`` [3.0]: soft bound on each block's ``|α_i|``.
     """
 
+    label = "MAF"
+    year = 2017  # Papamakarios, Pavlakou & Murray, Masked autoregressive flow for density estimation
+
     slow_sampling = True  # D sequential MADE passes per block
 
     def __init__(

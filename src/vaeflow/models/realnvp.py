@@ -34,6 +34,9 @@ class RealNVP(MultiScaleFlow):
     the density, bound, loss and sampling are :class:`~vaeflow.models.flow.Flow`'s.
     """
 
+    label = "Real NVP"
+    year = 2017  # Dinh, Sohl-Dickstein & Bengio, Density estimation using Real NVP
+
     width_option_images = "hidden_channels"  # the coupling networks' convolutions
 
     def __init__(

@@ -81,6 +81,10 @@ class VAE(DensityModel):
     ``discrete`` is True when ``levels`` is given (discretised-logistic decoder), else False.
     """
 
+    label = "VAE"
+    prose_name = "the VAE"
+    year = 2014  # Kingma & Welling, Auto-encoding variational Bayes
+
     exact = False
     discrete = True  # the instance overrides this: False for real-valued data (levels None)
     bound_name = "ELBO"

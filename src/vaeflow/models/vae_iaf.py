@@ -50,6 +50,10 @@ class VAEIAF(VAE):
     ``log q(z_T|x) - log p(z_T)`` in :meth:`loss`.
     """
 
+    label = "VAE-IAF"
+    prose_name = "the VAE-IAF hybrid"
+    year = 2016  # Kingma et al., Improved variational inference with inverse autoregressive flow
+
     def __init__(
         self,
         data_shape: tuple[int, ...],

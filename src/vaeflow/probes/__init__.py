@@ -10,8 +10,8 @@ run, in parallel and cached, and the analysis notebooks only aggregate. Each pro
   ``analyses.<probe>`` block of the config (``settings``, with ``seed``), and the other
   prepared datasets of the study by name (``others``; only probes that need them get them).
 
-The registry below says which runs each probe covers (:func:`applies`, by model name,
-dataset name and whether the dataset is images) and which keys of its settings block only
+The registry below says which runs each probe covers (:func:`applies`, by the model's registry
+card and whether the dataset is images) and which keys of its settings block only
 the notebook reads (:data:`NOTEBOOK_KEYS`; the probe job leaves them out of the probe's
 settings, so changing one reruns the notebook and not every probe). Both live here, not in
 the probe modules, because the workflow asks them while planning jobs and the probe modules
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
+from vaeflow.models import registry
 
 #: probe name -> module; the config's ``analyses`` block has one settings block per probe
 PROBES: dict[str, str] = {
@@ -51,18 +53,20 @@ NOTEBOOK_KEYS: dict[str, frozenset[str]] = {
 def applies(probe: str, model: str, dataset: str, image: bool) -> bool:
     """Whether ``probe`` covers the run of ``model`` on ``dataset`` (``image``: a dataset of images).
 
-    * likelihood: bound models only, the VAEs everywhere and Flow++ on images (on vectors
-      Flow++ has no dequantiser and is an exact flow);
+    * likelihood: the runs that report a bound (the model's registry card,
+      :meth:`vaeflow.models.ModelCard.reports_bound`: the VAEs everywhere, Flow++ on images);
     * high_frequency and anomaly: every model on every image dataset (spectra and
       out-of-distribution images need images; 2-D toy data have neither);
     * latents: every run (a VAE's posterior, a flow's base variable).
 
-    The likelihood rule restates, by name, the models' ``reports_bound()`` (the workflow asks
-    this while planning, which must not import torch and so cannot build a model);
-    tests/test_model_contract.py checks the two agree for every registered model.
+    The workflow asks this while planning, which must not import torch: the card is read from the
+    model's source; tests/test_model_contract.py checks it against the built models.
     """
     if probe == "likelihood":
-        return model in ("vae", "vae_iaf") or (model == "flowpp" and bool(image))
+        cards = registry()
+        if model not in cards:
+            raise ValueError(f"unknown model {model!r}; known models: {', '.join(cards)}")
+        return cards[model].reports_bound(bool(image))
     if probe in ("high_frequency", "anomaly"):
         return bool(image)
     if probe == "latents":
