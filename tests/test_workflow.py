@@ -201,7 +201,8 @@ def test_a_new_flow_is_one_module_one_config_block_and_its_test(project, tmp_pat
     (row,) = [r for r in speed["results"] if r["model"] == "nice"]
     assert row["dataset"] == "toy2d" and row["peer"] is None and row["ours"]["step_time_s"] > 0
     # reported: a row of the tables the site shows, and in the variables the site quotes, under its label
-    assert "\n| nice | deq |" in (copy / "results/tables/likelihood.md").read_text()
+    k = yaml.safe_load(config.read_text())["evaluation"]["iwae_k"]  # on images its IW-uniform-k (evaluate.py)
+    assert f"\n| nice | iw-uniform-{k} |" in (copy / "results/tables/likelihood.md").read_text()
     assert "\n| nice |" in (copy / "results/site-src/results/tables/likelihood.md").read_text()
     variables = yaml.safe_load((copy / "results/variables.yml").read_text())
     assert variables["cost"]["digits"]["nice"]["parameters"]
