@@ -16,7 +16,7 @@ import torch
 
 from brute_force import randomise
 from vaeflow.data import PreparedDataset
-from vaeflow.evaluation.evaluate import _uniform_iw, evaluate, uniform_iw_applies
+from vaeflow.evaluation.evaluate import _per_example, evaluate, uniform_iw_applies
 from vaeflow.models import build_model
 
 LEVELS = 4
@@ -56,7 +56,9 @@ def test_iw_uniform_lies_between_the_single_draw_bound_and_log_p_and_tightens_wi
     jensen = draws.mean(0)  # E_u[log p(x + u)], the single-draw bound
     expected = {}  # E[IW-uniform-k] per image: the mean of repeated estimates with other draws
     for k, repeats in ((10, 200), (100, 40), (3000, 4)):
-        runs = torch.stack([_uniform_iw(flow, IMAGES, LEVELS, k, seed=r, batch=16) for r in range(repeats)])
+        runs = torch.stack(
+            [_per_example(flow, IMAGES, LEVELS, k, r, 16, "log_prob", combine="logmeanexp") for r in range(repeats)]
+        )
         expected[k], se = runs.mean(0), runs.std(0) / math.sqrt(repeats)
         # a lower bound: no image's estimate above log P(x) by more than its Monte-Carlo error
         assert (expected[k] <= exact + 4 * se + 1e-3).all(), (k, ((expected[k] - exact) / se).max())
@@ -70,19 +72,7 @@ def test_iw_uniform_lies_between_the_single_draw_bound_and_log_p_and_tightens_wi
 def test_evaluation_reports_iw_uniform_as_the_flows_headline_on_images(flow):
     rng = np.random.default_rng(0)
     levels = rng.integers(0, LEVELS, size=(40, 1, 1, 2)).astype(np.uint8)
-    data = PreparedDataset(
-        name="tiny",
-        levels=LEVELS,
-        train=levels,
-        val=levels[:10],
-        test=levels[:20],
-        train_labels=None,
-        val_labels=None,
-        test_labels=None,
-        options={},
-        seed=0,
-        source="test",
-    )
+    data = PreparedDataset("tiny", LEVELS, levels, levels[:10], levels[:20], None, None, None, {}, 0, "test")
     model = flow.float()
     settings = {"iwae_k": 50, "dequantization_draws": 2, "batch_size": 8, "samples": 4, "seed": 0, "train_examples": 10}
     assert uniform_iw_applies(model, LEVELS) and not uniform_iw_applies(model, None)
