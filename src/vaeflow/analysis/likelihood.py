@@ -313,6 +313,11 @@ def baseline_margins(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFram
                 "discrete": bool(reference["discrete"]),
                 "distilled": bool(group["trained_by"].str.startswith("density distillation").any()),
                 "ceiling": bool((~group["converged"].astype(bool)).any()),
+                # the evidence the findings quote for a model that does not beat the baseline
+                "bound": str(group["bound"].iloc[0]),
+                "train_bpd": float(group["train_bpd"].mean()),
+                "val_bpd": float(group["val_bpd"].mean()),
+                "single_draw_bpd": float(group["test_elbo_bpd"].astype(float).mean()),
             }
         )
     return pd.DataFrame(rows)
@@ -523,6 +528,40 @@ def _causes(row: pd.Series) -> list[str]:
     return causes
 
 
+# validation bits/dim within this of training's: the model fits held-out data as well as its own, so it
+# underfits (its capacity or training, not overfitting, limits it)
+UNDERFIT_GAP = 0.05
+
+
+def _evidence(row: Any, margins: pd.DataFrame) -> str:
+    """What this build measured about one model that did not beat its dataset's baseline: its training and
+    validation bits/dim (underfitting or overfitting), how much its importance-weighted bound recovers of its
+    single-draw one, and which models of the same dataset, scored the same way, do beat the baseline."""
+    gap = row.val_bpd - row.train_bpd
+    fit = (
+        f"it underfits (validation within {gap:+.3f} of training)"
+        if gap < UNDERFIT_GAP
+        else f"it overfits (validation {gap:+.3f} above training)"
+    )
+    said = (
+        f"{row.model} on {row.dataset}: training {row.train_bpd:.3f} and validation {row.val_bpd:.3f} bits/dim, {fit}"
+    )
+    if row.bound != "exact" and not math.isnan(row.single_draw_bpd):
+        said += f"; its {row.bound} lies {row.single_draw_bpd - row.test_bpd:.3f} below its single-draw bound"
+    alike = margins[
+        (margins["dataset"] == row.dataset)
+        & margins["beats"]
+        & (margins["exact"] == row.exact)
+        & (margins["model"] != row.model)
+    ]
+    if len(alike):
+        said += (
+            f"; {', '.join(alike['model'])}, scored the same way at the same budget, "
+            f"{'beats' if len(alike) == 1 else 'beat'} the baseline, so that accounting alone does not explain it"
+        )
+    return said
+
+
 def _pairs(frame: pd.DataFrame) -> str:
     """``"glow, maf on mnist; vae on toy2d"``: the models of ``frame``, by dataset."""
     return "; ".join(
@@ -559,12 +598,13 @@ def baseline_findings(margins: pd.DataFrame) -> dict[str, str]:
         applies = causes.map(lambda found, key=key: key in found)
         if applies.any():
             reasons.append(f"{text} (here: {_pairs(losing[applies])}).")
+    measured = "; ".join(_evidence(row, margins) for row in losing.itertuples(index=False))
     return {
         "summary": (
             f"{len(losing)} of {len(margins)} model-dataset pairs did not beat the reference baseline of "
             f"their dataset: {listed}."
         ),
-        "explanation": " ".join(reasons),
+        "explanation": " ".join(reasons) + f" Measured in this build: {measured}.",
     }
 
 
