@@ -171,7 +171,7 @@ def _nfe(diagnostics: Mapping[str, Any], key: str) -> float:
 
 
 def format_options(options: Mapping[str, Any]) -> str:
-    """A run's model options as the config gave them, in words: ``"hidden = 256, latent_dim = 16"`` (keys sorted)."""
+    """A run's model options as the model was built, in words: ``"hidden = 256, latent_dim = 16"`` (keys sorted)."""
     return ", ".join(f"{key} = {value}" for key, value in sorted(options.items())) if options else "none (defaults)"
 
 
@@ -199,7 +199,8 @@ def load_runs(metrics_paths: list[str | Path]) -> pd.DataFrame:
             )
         cost: dict[str, Any] = json.loads(timing_path.read_text(encoding="utf-8"))
         training = t.get("run", {}).get("training", {})
-        options = t.get("run", {}).get("options")
+        # the options the model was built with (its width fitted to the parameter budget), else the config's
+        options = t.get("options", t.get("run", {}).get("options"))
         curves = path.with_name("curves.csv")
         rows.append(
             {
