@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from vaeflow.io import read_json, write_text_atomic
-from vaeflow.site.reproduce import job_key, record, run_seconds
+from vaeflow.site.reproduce import record, run_seconds, same_job
 
 
 def hardware() -> dict[str, str]:
@@ -57,14 +57,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _job_seconds(paths: list[str], metadata_dir: Path) -> dict[str, list[float]]:
     """Run time of the job behind each path (one per job), grouped by rule."""
-    seen: set[tuple] = set()
+    seen: list[dict] = []
     times: dict[str, list[float]] = defaultdict(list)
     for path in paths:
         meta = record(path, metadata_dir)
-        key, seconds = job_key(meta), run_seconds(meta)
-        if key in seen or seconds is None:
+        seconds = run_seconds(meta)
+        if seconds is None or any(same_job(other, meta) for other in seen):
             continue
-        seen.add(key)
+        seen.append(meta)
         times[meta["rule"]].append(seconds)
     return times
 

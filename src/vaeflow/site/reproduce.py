@@ -51,9 +51,19 @@ class Job:
         return run_seconds(self.record)
 
 
-def job_key(meta: dict) -> tuple:
-    """The same for every output one job wrote (their records differ only in start time)."""
-    return meta["rule"], meta.get("job_hash"), meta.get("endtime")
+# Snakemake stamps each output's record separately, so the records of one job's outputs differ in their start
+# and end times by milliseconds; two jobs of one rule and job hash start far further apart than this
+SAME_JOB_S = 1.0
+
+
+def same_job(a: dict, b: dict) -> bool:
+    """Whether two output records were written by one job: same rule and job hash, started within
+    :data:`SAME_JOB_S` of each other (records without start times: the same end time)."""
+    if (a["rule"], a.get("job_hash")) != (b["rule"], b.get("job_hash")):
+        return False
+    if a.get("starttime") is None or b.get("starttime") is None:
+        return a.get("endtime") == b.get("endtime")
+    return abs(float(a["starttime"]) - float(b["starttime"])) < SAME_JOB_S
 
 
 def run_seconds(meta: dict) -> float | None:
@@ -88,12 +98,16 @@ def record(path: str, metadata_dir: Path) -> dict:
 
 def group_by_job(paths: list[str], metadata_dir: Path) -> list[Job]:
     """The site's outputs grouped by the job that wrote them, in rule order."""
-    jobs: dict[tuple, Job] = {}
+    jobs: list[Job] = []
     for path in sorted(paths):
         output = classify(path)
         meta = record(path, metadata_dir)
-        jobs.setdefault(job_key(meta), Job(meta["rule"], meta)).outputs.append(output)
-    return sorted(jobs.values(), key=lambda job: job.rule)
+        job = next((job for job in jobs if same_job(job.record, meta)), None)
+        if job is None:
+            job = Job(meta["rule"], meta)
+            jobs.append(job)
+        job.outputs.append(output)
+    return sorted(jobs, key=lambda job: job.rule)
 
 
 def rebuild_command(rule: str, path: str, configfiles: list[str]) -> str:
