@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from vaeflow.io import read_json, write_text_atomic
-from vaeflow.site.reproduce import record, run_seconds, same_job
+from vaeflow.site.reproduce import distinct_jobs, run_seconds
 
 
 def hardware() -> dict[str, str]:
@@ -57,15 +57,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _job_seconds(paths: list[str], metadata_dir: Path) -> dict[str, list[float]]:
     """Run time of the job behind each path (one per job), grouped by rule."""
-    seen: list[dict] = []
     times: dict[str, list[float]] = defaultdict(list)
-    for path in paths:
-        meta = record(path, metadata_dir)
+    for meta, _ in distinct_jobs(paths, metadata_dir):
         seconds = run_seconds(meta)
-        if seconds is None or any(same_job(other, meta) for other in seen):
-            continue
-        seen.append(meta)
-        times[meta["rule"]].append(seconds)
+        if seconds is not None:
+            times[meta["rule"]].append(seconds)
     return times
 
 

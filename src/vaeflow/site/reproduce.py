@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,16 +99,24 @@ def record(path: str, metadata_dir: Path) -> dict:
 
 def group_by_job(paths: list[str], metadata_dir: Path) -> list[Job]:
     """The site's outputs grouped by the job that wrote them, in rule order."""
-    jobs: list[Job] = []
-    for path in sorted(paths):
-        output = classify(path)
-        meta = record(path, metadata_dir)
-        job = next((job for job in jobs if same_job(job.record, meta)), None)
-        if job is None:
-            job = Job(meta["rule"], meta)
-            jobs.append(job)
-        job.outputs.append(output)
+    outputs = {path: classify(path) for path in sorted(paths)}
+    jobs = [
+        Job(meta["rule"], meta, [outputs[p] for p in wrote]) for meta, wrote in distinct_jobs(outputs, metadata_dir)
+    ]
     return sorted(jobs, key=lambda job: job.rule)
+
+
+def distinct_jobs(paths: Iterable[str], metadata_dir: Path) -> list[tuple[dict, list[str]]]:
+    """Each job behind ``paths`` once (:func:`same_job`): its first path's record and the paths it wrote."""
+    jobs: list[tuple[dict, list[str]]] = []
+    for path in paths:
+        meta = record(path, metadata_dir)
+        found = next((wrote for first, wrote in jobs if same_job(first, meta)), None)
+        if found is None:
+            jobs.append((meta, [path]))
+        else:
+            found.append(path)
+    return jobs
 
 
 def rebuild_command(rule: str, path: str, configfiles: list[str]) -> str:
